@@ -1,0 +1,25 @@
+# The two commands a newcomer needs: `make demo` (the whole stack, end to end) and `make test`.
+.PHONY: setup demo test bench proto lint clean
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	.venv/bin/cnn demo
+
+test:
+	scripts/test.sh
+
+bench:
+	scripts/setup.sh --bench
+	.venv/bin/python -m core.bench
+	.venv/bin/python -m server.bench
+
+proto: setup
+	.venv/bin/python scripts/gen_proto.py
+
+lint: setup
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+clean:
+	rm -rf .venv .numba-cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The `cnn` command line: one tool for serving, training, inspecting and classifying."""

@@ -1,0 +1,179 @@
+"""Pooling kernels (NCHW).
+
+Output size: ``OH = 1 + (H + pad_top + pad_bottom - KH) // sh`` (same for W). Max pooling ignores
+padded positions (as if -inf); average pooling divides by the number of in-input positions of
+each window (padding is not counted).
+"""
+
+from __future__ import annotations
+
+import numba
+
+
+@numba.njit(parallel=True, cache=True)
+def maxpool_forward(x, kh, kw, sh, sw, pt, pl, out, argmax):
+    """x (N, C, H, W) -> out (N, C, OH, OW); argmax (N, C, OH, OW) int64 = flat index y*W + x of
+    the maximum inside x[n, c] (-1 if the window holds no input pixel; out is then 0)."""
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = out.shape[2], out.shape[3]
+    for r in numba.prange(n_ * c_):
+        n = r // c_
+        c = r % c_
+        src = x[n, c]
+        for oy in range(oh_):
+            y0 = oy * sh - pt
+            for ox in range(ow_):
+                x0 = ox * sw - pl
+                best = src[0, 0]
+                idx = -1
+                for i in range(kh):
+                    iy = y0 + i
+                    if iy < 0 or iy >= h_:
+                        continue
+                    for j in range(kw):
+                        ix = x0 + j
+                        if ix < 0 or ix >= w_:
+                            continue
+                        v = src[iy, ix]
+                        if idx < 0 or v > best:
+                            best = v
+                            idx = iy * w_ + ix
+                if idx < 0:
+                    best = 0
+                out[n, c, oy, ox] = best
+                argmax[n, c, oy, ox] = idx
+
+
+def maxpool_forward_reference(x, kh, kw, sh, sw, pt, pl, out, argmax):
+    """Plain-loop twin of :func:`maxpool_forward`."""
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = out.shape[2], out.shape[3]
+    for n in range(n_):
+        for c in range(c_):
+            for oy in range(oh_):
+                for ox in range(ow_):
+                    best, idx = 0.0, -1
+                    for i in range(kh):
+                        for j in range(kw):
+                            iy, ix = oy * sh - pt + i, ox * sw - pl + j
+                            if 0 <= iy < h_ and 0 <= ix < w_ and (idx < 0 or x[n, c, iy, ix] > best):
+                                best, idx = x[n, c, iy, ix], iy * w_ + ix
+                    out[n, c, oy, ox] = best
+                    argmax[n, c, oy, ox] = idx
+
+
+@numba.njit(parallel=True, cache=True)
+def maxpool_backward(dout, argmax, dx):
+    """dx (N, C, H, W) overwritten: each dout[n, c, oy, ox] is added at its argmax position."""
+    n_, c_, h_, w_ = dx.shape
+    oh_, ow_ = dout.shape[2], dout.shape[3]
+    for r in numba.prange(n_ * c_):
+        n = r // c_
+        c = r % c_
+        dst = dx[n, c]
+        for y in range(h_):
+            for x in range(w_):
+                dst[y, x] = 0
+        for oy in range(oh_):
+            for ox in range(ow_):
+                idx = argmax[n, c, oy, ox]
+                if idx >= 0:
+                    dst[idx // w_, idx % w_] += dout[n, c, oy, ox]
+
+
+def maxpool_backward_reference(dout, argmax, dx):
+    """Plain-loop twin of :func:`maxpool_backward`."""
+    n_, c_, h_, w_ = dx.shape
+    dx[...] = 0
+    for n in range(n_):
+        for c in range(c_):
+            for oy in range(dout.shape[2]):
+                for ox in range(dout.shape[3]):
+                    idx = argmax[n, c, oy, ox]
+                    if idx >= 0:
+                        dx[n, c, idx // w_, idx % w_] += dout[n, c, oy, ox]
+
+
+@numba.njit(parallel=True, cache=True)
+def avgpool_forward(x, kh, kw, sh, sw, pt, pl, out):
+    """x (N, C, H, W) -> out (N, C, OH, OW): mean of the in-input pixels of each window."""
+    n_, c_, h_, w_ = x.shape
+    oh_, ow_ = out.shape[2], out.shape[3]
+    for r in numba.prange(n_ * c_):
+        n = r // c_
+        c = r % c_
+        src = x[n, c]
+        for oy in range(oh_):
+            y0 = max(oy * sh - pt, 0)
+            y1 = min(oy * sh - pt + kh, h_)
+            for ox in range(ow_):
+                x0 = max(ox * sw - pl, 0)
+                x1 = min(ox * sw - pl + kw, w_)
+                acc = 0.0
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        acc += src[iy, ix]
+                cnt = (y1 - y0) * (x1 - x0)
+                out[n, c, oy, ox] = acc / cnt if cnt > 0 else 0.0
+
+
+def avgpool_forward_reference(x, kh, kw, sh, sw, pt, pl, out):
+    """Plain-loop twin of :func:`avgpool_forward`."""
+    n_, c_, h_, w_ = x.shape
+    for n in range(n_):
+        for c in range(c_):
+            for oy in range(out.shape[2]):
+                for ox in range(out.shape[3]):
+                    acc, cnt = 0.0, 0
+                    for i in range(kh):
+                        for j in range(kw):
+                            iy, ix = oy * sh - pt + i, ox * sw - pl + j
+                            if 0 <= iy < h_ and 0 <= ix < w_:
+                                acc += float(x[n, c, iy, ix])
+                                cnt += 1
+                    out[n, c, oy, ox] = acc / cnt if cnt else 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def avgpool_backward(dout, kh, kw, sh, sw, pt, pl, dx):
+    """Adjoint of :func:`avgpool_forward`; dx (N, C, H, W) is overwritten."""
+    n_, c_, h_, w_ = dx.shape
+    oh_, ow_ = dout.shape[2], dout.shape[3]
+    for r in numba.prange(n_ * c_):
+        n = r // c_
+        c = r % c_
+        dst = dx[n, c]
+        for y in range(h_):
+            for x in range(w_):
+                dst[y, x] = 0
+        for oy in range(oh_):
+            y0 = max(oy * sh - pt, 0)
+            y1 = min(oy * sh - pt + kh, h_)
+            for ox in range(ow_):
+                x0 = max(ox * sw - pl, 0)
+                x1 = min(ox * sw - pl + kw, w_)
+                cnt = (y1 - y0) * (x1 - x0)
+                if cnt <= 0:
+                    continue
+                g = dout[n, c, oy, ox] / cnt
+                for iy in range(y0, y1):
+                    for ix in range(x0, x1):
+                        dst[iy, ix] += g
+
+
+def avgpool_backward_reference(dout, kh, kw, sh, sw, pt, pl, dx):
+    """Plain-loop twin of :func:`avgpool_backward`."""
+    n_, c_, h_, w_ = dx.shape
+    dx[...] = 0
+    for n in range(n_):
+        for c in range(c_):
+            for oy in range(dout.shape[2]):
+                for ox in range(dout.shape[3]):
+                    cells = [
+                        (oy * sh - pt + i, ox * sw - pl + j)
+                        for i in range(kh)
+                        for j in range(kw)
+                        if 0 <= oy * sh - pt + i < h_ and 0 <= ox * sw - pl + j < w_
+                    ]
+                    for iy, ix in cells:
+                        dx[n, c, iy, ix] += dout[n, c, oy, ox] / len(cells)

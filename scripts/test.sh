@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it: set-up, lint, format check, types, tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-$PWD/.numba-cache}
+echo "== ruff check";  .venv/bin/ruff check .
+echo "== ruff format"; .venv/bin/ruff format --check .
+echo "== mypy";        .venv/bin/mypy
+echo "== pytest";      .venv/bin/pytest "$@"
