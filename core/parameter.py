@@ -8,8 +8,8 @@ import numpy as np
 class Parameter:
     """A trainable array and its gradient.
 
-    ``grad`` has the shape and dtype of ``value``; layers' ``backward`` ADDS into it (so a value used
-    twice gets the sum of both contributions), ``zero_grad()`` resets it to 0.
+    ``grad`` has the shape and dtype of ``value``; layers' ``backward`` ADDS into it (so a value
+    used twice gets the sum of both contributions), ``zero_grad()`` resets it to 0.
     """
 
     __slots__ = ("grad", "value")

@@ -1,20 +1,23 @@
-"""Convolution kernels: im2col / col2im (GEMM done by BLAS in the layer) and layout transposes.
+"""Convolution kernels (NCHW): per-sample im2col + BLAS GEMM inside one Numba parallel loop.
 
-Column layout ("CKN"): ``cols`` has shape (C, KH, KW, N, OH, OW), so that
-``cols.reshape(G, C//G * KH * KW, N * OH * OW)`` is a free view and one BLAS GEMM per group
-computes the whole batch: ``y[g] = w[g] (F/G, C/G*KH*KW) @ cols[g]`` -> (F, N*OH*OW).
+The batch is split over Numba threads (``prange`` over samples); each thread lowers one sample at
+a time into a small column matrix ``cols`` (C/G*KH*KW, OH*OW), which stays in cache, and calls a
+single-threaded BLAS GEMM on it. So there is exactly one thread pool (Numba's) and no large
+intermediate. Row r = (c*KH + i)*KW + j of ``cols`` holds x_pad[c, oy*sh - pt + i*dh,
+ox*sw - pl + j*dw] at column q = oy*OW + ox (0 outside the input).
 
 Output size: ``OH = 1 + (H + pad_top + pad_bottom - dh * (KH - 1) - 1) // sh`` (same for W).
-Padding beyond the input reads as 0.
+Weight (F, C/G, KH, KW), bias (F,); channel block g of the input meets filter block g.
 """
 
 from __future__ import annotations
 
 import numba
+import numpy as np
 
 
 @numba.njit(inline="always")
-def _valid_range(pad: int, k_off: int, stride: int, size: int, out_size: int) -> tuple[int, int]:
+def _valid_range(pad, k_off, stride, size, out_size):
     """Output positions o in [lo, hi) for which o*stride - pad + k_off lies in [0, size)."""
     start = pad - k_off  # need o*stride >= start
     lo = 0 if start <= 0 else (start + stride - 1) // stride
@@ -27,161 +30,107 @@ def _valid_range(pad: int, k_off: int, stride: int, size: int, out_size: int) ->
     return lo, hi
 
 
-@numba.njit(parallel=True, cache=True)
-def im2col(x, sh, sw, pt, pl, dh, dw, cols):
-    """x (N, C, H, W) -> cols (C, KH, KW, N, OH, OW); cols[c,i,j,n,oy,ox] = x_pad[n,c,iy,ix]
-    with iy = oy*sh - pt + i*dh, ix = ox*sw - pl + j*dw (0 outside the input)."""
-    n_, c_, h_, w_ = x.shape
-    kh_, kw_ = cols.shape[1], cols.shape[2]
-    oh_, ow_ = cols.shape[4], cols.shape[5]
-    zero = x.dtype.type(0)
-    for r in numba.prange(c_ * kh_ * kw_ * n_):
-        n = r % n_
-        row = r // n_
-        j = row % kw_
-        i = (row // kw_) % kh_
-        c = row // (kw_ * kh_)
-        lo, hi = _valid_range(pl, j * dw, sw, w_, ow_)
-        for oy in range(oh_):
-            iy = oy * sh - pt + i * dh
-            dst = cols[c, i, j, n, oy]
-            if iy < 0 or iy >= h_:
-                for ox in range(ow_):
-                    dst[ox] = zero
-                continue
-            src = x[n, c, iy]
-            for ox in range(lo):
-                dst[ox] = zero
-            base = j * dw - pl
-            for ox in range(lo, hi):
-                dst[ox] = src[ox * sw + base]
-            for ox in range(hi, ow_):
-                dst[ox] = zero
-
-
-def im2col_reference(x, sh, sw, pt, pl, dh, dw, cols):
-    """Plain-loop twin of :func:`im2col`."""
-    n_, c_, h_, w_ = x.shape
-    _, kh_, kw_, _, oh_, ow_ = cols.shape
-    for c in range(c_):
-        for i in range(kh_):
-            for j in range(kw_):
-                for n in range(n_):
-                    for oy in range(oh_):
-                        for ox in range(ow_):
-                            iy = oy * sh - pt + i * dh
-                            ix = ox * sw - pl + j * dw
-                            inside = 0 <= iy < h_ and 0 <= ix < w_
-                            cols[c, i, j, n, oy, ox] = x[n, c, iy, ix] if inside else 0
-
-
-@numba.njit(parallel=True, cache=True)
-def col2im(cols, sh, sw, pt, pl, dh, dw, dx):
-    """Adjoint of :func:`im2col`: dx (N, C, H, W) = sum of cols entries mapping to each pixel.
-
-    dx is overwritten (not accumulated)."""
-    n_, c_, h_, w_ = dx.shape
-    kh_, kw_ = cols.shape[1], cols.shape[2]
-    oh_, ow_ = cols.shape[4], cols.shape[5]
-    for r in numba.prange(n_ * c_):
-        n = r // c_
-        c = r % c_
-        out = dx[n, c]
-        for y in range(h_):
-            for x in range(w_):
-                out[y, x] = 0
-        for i in range(kh_):
-            for j in range(kw_):
-                lo, hi = _valid_range(pl, j * dw, sw, w_, ow_)
+@numba.njit(cache=True)
+def _im2col_sample(xn, c0, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):
+    """cols (Cg*KH*KW, OH*OW) <- channels c0 .. c0+Cg of one sample xn (C, H, W)."""
+    h_, w_ = xn.shape[1], xn.shape[2]
+    cg = cols.shape[0] // (kh * kw)
+    zero = cols.dtype.type(0)
+    for c in range(cg):
+        src_c = xn[c0 + c]
+        for i in range(kh):
+            for j in range(kw):
+                dst = cols[(c * kh + i) * kw + j]
+                lo, hi = _valid_range(pl, j * dw, sw, w_, ow)
                 base = j * dw - pl
-                for oy in range(oh_):
+                for oy in range(oh):
+                    iy = oy * sh - pt + i * dh
+                    q = oy * ow
+                    if iy < 0 or iy >= h_:
+                        for ox in range(ow):
+                            dst[q + ox] = zero
+                        continue
+                    src = src_c[iy]
+                    for ox in range(lo):
+                        dst[q + ox] = zero
+                    if sw == 1:
+                        for ox in range(lo, hi):
+                            dst[q + ox] = src[ox + base]
+                    else:
+                        for ox in range(lo, hi):
+                            dst[q + ox] = src[ox * sw + base]
+                    for ox in range(hi, ow):
+                        dst[q + ox] = zero
+
+
+@numba.njit(cache=True)
+def _col2im_sample(cols, c0, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, dxn):
+    """dxn[c0 .. c0+Cg] (one sample, (C, H, W)) <- adjoint of :func:`_im2col_sample` (overwrites)."""
+    h_, w_ = dxn.shape[1], dxn.shape[2]
+    cg = cols.shape[0] // (kh * kw)
+    for c in range(cg):
+        dst_c = dxn[c0 + c]
+        for y in range(h_):
+            for z in range(w_):
+                dst_c[y, z] = 0
+        for i in range(kh):
+            for j in range(kw):
+                src = cols[(c * kh + i) * kw + j]
+                lo, hi = _valid_range(pl, j * dw, sw, w_, ow)
+                base = j * dw - pl
+                for oy in range(oh):
                     iy = oy * sh - pt + i * dh
                     if iy < 0 or iy >= h_:
                         continue
-                    src = cols[c, i, j, n, oy]
-                    dst = out[iy]
+                    dst = dst_c[iy]
+                    q = oy * ow
                     for ox in range(lo, hi):
-                        dst[ox * sw + base] += src[ox]
-
-
-def col2im_reference(cols, sh, sw, pt, pl, dh, dw, dx):
-    """Plain-loop twin of :func:`col2im`."""
-    n_, c_, h_, w_ = dx.shape
-    _, kh_, kw_, _, oh_, ow_ = cols.shape
-    dx[...] = 0
-    for c in range(c_):
-        for i in range(kh_):
-            for j in range(kw_):
-                for n in range(n_):
-                    for oy in range(oh_):
-                        for ox in range(ow_):
-                            iy = oy * sh - pt + i * dh
-                            ix = ox * sw - pl + j * dw
-                            if 0 <= iy < h_ and 0 <= ix < w_:
-                                dx[n, c, iy, ix] += cols[c, i, j, n, oy, ox]
+                        dst[ox * sw + base] += src[q + ox]
 
 
 @numba.njit(parallel=True, cache=True)
-def fnp_to_nfp(y, b, out):
-    """y (F, N, P) -> out (N, F, P) with out[n, f, p] = y[f, n, p] + b[f]."""
-    f_, n_, p_ = y.shape
-    for r in numba.prange(n_ * f_):
-        n = r // f_
-        f = r % f_
-        bf = b[f]
-        src = y[f, n]
-        dst = out[n, f]
-        for p in range(p_):
-            dst[p] = src[p] + bf
+def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
+    """out (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C/G, KH, KW)) + b (F,).
 
-
-def fnp_to_nfp_reference(y, b, out):
-    """Plain-loop twin of :func:`fnp_to_nfp`."""
-    f_, n_, p_ = y.shape
-    for n in range(n_):
-        for f in range(f_):
-            for p in range(p_):
-                out[n, f, p] = y[f, n, p] + b[f]
-
-
-@numba.njit(parallel=True, cache=True)
-def nfp_to_fnp(dout, out, db):
-    """dout (N, F, P) -> out (F, N, P) transposed; db[f] += sum over n, p of dout[n, f, p]."""
-    n_, f_, p_ = dout.shape
-    for f in numba.prange(f_):
-        acc = 0.0
-        for n in range(n_):
-            src = dout[n, f]
-            dst = out[f, n]
-            for p in range(p_):
-                v = src[p]
-                dst[p] = v
-                acc += v
-        db[f] += acc
-
-
-def nfp_to_fnp_reference(dout, out, db):
-    """Plain-loop twin of :func:`nfp_to_fnp`."""
-    n_, f_, p_ = dout.shape
-    for f in range(f_):
-        acc = 0.0
-        for n in range(n_):
-            for p in range(p_):
-                out[f, n, p] = dout[n, f, p]
-                acc += dout[n, f, p]
-        db[f] += acc
-
-
-def conv2d_forward_reference(x, w, b, sh, sw, pt, pl, dh, dw, out):
-    """Direct grouped convolution by nested loops: the oracle for the whole conv forward.
-
-    x (N, C, H, W), w (F, C/G, KH, KW), b (F,), out (N, F, OH, OW); G = C // w.shape[1].
-    out[n,f,oy,ox] = b[f] + sum_{c,i,j} w[f,c,i,j] * x_pad[n, g*C/G + c, oy*sh-pt+i*dh, ox*sw-pl+j*dw]
-    """
-    n_, c_, h_, w_ = x.shape
-    f_, cg, kh_, kw_ = w.shape
+    out[n,f,oy,ox] = b[f] + sum_{c,i,j} w[f,c,i,j] * x_pad[n, g*C/G+c, oy*sh-pt+i*dh, ox*sw-pl+j*dw]
+    with g = f // (F/G). ``block`` samples are lowered side by side into one column matrix
+    (C/G*KH*KW, block*OH*OW) so that small feature maps still make one reasonably sized GEMM."""
+    n_, c_ = x.shape[0], x.shape[1]
+    f_, cg, kh, kw = w.shape
     groups = c_ // cg
     fg = f_ // groups
+    oh, ow = out.shape[2], out.shape[3]
+    p = oh * ow
+    k = cg * kh * kw
+    wm = w.reshape(f_, k)
+    nblocks = (n_ + block - 1) // block
+    for t in numba.prange(nblocks):
+        n0 = t * block
+        n1 = min(n0 + block, n_)
+        m = (n1 - n0) * p
+        cols = np.empty((k, m), x.dtype)
+        res = np.empty((fg, m), x.dtype)
+        for g in range(groups):
+            for n in range(n0, n1):
+                _im2col_sample(
+                    x[n], g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols[:, (n - n0) * p :]
+                )
+            np.dot(wm[g * fg : (g + 1) * fg], cols, res)
+            for n in range(n0, n1):
+                q0 = (n - n0) * p
+                for f in range(fg):
+                    bf = b[g * fg + f]
+                    dst = out[n, g * fg + f].reshape(p)
+                    src = res[f]
+                    for q in range(p):
+                        dst[q] = src[q0 + q] + bf
+
+
+def conv2d_forward_reference(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
+    """Direct grouped convolution by nested loops: the oracle of :func:`conv2d_forward`."""
+    n_, c_, h_, w_ = x.shape
+    f_, cg, kh_, kw_ = w.shape
+    fg = f_ // (c_ // cg)
     _, _, oh_, ow_ = out.shape
     for n in range(n_):
         for f in range(f_):
@@ -199,14 +148,89 @@ def conv2d_forward_reference(x, w, b, sh, sw, pt, pl, dh, dw, out):
                     out[n, f, oy, ox] = acc
 
 
-__all__ = [
-    "col2im",
-    "col2im_reference",
-    "conv2d_forward_reference",
-    "fnp_to_nfp",
-    "fnp_to_nfp_reference",
-    "im2col",
-    "im2col_reference",
-    "nfp_to_fnp",
-    "nfp_to_fnp_reference",
-]
+@numba.njit(parallel=True, cache=True)
+def conv2d_backward(x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial):
+    """Gradients of :func:`conv2d_forward`: dx (N, C, H, W) overwritten; dw_acc (F, C/G, KH, KW)
+    and db_acc (F,) accumulated (+=). ``partial`` (T, F, C/G*KH*KW + 1) is scratch: the batch is
+    split into T chunks (T = thread count), each summing its weight/bias gradient into partial[t]
+    (GEMMs over ``block`` samples at a time), and the chunks are added at the end."""
+    n_, c_ = x.shape[0], x.shape[1]
+    f_, cg, kh, kw = w.shape
+    groups = c_ // cg
+    fg = f_ // groups
+    oh, ow = dout.shape[2], dout.shape[3]
+    p = oh * ow
+    k = cg * kh * kw
+    wm = w.reshape(f_, k)
+    chunks = min(partial.shape[0], n_)
+    for t in numba.prange(chunks):
+        part = partial[t]
+        for f in range(f_):
+            for r in range(k + 1):
+                part[f, r] = 0
+        tmp = np.empty((fg, k), x.dtype)
+        c0 = t * n_ // chunks
+        c1 = (t + 1) * n_ // chunks
+        for n0 in range(c0, c1, block):
+            n1 = min(n0 + block, c1)
+            m = (n1 - n0) * p
+            cols = np.empty((k, m), x.dtype)
+            dcols = np.empty((k, m), x.dtype)
+            dg = np.empty((fg, m), x.dtype)
+            for g in range(groups):
+                for n in range(n0, n1):
+                    q0 = (n - n0) * p
+                    _im2col_sample(
+                        x[n], g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols[:, q0:]
+                    )
+                    for f in range(fg):
+                        src = dout[n, g * fg + f].reshape(p)
+                        dst = dg[f]
+                        s = 0.0
+                        for q in range(p):
+                            v = src[q]
+                            dst[q0 + q] = v
+                            s += v
+                        part[g * fg + f, k] += s
+                np.dot(dg, cols.T, tmp)
+                for f in range(fg):
+                    for r in range(k):
+                        part[g * fg + f, r] += tmp[f, r]
+                np.dot(wm[g * fg : (g + 1) * fg].T, dg, dcols)
+                for n in range(n0, n1):
+                    q0 = (n - n0) * p
+                    _col2im_sample(
+                        dcols[:, q0:], g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, dx[n]
+                    )
+    dwa = dw_acc.reshape(f_, k)
+    for f in numba.prange(f_):
+        for t in range(chunks):
+            db_acc[f] += partial[t, f, k]
+            for r in range(k):
+                dwa[f, r] += partial[t, f, r]
+
+
+def conv2d_backward_reference(
+    x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial
+):
+    """Plain-loop twin of :func:`conv2d_backward` (scatter form of the forward sum)."""
+    n_, c_, h_, w_ = x.shape
+    f_, cg, kh_, kw_ = w.shape
+    fg = f_ // (c_ // cg)
+    _, _, oh_, ow_ = dout.shape
+    dx[...] = 0
+    for n in range(n_):
+        for f in range(f_):
+            g = f // fg
+            for oy in range(oh_):
+                for ox in range(ow_):
+                    d = float(dout[n, f, oy, ox])
+                    db_acc[f] += d
+                    for c in range(cg):
+                        for i in range(kh_):
+                            for j in range(kw_):
+                                iy = oy * sh - pt + i * dh
+                                ix = ox * sw - pl + j * dw
+                                if 0 <= iy < h_ and 0 <= ix < w_:
+                                    dw_acc[f, c, i, j] += d * float(x[n, g * cg + c, iy, ix])
+                                    dx[n, g * cg + c, iy, ix] += d * float(w[f, c, i, j])

@@ -16,10 +16,30 @@ def maxpool_forward(x, kh, kw, sh, sw, pt, pl, out, argmax):
     the maximum inside x[n, c] (-1 if the window holds no input pixel; out is then 0)."""
     n_, c_, h_, w_ = x.shape
     oh_, ow_ = out.shape[2], out.shape[3]
+    inside = pt == 0 and pl == 0 and (oh_ - 1) * sh + kh <= h_ and (ow_ - 1) * sw + kw <= w_
     for r in numba.prange(n_ * c_):
         n = r // c_
         c = r % c_
         src = x[n, c]
+        if inside:  # fast path: every window lies in the input, no bounds checks
+            for oy in range(oh_):
+                dst = out[n, c, oy]
+                am = argmax[n, c, oy]
+                for ox in range(ow_):
+                    y0 = oy * sh
+                    x0 = ox * sw
+                    best = src[y0, x0]
+                    idx = y0 * w_ + x0
+                    for i in range(kh):
+                        row = src[y0 + i]
+                        for j in range(kw):
+                            v = row[x0 + j]
+                            if v > best:
+                                best = v
+                                idx = (y0 + i) * w_ + x0 + j
+                    dst[ox] = best
+                    am[ox] = idx
+            continue
         for oy in range(oh_):
             y0 = oy * sh - pt
             for ox in range(ow_):
@@ -56,7 +76,11 @@ def maxpool_forward_reference(x, kh, kw, sh, sw, pt, pl, out, argmax):
                     for i in range(kh):
                         for j in range(kw):
                             iy, ix = oy * sh - pt + i, ox * sw - pl + j
-                            if 0 <= iy < h_ and 0 <= ix < w_ and (idx < 0 or x[n, c, iy, ix] > best):
+                            if (
+                                0 <= iy < h_
+                                and 0 <= ix < w_
+                                and (idx < 0 or x[n, c, iy, ix] > best)
+                            ):
                                 best, idx = x[n, c, iy, ix], iy * w_ + ix
                     out[n, c, oy, ox] = best
                     argmax[n, c, oy, ox] = idx
@@ -83,7 +107,7 @@ def maxpool_backward(dout, argmax, dx):
 
 def maxpool_backward_reference(dout, argmax, dx):
     """Plain-loop twin of :func:`maxpool_backward`."""
-    n_, c_, h_, w_ = dx.shape
+    n_, c_, _, w_ = dx.shape
     dx[...] = 0
     for n in range(n_):
         for c in range(c_):

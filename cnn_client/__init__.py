@@ -1,0 +1,30 @@
+"""Python client for cnn-service: classify, inspect models, and run training jobs over gRPC.
+
+from cnn_client import CnnClient
+
+with CnnClient("127.0.0.1:50051") as client:
+    result = client.classify([Path("seven.png").read_bytes()], model="digits")
+    print(result.results[0].class_names[0])
+"""
+
+from cnn_client.client import (
+    Classification,
+    ClassifyResult,
+    CnnClient,
+    CnnClientError,
+    Job,
+    JobProgress,
+    ModelInfo,
+    TlsOptions,
+)
+
+__all__ = [
+    "Classification",
+    "ClassifyResult",
+    "CnnClient",
+    "CnnClientError",
+    "Job",
+    "JobProgress",
+    "ModelInfo",
+    "TlsOptions",
+]

@@ -1,0 +1,381 @@
+"""A small, typed gRPC client for the `cnn.v1` Classifier and Training services.
+
+Deadlines on every call; UNAVAILABLE is retried by gRPC itself (service-config retry policy
+with exponential back-off), so a server that restarts or a brief network blip costs latency,
+not an error. Results are plain dataclasses: callers never touch protobuf messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+
+from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
+
+ImageInput = bytes | Path | np.ndarray
+
+_STATUS_NAMES = {
+    training_pb2.JOB_STATUS_QUEUED: "queued",
+    training_pb2.JOB_STATUS_RUNNING: "running",
+    training_pb2.JOB_STATUS_FINISHED: "finished",
+    training_pb2.JOB_STATUS_FAILED: "failed",
+    training_pb2.JOB_STATUS_CANCELLED: "cancelled",
+}
+_STATUS_VALUES = {name: value for value, name in _STATUS_NAMES.items()}
+FINAL_STATUSES = frozenset({"finished", "failed", "cancelled"})
+
+
+class CnnClientError(Exception):
+    """A call failed; `code` is the gRPC status, the message says what to do about it."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """PEM files for a TLS channel; leave `root_ca` unset to trust the system roots."""
+
+    root_ca: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    server_name: str | None = None  # overrides the name checked against the certificate
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: Path | None) -> bytes | None:
+            return None if path is None else Path(path).read_bytes()
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.root_ca),
+            private_key=read(self.client_key),
+            certificate_chain=read(self.client_cert),
+        )
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Top-k classes of one image, most probable first."""
+
+    class_indices: list[int]
+    class_names: list[str]
+    probabilities: list[float]
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    model: str
+    version: int
+    results: list[Classification]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    version: int
+    versions: list[int]
+    input_shape: tuple[int, int, int]
+    pixel_range: tuple[float, float]
+    class_names: list[str]
+    metrics: dict[str, float]
+    dataset: str
+    created_at: str
+    summary_text: str
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    images_per_s: float
+    eta_s: float
+    phase: str
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    status: str  # queued | running | finished | failed | cancelled
+    model_name: str
+    progress: JobProgress | None
+    error: str
+    model_version: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def done(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+def _retry_service_config(attempts: int) -> str:
+    policy = {
+        "maxAttempts": max(2, min(attempts, 5)),  # gRPC caps attempts at 5
+        "initialBackoff": "0.1s",
+        "maxBackoff": "2s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": "cnn.v1.Classifier"}, {"service": "cnn.v1.Training"}],
+                    "retryPolicy": policy,
+                }
+            ]
+        }
+    )
+
+
+class CnnClient:
+    """Client for one cnn-service server.
+
+    Args:
+        address: host:port of the server.
+        token: bearer token, sent as `authorization: Bearer <token>` metadata.
+        tls: TLS options; None means a plaintext channel.
+        timeout: default deadline per call, seconds.
+        retries: attempts for calls that fail with UNAVAILABLE (2..5).
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str | None = None,
+        tls: TlsOptions | None = None,
+        timeout: float = 30.0,
+        retries: int = 4,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        options = [
+            ("grpc.enable_retries", 1),
+            ("grpc.service_config", _retry_service_config(retries)),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ]
+        if tls is not None:
+            if tls.server_name:
+                options.append(("grpc.ssl_target_name_override", tls.server_name))
+            self._channel = grpc.secure_channel(address, tls.credentials(), options=options)
+        else:
+            self._channel = grpc.insecure_channel(address, options=options)
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self._classifier = classifier_pb2_grpc.ClassifierStub(self._channel)
+        self._training = training_pb2_grpc.TrainingStub(self._channel)
+
+    def __enter__(self) -> CnnClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return method(request, timeout=timeout or self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _client_error(exc, self.address) from None
+
+    # -- classification ----------------------------------------------------------------------
+
+    def classify(
+        self,
+        images: Sequence[ImageInput],
+        *,
+        model: str,
+        version: int = 0,
+        top_k: int = 5,
+        timeout: float | None = None,
+    ) -> ClassifyResult:
+        """Classify images: encoded PNG/JPEG bytes, paths to such files, or arrays.
+
+        Arrays are (C, H, W) or (H, W), uint8 or float32, in the model's pixel range.
+        """
+        request = classifier_pb2.ClassifyRequest(model=model, version=version, top_k=top_k)
+        for image in images:
+            request.images.append(_image_message(image))
+        return _classify_result(self._call(self._classifier.Classify, request, timeout))
+
+    def classify_batch(
+        self,
+        batch: np.ndarray,
+        *,
+        model: str,
+        version: int = 0,
+        top_k: int = 5,
+        timeout: float | None = None,
+    ) -> ClassifyResult:
+        """Classify an (N, C, H, W) uint8 or float32 array in the model's pixel range."""
+        request = classifier_pb2.ClassifyRequest(
+            model=model, version=version, top_k=top_k, batch=_tensor_message(batch)
+        )
+        return _classify_result(self._call(self._classifier.Classify, request, timeout))
+
+    def list_models(self, *, timeout: float | None = None) -> dict[str, list[int]]:
+        """Loaded models: name -> loaded versions (ascending)."""
+        reply = self._call(self._classifier.ListModels, classifier_pb2.ListModelsRequest(), timeout)
+        return {m.name: list(m.versions) for m in reply.models}
+
+    def get_model(self, name: str, version: int = 0, *, timeout: float | None = None) -> ModelInfo:
+        reply = self._call(
+            self._classifier.GetModel,
+            classifier_pb2.GetModelRequest(model=name, version=version),
+            timeout,
+        )
+        spec = reply.input
+        return ModelInfo(
+            name=reply.name,
+            version=reply.version,
+            versions=list(reply.versions),
+            input_shape=(spec.channels, spec.height, spec.width),
+            pixel_range=(spec.pixel_min, spec.pixel_max),
+            class_names=list(reply.class_names),
+            metrics=dict(reply.metrics),
+            dataset=reply.dataset,
+            created_at=reply.created_at,
+            summary_text=reply.summary_text,
+        )
+
+    # -- training ----------------------------------------------------------------------------
+
+    def submit(self, spec: dict[str, Any] | str, *, timeout: float | None = None) -> str:
+        """Validate and enqueue a training spec (dict or JSON text); returns the job id."""
+        spec_json = spec if isinstance(spec, str) else json.dumps(spec)
+        reply = self._call(
+            self._training.Submit, training_pb2.SubmitRequest(spec_json=spec_json), timeout
+        )
+        return str(reply.job_id)
+
+    def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
+        reply = self._call(self._training.Get, training_pb2.GetJobRequest(job_id=job_id), timeout)
+        return _job(reply)
+
+    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
+        """Yield the job's state on every update until it reaches a final status.
+
+        `timeout` bounds the whole watch (default: no bound).
+        """
+        stream = self._training.Watch(
+            training_pb2.WatchRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
+        )
+        try:
+            for message in stream:
+                yield _job(message)
+        except grpc.RpcError as exc:
+            raise _client_error(exc, self.address) from None
+        finally:
+            stream.cancel()
+
+    def cancel(self, job_id: str, *, timeout: float | None = None) -> str:
+        """Ask a job to stop; returns its status afterwards."""
+        reply = self._call(
+            self._training.Cancel, training_pb2.CancelRequest(job_id=job_id), timeout
+        )
+        return _STATUS_NAMES.get(reply.status, "unknown")
+
+    def list_jobs(
+        self, *, status: str | None = None, limit: int = 50, timeout: float | None = None
+    ) -> list[Job]:
+        if status is not None and status not in _STATUS_VALUES:
+            raise ValueError(f"status must be one of {sorted(_STATUS_VALUES)}, got {status!r}")
+        wanted = _STATUS_VALUES[status] if status else training_pb2.JOB_STATUS_UNSPECIFIED
+        request = training_pb2.ListJobsRequest(status=wanted, limit=limit)
+        reply = self._call(self._training.List, request, timeout)
+        return [_job(job) for job in reply.jobs]
+
+
+# -- conversions (the only place that knows the wire layout on the client side) --------------
+
+
+def _image_message(image: ImageInput) -> classifier_pb2.Image:
+    if isinstance(image, Path):
+        return classifier_pb2.Image(encoded=image.read_bytes())
+    if isinstance(image, bytes | bytearray):
+        return classifier_pb2.Image(encoded=bytes(image))
+    if isinstance(image, np.ndarray):
+        return classifier_pb2.Image(tensor=_tensor_message(image))
+    raise TypeError(f"an image must be bytes, a Path or a numpy array, got {type(image).__name__}")
+
+
+def _tensor_message(array: np.ndarray) -> classifier_pb2.Tensor:
+    if array.dtype == np.uint8:
+        dtype = classifier_pb2.DATA_TYPE_UINT8
+    elif array.dtype == np.float32:
+        dtype = classifier_pb2.DATA_TYPE_FLOAT32
+    else:
+        raise TypeError(f"array dtype must be uint8 or float32, got {array.dtype}")
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    return classifier_pb2.Tensor(dtype=dtype, shape=list(array.shape), data=data)
+
+
+def _classify_result(reply: classifier_pb2.ClassifyResponse) -> ClassifyResult:
+    return ClassifyResult(
+        model=reply.model,
+        version=reply.version,
+        results=[
+            Classification(
+                class_indices=list(r.class_indices),
+                class_names=list(r.class_names),
+                probabilities=[float(p) for p in r.probabilities],
+            )
+            for r in reply.results
+        ],
+    )
+
+
+def _job(message: training_pb2.Job) -> Job:
+    progress = None
+    if message.HasField("progress"):
+        p = message.progress
+        progress = JobProgress(
+            epoch=p.epoch,
+            epochs=p.epochs,
+            step=p.step,
+            total_steps=p.total_steps,
+            loss=p.loss,
+            train_accuracy=p.train_accuracy,
+            val_accuracy=p.val_accuracy if p.HasField("val_accuracy") else None,
+            images_per_s=p.images_per_s,
+            eta_s=p.eta_s,
+            phase=p.phase,
+        )
+    return Job(
+        job_id=message.job_id,
+        status=_STATUS_NAMES.get(message.status, "unknown"),
+        model_name=message.model_name,
+        progress=progress,
+        error=message.error,
+        model_version=message.model_version,
+        metrics=dict(message.metrics),
+    )
+
+
+def _client_error(exc: grpc.RpcError, address: str) -> CnnClientError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower():
+        details = (
+            f"cannot reach a cnn-service server at {address}: is it running? "
+            "(start one with `cnn serve`, or pass --address / set CNN_ADDRESS)"
+        )
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        details = f"the server at {address} did not answer in time ({details})"
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        details = f"{details} (pass --token / set CNN_TOKEN)"
+    return CnnClientError(code, details)

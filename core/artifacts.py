@@ -1,0 +1,267 @@
+"""Model artifacts: ``model.json`` (metadata) + ``weights.npz`` (arrays), no pickle anywhere.
+
+``model.json`` records the format version, architecture, input spec (C, H, W, dtype, pixel
+range), preprocessing (per-channel mean/std), class names, metrics, data set, creation time,
+job id and the sha256 of ``weights.npz``. Loading verifies the digest before parsing the
+arrays (``np.load(allow_pickle=False)``), so a corrupt or truncated file raises
+:class:`ArtifactError` instead of giving a silently wrong model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.checkpoint import atomic_write_bytes, npz_bytes, read_npz_bytes
+from core.datasets import Normalisation
+from core.errors import ArtifactError, CnnError, ShapeError, SpecError
+from core.model import Sequential
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS_NPZ = "weights.npz"
+LEARNING_CURVE_PNG = "learning_curve.png"
+
+
+class InputRangeError(CnnError, ValueError):
+    """Input pixels are NaN/infinite or outside the model's pixel range."""
+
+
+class InputSpec(BaseModel):
+    """What the model takes: images (C, H, W) of ``dtype`` with values in ``pixel_range``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channels: int = Field(ge=1, le=64)
+    height: int = Field(ge=1, le=4096)
+    width: int = Field(ge=1, le=4096)
+    dtype: Literal["uint8", "float32"] = "uint8"
+    pixel_range: tuple[float, float] = (0.0, 255.0)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.channels, self.height, self.width
+
+    @model_validator(mode="after")
+    def _range(self) -> InputSpec:
+        lo, hi = self.pixel_range
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(
+                f"input.pixel_range must be finite with low < high, got {self.pixel_range}"
+            )
+        return self
+
+
+class ModelMeta(BaseModel):
+    """Contents of ``model.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    name: str = Field(min_length=1, max_length=128)
+    version: int | None = None
+    architecture: list[dict[str, Any]]
+    input: InputSpec
+    preprocessing: Normalisation
+    class_names: list[str] = Field(min_length=2)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    dataset: dict[str, Any] | None = None
+    created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    job_id: str | None = None
+    weights_sha256: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelMeta:
+        if len(self.preprocessing.mean) != self.input.channels:
+            raise ValueError(
+                f"preprocessing has {len(self.preprocessing.mean)} channel(s), input.channels is "
+                f"{self.input.channels}"
+            )
+        return self
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to classify raw images (preprocessing from its metadata)."""
+
+    model: Sequential
+    meta: ModelMeta
+    path: Path | None = None
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Raw images (N, C, H, W) (or (N, H, W) for 1 channel) -> probabilities (N, K)."""
+        return self.model.predict_proba(preprocess(self.meta, images), batch_size)
+
+    def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        return self.predict_proba(images, batch_size).argmax(axis=1)
+
+
+def make_meta(
+    model: Sequential,
+    *,
+    name: str,
+    class_names: list[str],
+    normalisation: Normalisation,
+    pixel_range: tuple[float, float] = (0.0, 255.0),
+    metrics: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+    job_id: str | None = None,
+    version: int | None = None,
+) -> ModelMeta:
+    """Metadata for ``model`` (architecture and input shape taken from it)."""
+    c, h, w = model.input_shape
+    return ModelMeta(
+        name=name,
+        version=version,
+        architecture=model.architecture,
+        input=InputSpec(channels=c, height=h, width=w, pixel_range=pixel_range),
+        preprocessing=normalisation,
+        class_names=list(class_names),
+        metrics=metrics or {},
+        dataset=dataset,
+        job_id=job_id,
+    )
+
+
+def save_artifact(
+    directory: Path | str,
+    model: Sequential,
+    meta: ModelMeta,
+    *,
+    history: list[dict[str, Any]] | None = None,
+) -> ModelMeta:
+    """Write ``weights.npz`` then ``model.json`` (each atomically) into ``directory``.
+
+    The architecture and the weights' sha256 are taken from ``model``; returns the meta written.
+    With ``history`` (``TrainResult.history``) a ``learning_curve.png`` is written too.
+
+    Raises:
+        ArtifactError: the meta's input shape or class count disagree with the model.
+    """
+    directory = Path(directory)
+    if meta.input.shape != model.input_shape:
+        raise ArtifactError(
+            f"meta input {meta.input.shape} differs from the model input {model.input_shape}"
+        )
+    if len(meta.class_names) != model.num_classes:
+        raise ArtifactError(
+            f"meta has {len(meta.class_names)} class names, the model outputs {model.num_classes}"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {key: value.astype(model.dtype) for key, value in model.named_arrays().items()}
+    data = npz_bytes(arrays)
+    meta = meta.model_copy(
+        update={
+            "architecture": model.architecture,
+            "weights_sha256": hashlib.sha256(data).hexdigest(),
+            "format_version": FORMAT_VERSION,
+        }
+    )
+    atomic_write_bytes(directory / WEIGHTS_NPZ, data)
+    if history:
+        from core.pictures import learning_curve_png
+
+        learning_curve_png(history, directory / LEARNING_CURVE_PNG)
+    atomic_write_bytes(directory / MODEL_JSON, (meta.model_dump_json(indent=2) + "\n").encode())
+    return meta
+
+
+def read_meta(directory: Path | str) -> ModelMeta:
+    """Parse and validate ``model.json``.
+
+    Raises:
+        ArtifactError: missing, not JSON, invalid fields or unsupported format version.
+    """
+    path = Path(directory) / MODEL_JSON
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON (corrupt or truncated?): {exc}") from exc
+    if isinstance(doc, dict) and doc.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{path}: format_version {doc.get('format_version')!r} is not supported "
+            f"(this version reads {FORMAT_VERSION})"
+        )
+    try:
+        return ModelMeta.model_validate(doc)
+    except ValidationError as exc:
+        raise ArtifactError(f"{path}: invalid model metadata: {exc}") from exc
+
+
+def load_artifact(directory: Path | str) -> LoadedModel:
+    """Load and verify a model directory (``model.json`` + ``weights.npz``).
+
+    Raises:
+        ArtifactError: missing/corrupt/truncated files, sha256 mismatch, weights that do not
+            fit the architecture, an invalid architecture.
+    """
+    directory = Path(directory)
+    meta = read_meta(directory)
+    weights_path = directory / WEIGHTS_NPZ
+    try:
+        data = weights_path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{weights_path}: cannot read ({exc.strerror})") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != meta.weights_sha256:
+        raise ArtifactError(
+            f"{weights_path}: sha256 {digest} does not match weights_sha256 "
+            f"{meta.weights_sha256} in {MODEL_JSON} (corrupt or truncated)"
+        )
+    arrays = read_npz_bytes(data, str(weights_path))
+    try:
+        model = Sequential.from_spec(meta.architecture, meta.input.shape)
+    except SpecError as exc:
+        raise ArtifactError(f"{directory / MODEL_JSON}: invalid architecture: {exc}") from exc
+    if model.num_classes != len(meta.class_names):
+        raise ArtifactError(
+            f"{directory / MODEL_JSON}: {len(meta.class_names)} class names but the model "
+            f"outputs {model.num_classes} scores"
+        )
+    try:
+        model.load_named_arrays(arrays)
+    except ArtifactError as exc:
+        raise ArtifactError(f"{weights_path}: {exc}") from exc
+    return LoadedModel(model, meta, directory)
+
+
+def preprocess(meta: ModelMeta, images: np.ndarray) -> np.ndarray:
+    """Raw images in ``meta.input.pixel_range`` -> normalised float32 (N, C, H, W).
+
+    Accepts (N, C, H, W), or (N, H, W) for single-channel models; uint8 or float.
+
+    Raises:
+        ShapeError: wrong rank or shape (naming the expected one).
+        InputRangeError: NaN/infinite values or values outside the pixel range.
+    """
+    x = np.asarray(images)
+    c, h, w = meta.input.shape
+    if x.ndim == 3 and c == 1:
+        x = x[:, None, :, :]
+    if x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w):
+        raise ShapeError(
+            f"images have shape {tuple(np.shape(images))}, expected (N, {c}, {h}, {w})"
+        )
+    if x.dtype.kind not in "uif":
+        raise ShapeError(f"images have dtype {x.dtype}, expected uint8 or float")
+    lo, hi = meta.input.pixel_range
+    if x.size:
+        if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+            raise InputRangeError("images contain NaN or infinite values")
+        x_min, x_max = float(x.min()), float(x.max())
+        if x_min < lo or x_max > hi:
+            raise InputRangeError(
+                f"pixel values span {x_min:g}..{x_max:g}, outside the model's range {lo:g}..{hi:g}"
+            )
+    return meta.preprocessing.apply(x, np.float32)

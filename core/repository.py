@@ -1,0 +1,129 @@
+"""Model repository on a file system: ``root/<name>/<version>/`` (version = 1, 2, 3, ...).
+
+Publishing writes into a hidden temporary directory ``root/<name>/.tmp-<random>``, fsyncs it,
+then renames it to ``root/<name>/<v>``. ``rename`` of a directory onto an existing non-empty
+directory fails, so two publishers (processes or machines sharing the volume) racing for the
+same ``v`` cannot both win: the loser retries with ``v + 1``. Readers never see a half-written
+version; hidden (dot) directories are never listed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from core.errors import CnnError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_PUBLISH_ATTEMPTS = 1000
+
+
+class RepositoryError(CnnError, ValueError):
+    """Invalid model name/version or a failed publish."""
+
+
+def check_name(name: str) -> str:
+    """Validate a model name: 1-64 of ``A-Z a-z 0-9 . _ -``, not starting with ``.``/``-``/``_``."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise RepositoryError(
+            f"model name {name!r} is invalid: use 1-64 characters A-Z a-z 0-9 . _ -, starting "
+            "with a letter or digit"
+        )
+    return name
+
+
+def _fsync_path(path: Path) -> None:
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some file systems refuse fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for filename in filenames:
+            _fsync_path(Path(dirpath) / filename)
+        _fsync_path(Path(dirpath))
+
+
+class ModelRepository:
+    """Versioned model directories under ``root``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def names(self) -> list[str]:
+        """Model names (sorted) that have at least one version directory."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if entry.is_dir() and NAME_PATTERN.match(entry.name) and self.versions(entry.name)
+        )
+
+    def versions(self, name: str) -> list[int]:
+        """Published versions of ``name``, ascending ([] if none)."""
+        directory = self.root / check_name(name)
+        if not directory.is_dir():
+            return []
+        out = []
+        for entry in directory.iterdir():
+            if entry.name.isdigit() and not entry.name.startswith("0") and entry.is_dir():
+                out.append(int(entry.name))
+        return sorted(out)
+
+    def latest(self, name: str) -> int | None:
+        versions = self.versions(name)
+        return versions[-1] if versions else None
+
+    def path(self, name: str, version: int) -> Path:
+        """Directory of ``name`` version ``version`` (not checked for existence)."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise RepositoryError(f"model version must be an integer ≥ 1, got {version!r}")
+        return self.root / check_name(name) / str(version)
+
+    def publish(self, name: str, write: Callable[[Path], None]) -> int:
+        """Create the next version of ``name``: ``write(tmp_dir)`` fills a hidden directory that
+        is then fsynced and renamed into place. Returns the new version number.
+
+        Raises:
+            RepositoryError: invalid name, ``write`` produced no files, no free version found.
+        """
+        model_dir = self.root / check_name(name)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            write(tmp)
+            if not any(tmp.iterdir()):
+                raise RepositoryError(f"publishing {name!r}: write() produced no files")
+            _fsync_tree(tmp)
+            version = (self.latest(name) or 0) + 1
+            for _ in range(MAX_PUBLISH_ATTEMPTS):
+                target = model_dir / str(version)
+                try:
+                    os.rename(tmp, target)
+                except OSError as exc:
+                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR):
+                        version = max(version + 1, (self.latest(name) or 0) + 1)
+                        continue
+                    raise
+                _fsync_path(model_dir)
+                return version
+            raise RepositoryError(
+                f"publishing {name!r}: no free version after {MAX_PUBLISH_ATTEMPTS} attempts"
+            )
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise

@@ -1,0 +1,198 @@
+"""Benchmark: LeNet on the full Fashion-MNIST, this library vs PyTorch, side by side.
+
+    python -m core.train_bench [--epochs 10] [--batch-size 64] [--lr 0.001] [--limit N]
+
+Both runs use the same architecture, the same initial weights (copied from ours into the
+PyTorch modules), the same normalisation, epochs, batch size and optimizer (Adam); they differ
+only in shuffling order and kernels. Prints test accuracy and wall time of each.
+PyTorch is optional (``pip install torch``); ``--skip-torch`` runs ours only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+LENET: list[dict[str, Any]] = [
+    {"type": "conv2d", "filters": 6, "kernel_size": 5, "padding": 2},
+    {"type": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "conv2d", "filters": 16, "kernel_size": 5},
+    {"type": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 120},
+    {"type": "relu"},
+    {"type": "dense", "units": 84},
+    {"type": "relu"},
+    {"type": "dense", "units": 10},
+]
+
+
+def _subset(data: Any, limit: int | None) -> Any:
+    from core.datasets import Dataset
+
+    if not limit:
+        return data
+    return Dataset(
+        data.x_train[:limit],
+        data.y_train[:limit],
+        data.x_test,
+        data.y_test,
+        data.class_names,
+        data.pixel_range,
+        data.name,
+    )
+
+
+def run_ours(data: Any, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from core.model import Sequential
+    from core.training import Progress, TrainConfig, fit
+
+    model = Sequential.from_spec(LENET, data.input_shape, seed=args.seed)
+    initial = model.named_arrays()
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer={"type": "adam", "lr": args.lr},
+        seed=args.seed,
+        validation_split=0.0,
+    )
+
+    def report(p: Progress) -> None:
+        if p.phase == "epoch_end":
+            print(
+                f"  ours  epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} "
+                f"train acc {p.train_accuracy:.4f} {p.images_per_s:.0f} img/s",
+                flush=True,
+            )
+
+    start = time.perf_counter()
+    result = fit(model, data, config, on_progress=report)
+    wall = time.perf_counter() - start
+    return {"test_accuracy": result.metrics["test_accuracy"], "wall_s": wall}, initial
+
+
+def run_torch(
+    data: Any, args: argparse.Namespace, initial: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(400, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, 10),
+    )
+    with torch.no_grad():  # same initial weights; our dense weight is (in, out)
+        for index, module in enumerate(net):
+            if isinstance(module, nn.Conv2d):
+                module.weight.copy_(torch.from_numpy(initial[f"{index}.weight"]))
+                module.bias.copy_(torch.from_numpy(initial[f"{index}.bias"]))  # type: ignore[union-attr]
+            elif isinstance(module, nn.Linear):
+                module.weight.copy_(torch.from_numpy(initial[f"{index}.weight"].T.copy()))
+                module.bias.copy_(torch.from_numpy(initial[f"{index}.bias"]))
+    norm = data.normalisation
+    x_train = torch.from_numpy(norm.apply(data.x_train))
+    y_train = torch.from_numpy(data.y_train)
+    x_test = torch.from_numpy(norm.apply(data.x_test))
+    y_test = torch.from_numpy(data.y_test)
+    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    loss_fn = nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(args.seed)
+    n = x_train.shape[0]
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        total, correct, loss_sum = 0, 0, 0.0
+        for i in range(math.ceil(n / args.batch_size)):
+            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
+            logits = net(x_train[idx])
+            loss = loss_fn(logits, y_train[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += len(idx)
+            correct += int((logits.argmax(1) == y_train[idx]).sum())
+            loss_sum += loss.item() * len(idx)
+        print(
+            f"  torch epoch {epoch + 1}/{args.epochs} loss {loss_sum / total:.4f} "
+            f"train acc {correct / total:.4f}",
+            flush=True,
+        )
+    net.eval()
+    with torch.no_grad():
+        pred = torch.cat([net(x_test[i : i + 1000]).argmax(1) for i in range(0, len(x_test), 1000)])
+    wall = time.perf_counter() - start
+    return {"test_accuracy": float((pred == y_test).float().mean()), "wall_s": wall}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.train_bench", description=__doc__)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=None, help="use only N training images")
+    parser.add_argument("--skip-torch", action="store_true")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    from core.datasets import load_fashion_mnist
+    from core.errors import DatasetError
+
+    try:
+        data = _subset(load_fashion_mnist(), args.limit)
+    except DatasetError as exc:
+        print(f"train_bench: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"fashion-mnist: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test, LeNet, "
+        f"{args.epochs} epochs, batch {args.batch_size}, adam lr {args.lr}, "
+        f"{os.cpu_count()} CPU(s)",
+        flush=True,
+    )
+    results: dict[str, dict[str, Any]] = {}
+    results["cnn-service"], initial = run_ours(data, args)
+    if not args.skip_torch:
+        try:
+            import torch
+        except ImportError:
+            print("  (PyTorch not installed: pip install torch)", flush=True)
+        else:
+            results[f"pytorch {torch.__version__}"] = run_torch(data, args, initial)
+    print()
+    print(f"{'':18}{'test accuracy':>14}{'wall time':>12}")
+    for name, r in results.items():
+        print(f"{name:18}{100 * r['test_accuracy']:13.2f}%{r['wall_s']:11.1f}s")
+    if len(results) == 2:
+        ours, theirs = (r["test_accuracy"] for r in results.values())
+        print(f"{'difference':18}{100 * (ours - theirs):+13.2f} points")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "results": results}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""Training loop: seeded shuffling, minibatches, validation split, per-epoch metrics, early
+stopping, exact-resume checkpoints, progress callbacks and cancellation.
+
+Randomness (all derived from ``TrainConfig.seed``):
+- the validation split: ``default_rng([seed, 1])`` permutation, fixed for the whole run;
+- shuffling and augmentation: one generator ``default_rng([seed, 2])`` whose state is saved in
+  every checkpoint (PCG64 state is JSON-able), together with the epoch's shuffling order and the
+  position in it, the model arrays, the optimizer state and dropout generators. A run stopped
+  at step k and resumed therefore ends with exactly the weights of an uninterrupted run.
+
+The model is initialised by the caller (``Sequential.from_spec(..., seed=...)``); ``fit``
+trains it in place in float32 on normalised images ``(x - mean[c]) / std[c]`` (the data set's
+:attr:`~core.datasets.Dataset.normalisation`, which the caller records in the artifact).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from core.augment import Augmentation, augment_batch
+from core.checkpoint import load_checkpoint, save_checkpoint
+from core.datasets import Dataset, Normalisation
+from core.errors import ArtifactError, ShapeError, SpecError
+from core.losses import softmax_cross_entropy
+from core.model import Sequential
+from core.optim import optimizer_from_config
+from core.schedules import schedule_from_config
+
+EVAL_BATCH = 512
+
+
+class EarlyStopping(BaseModel):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs;
+    with ``restore_best`` the best epoch's weights are restored at the end."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patience: int = Field(default=3, ge=1, le=1000)
+    min_delta: float = Field(default=0.0, ge=0.0)
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    restore_best: bool = True
+
+
+class TrainConfig(BaseModel):
+    """Hyper-parameters of one training run (unknown keys are rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=10, ge=1, le=10_000)
+    batch_size: int = Field(default=64, ge=1, le=65_536)
+    optimizer: dict[str, Any] = Field(default_factory=lambda: {"type": "adam", "lr": 1e-3})
+    schedule: dict[str, Any] | None = None
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    validation_split: float = Field(default=0.1, ge=0.0, lt=1.0)
+    early_stopping: EarlyStopping | None = None
+    augmentation: Augmentation | None = None
+    label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    checkpoint_every: int | None = Field(
+        default=None, ge=1, description="steps between checkpoints"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.early_stopping is not None and self.validation_split == 0:
+            raise ValueError("early_stopping needs validation_split > 0")
+        return self
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report. ``phase`` is "train" after a step, "epoch_end" after validation.
+
+    ``epoch`` counts from 1; ``step`` is the number of optimizer steps done (1..total_steps);
+    ``loss``/``train_accuracy`` are running means over the epoch so far.
+    """
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    images_per_s: float
+    eta_s: float
+    phase: str
+    val_loss: float | None = None
+    lr: float = 0.0
+
+
+@dataclass
+class TrainResult:
+    """``history``: one dict per finished epoch (epoch, loss, accuracy, val_loss, val_accuracy,
+    lr, time_s); ``metrics``: final train/val/test figures (JSON-able, for model.json)."""
+
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+    epochs_run: int
+    steps_run: int = 0
+    cancelled: bool = False
+    stopped_early: bool = False
+    best_epoch: int | None = None
+
+
+@dataclass
+class _State:
+    """Everything that must survive a checkpoint besides the arrays."""
+
+    epoch: int = 0  # 0-based epoch in progress
+    pos: int = 0  # steps done in that epoch
+    global_step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_score: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    done: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    epoch_time: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _layer_rngs(model: Sequential) -> dict[int, np.random.Generator]:
+    """Generators held by layers (dropout), keyed by layer index, for exact resume."""
+    out = {}
+    for index, layer in enumerate(model.layers):
+        rng = getattr(layer, "_rng", None)
+        if isinstance(rng, np.random.Generator):
+            out[index] = rng
+    return out
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng([seed, 1]).permutation(n)
+    n_val = round(n * fraction)
+    if fraction > 0 and n_val == 0:
+        n_val = 1
+    if n - n_val < 1:
+        raise ShapeError(f"validation_split {fraction} leaves no training samples out of {n}")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _fingerprint(model: Sequential, config: TrainConfig, n_train: int) -> dict[str, Any]:
+    return {
+        "config": config.model_dump(mode="json"),
+        "architecture": model.architecture,
+        "input_shape": list(model.input_shape),
+        "n_train": n_train,
+    }
+
+
+def fit(
+    model: Sequential,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``data.x_train`` (minus the validation split).
+
+    ``should_stop()`` is polled before every step; when it returns True a checkpoint is saved
+    (if ``checkpoint_dir``) and the result comes back with ``cancelled=True``. With
+    ``checkpoint_dir`` a checkpoint is written every ``config.checkpoint_every`` steps and at
+    each epoch end; a checkpoint found there at the start is resumed exactly.
+
+    Raises:
+        ShapeError: the data's image shape or class count does not fit the model.
+        SpecError: invalid optimizer/schedule, or a checkpoint from a different run.
+        ArtifactError: a corrupt checkpoint.
+    """
+    if data.input_shape != model.input_shape:
+        raise ShapeError(
+            f"data set images are {data.input_shape}, the model expects {model.input_shape}"
+        )
+    if data.num_classes != model.num_classes:
+        raise ShapeError(
+            f"data set has {data.num_classes} classes, the model outputs {model.num_classes}"
+        )
+    if model.dtype != np.float32:
+        raise SpecError(f"training runs in float32; the model is {model.dtype}")
+    norm: Normalisation = data.normalisation
+    train_idx, val_idx = _split(data.x_train.shape[0], config.validation_split, config.seed)
+    x_tr, y_tr = data.x_train[train_idx], data.y_train[train_idx]
+    x_val = norm.apply(data.x_train[val_idx]) if val_idx.size else None
+    y_val = data.y_train[val_idx] if val_idx.size else None
+
+    n = x_tr.shape[0]
+    bs = min(config.batch_size, n)
+    steps_per_epoch = math.ceil(n / bs)
+    if steps_per_epoch > 1 and n % bs == 1:
+        steps_per_epoch -= 1  # a trailing batch of one sample is dropped (batch statistics)
+    total_steps = steps_per_epoch * config.epochs
+
+    optimizer = optimizer_from_config(dict(config.optimizer), model.parameters())
+    schedule = schedule_from_config(config.schedule, optimizer.lr, total_steps)
+    rng = np.random.default_rng([config.seed, 2])
+    layer_rngs = _layer_rngs(model)
+    fingerprint = _fingerprint(model, config, n)
+
+    state = _State()
+    order: np.ndarray | None = None
+    best_arrays: dict[str, np.ndarray] | None = None
+    if checkpoint_dir is not None:
+        loaded = load_checkpoint(checkpoint_dir)
+        if loaded is not None:
+            arrays, saved = loaded
+            if saved.get("fingerprint") != fingerprint:
+                raise SpecError(
+                    f"{checkpoint_dir}: the checkpoint belongs to a different run (config, "
+                    "architecture or data differ); use an empty checkpoint directory"
+                )
+            try:
+                model.load_named_arrays(_strip(arrays, "model."))
+                optimizer.load_state_dict(_strip(arrays, "optim."))
+            except (ArtifactError, SpecError) as exc:
+                raise ArtifactError(f"{checkpoint_dir}: checkpoint does not fit: {exc}") from exc
+            if "order" in arrays:
+                order = arrays["order"].astype(np.int64)
+            best = _strip(arrays, "best.")
+            best_arrays = best or None
+            rng.bit_generator.state = saved["rng"]
+            for key, rng_state in saved.get("layer_rngs", {}).items():
+                layer_rngs[int(key)].bit_generator.state = rng_state
+            state = _State(**saved["train_state"])
+
+    def checkpoint() -> None:
+        if checkpoint_dir is None:
+            return
+        arrays = {f"model.{k}": v for k, v in model.named_arrays().items()}
+        arrays.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
+        if order is not None:
+            arrays["order"] = order
+        if best_arrays is not None:
+            arrays.update({f"best.{k}": v for k, v in best_arrays.items()})
+        save_checkpoint(
+            checkpoint_dir,
+            arrays,
+            {
+                "fingerprint": fingerprint,
+                "global_step": state.global_step,
+                "rng": rng.bit_generator.state,
+                "layer_rngs": {str(i): g.bit_generator.state for i, g in layer_rngs.items()},
+                "train_state": state.to_json(),
+            },
+        )
+
+    def result(cancelled: bool = False) -> TrainResult:
+        return TrainResult(
+            history=list(state.history),
+            metrics=dict(state.metrics),
+            epochs_run=len(state.history),
+            steps_run=state.global_step,
+            cancelled=cancelled,
+            stopped_early=state.stopped_early,
+            best_epoch=state.best_epoch,
+        )
+
+    if state.done:
+        return result()
+
+    aug = config.augmentation if config.augmentation and config.augmentation.active else None
+    session_start = time.perf_counter()
+    session_steps = 0
+    while state.epoch < config.epochs and not state.stopped_early:
+        epoch_start = time.perf_counter()
+        if order is None:
+            order = rng.permutation(n)
+        while state.pos < steps_per_epoch:
+            if should_stop is not None and should_stop():
+                checkpoint()
+                return result(cancelled=True)
+            idx = order[state.pos * bs : (state.pos + 1) * bs]
+            if state.pos == steps_per_epoch - 1:
+                idx = order[state.pos * bs : n if n % bs != 1 else n - 1]
+            xb_raw = x_tr[idx]
+            if aug is not None:
+                xb_raw = augment_batch(xb_raw, aug, rng)
+            xb = norm.apply(xb_raw)
+            yb = y_tr[idx]
+            lr = schedule(state.global_step)
+            logits = model.forward(xb, training=True)
+            _, cost, dlogits = softmax_cross_entropy(logits, yb, config.label_smoothing)
+            if not math.isfinite(cost):
+                raise SpecError(
+                    f"training diverged at step {state.global_step + 1} (loss {cost}); "
+                    f"lower the learning rate (now {lr:g})"
+                )
+            optimizer.zero_grad()
+            model.backward(dlogits)
+            optimizer.step(lr=lr)
+            state.pos += 1
+            state.global_step += 1
+            session_steps += 1
+            state.loss_sum += cost * len(idx)
+            state.correct += int((logits.argmax(axis=1) == yb).sum())
+            state.seen += len(idx)
+            if on_progress is not None:
+                elapsed = time.perf_counter() - session_start
+                per_step = elapsed / session_steps
+                on_progress(
+                    Progress(
+                        epoch=state.epoch + 1,
+                        epochs=config.epochs,
+                        step=state.global_step,
+                        total_steps=total_steps,
+                        loss=state.loss_sum / state.seen,
+                        train_accuracy=state.correct / state.seen,
+                        val_accuracy=state.history[-1]["val_accuracy"] if state.history else None,
+                        images_per_s=session_steps * bs / elapsed if elapsed > 0 else 0.0,
+                        eta_s=per_step * (total_steps - state.global_step),
+                        phase="train",
+                        lr=lr,
+                    )
+                )
+            if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
+                state.epoch_time += time.perf_counter() - epoch_start
+                epoch_start = time.perf_counter()
+                checkpoint()
+
+        # --- epoch end: validation, history, early stopping ----------------------------------
+        state.epoch_time += time.perf_counter() - epoch_start
+        entry: dict[str, Any] = {
+            "epoch": state.epoch + 1,
+            "loss": state.loss_sum / max(1, state.seen),
+            "accuracy": state.correct / max(1, state.seen),
+            "val_loss": None,
+            "val_accuracy": None,
+            "lr": schedule(max(0, state.global_step - 1)),
+            "time_s": round(state.epoch_time, 3),
+        }
+        if x_val is not None and y_val is not None:
+            val = model.evaluate(x_val, y_val, EVAL_BATCH)
+            entry["val_loss"], entry["val_accuracy"] = val.loss, val.accuracy
+        state.history.append(entry)
+        if config.early_stopping is not None:
+            es = config.early_stopping
+            score = entry["val_loss"] if es.monitor == "val_loss" else -entry["val_accuracy"]
+            if state.best_score is None or score < state.best_score - es.min_delta:
+                state.best_score, state.best_epoch, state.bad_epochs = score, state.epoch + 1, 0
+                if es.restore_best:
+                    best_arrays = model.named_arrays()
+            else:
+                state.bad_epochs += 1
+                if state.bad_epochs >= es.patience:
+                    state.stopped_early = True
+        state.epoch += 1
+        state.pos = 0
+        state.loss_sum, state.correct, state.seen, state.epoch_time = 0.0, 0, 0, 0.0
+        order = None
+        if on_progress is not None:
+            elapsed = time.perf_counter() - session_start
+            remaining = (config.epochs - state.epoch) * steps_per_epoch
+            on_progress(
+                Progress(
+                    epoch=state.epoch,
+                    epochs=config.epochs,
+                    step=state.global_step,
+                    total_steps=total_steps,
+                    loss=entry["loss"],
+                    train_accuracy=entry["accuracy"],
+                    val_accuracy=entry["val_accuracy"],
+                    images_per_s=session_steps * bs / elapsed if elapsed > 0 else 0.0,
+                    eta_s=0.0
+                    if state.stopped_early
+                    else elapsed / max(1, session_steps) * remaining,
+                    phase="epoch_end",
+                    val_loss=entry["val_loss"],
+                    lr=entry["lr"],
+                )
+            )
+        if state.epoch < config.epochs and not state.stopped_early:
+            checkpoint()
+
+    # --- finished: restore best weights, final metrics ---------------------------------------
+    if best_arrays is not None and config.early_stopping and config.early_stopping.restore_best:
+        model.load_named_arrays(best_arrays)
+    state.metrics = final_metrics(model, data, norm, state, x_val, y_val)
+    state.done = True
+    checkpoint()
+    return result()
+
+
+def final_metrics(
+    model: Sequential,
+    data: Dataset,
+    norm: Normalisation,
+    state: _State,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+) -> dict[str, Any]:
+    """Last epoch's train figures, validation and (if the data set has one) test metrics."""
+    last = state.history[-1] if state.history else {}
+    metrics: dict[str, Any] = {
+        "train_loss": last.get("loss"),
+        "train_accuracy": last.get("accuracy"),
+        "epochs_run": len(state.history),
+        "best_epoch": state.best_epoch,
+        "stopped_early": state.stopped_early,
+    }
+    if x_val is not None and y_val is not None:
+        val = model.evaluate(x_val, y_val, EVAL_BATCH)
+        metrics["val_loss"], metrics["val_accuracy"] = val.loss, val.accuracy
+    if data.x_test is not None and data.y_test is not None:
+        test = model.evaluate(norm.apply(data.x_test), data.y_test, EVAL_BATCH)
+        metrics["test_loss"], metrics["test_accuracy"] = test.loss, test.accuracy
+        metrics["test"] = test.to_dict()
+    return metrics
+
+
+def _strip(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}

@@ -1,0 +1,215 @@
+"""Assemble the gRPC server: servicers, health, reflection, watcher, interceptors.
+
+`create_server(settings)` returns `(server, port)`; binding port 0 lets tests run many servers
+side by side. The returned `Server` owns the lifecycle: `start()`, `drain_and_stop()`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc
+from server import metrics
+from server.classifier_servicer import ClassifierServicer
+from server.codec import Limits
+from server.inference import InferenceService
+from server.interceptors import ServiceInterceptor
+from server.model import ServedModel, load_version
+from server.registry import ModelRegistry
+from server.settings import Settings
+from server.watcher import Loader, RepositoryWatcher
+
+log = logging.getLogger(__name__)
+
+CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
+INFERENCE_SERVICE = "inference.GRPCInferenceService"
+
+
+def server_version() -> str:
+    try:
+        return importlib.metadata.version("cnn-service")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.1.0"
+
+
+class Server:
+    """A configured, not yet started gRPC server plus the model machinery behind it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        grpc_server: grpc.Server,
+        registry: ModelRegistry,
+        watcher: RepositoryWatcher,
+        health_servicer: health.HealthServicer,
+        services: list[str],
+    ) -> None:
+        self.settings = settings
+        self.grpc_server = grpc_server
+        self.registry = registry
+        self.watcher = watcher
+        self.health = health_servicer
+        self._services = services
+        self._draining = threading.Event()
+        self._stopped = threading.Event()
+        self.metrics_port: int | None = None
+
+    def ready(self) -> bool:
+        """Repository scanned at least once and not draining."""
+        return self.watcher.scanned.is_set() and not self._draining.is_set()
+
+    def start(self) -> None:
+        """Start serving; health turns SERVING after the first repository scan."""
+        self.grpc_server.start()
+        self.watcher.start()
+        threading.Thread(target=self._serve_when_scanned, name="health-gate", daemon=True).start()
+        if self.settings.metrics_port is not None:
+            self.metrics_port = metrics.serve(
+                self.settings.metrics_host, self.settings.metrics_port
+            )
+
+    def _serve_when_scanned(self) -> None:
+        while not self.watcher.scanned.wait(0.1):
+            if self._draining.is_set():
+                return
+        if self._draining.is_set():
+            return
+        for service in ("", *self._services):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "repository %s scanned: serving %s",
+            self.settings.models_dir,
+            {n: self.registry.versions(n) for n in self.registry.names()} or "no models yet",
+        )
+
+    def drain_and_stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: health NOT_SERVING, refuse new RPCs, finish in-flight ones.
+
+        Blocks until in-flight RPCs finished (or `grace` seconds passed), then stops the
+        watcher and the batchers. Safe to call more than once.
+        """
+        if self._draining.is_set():
+            self._stopped.wait()
+            return
+        self._draining.set()
+        grace = self.settings.shutdown_grace_s if grace is None else grace
+        log.info("draining: health NOT_SERVING, finishing in-flight requests (grace %.1f s)", grace)
+        self.health.enter_graceful_shutdown()
+        if self.settings.shutdown_delay_s > 0:
+            time.sleep(self.settings.shutdown_delay_s)
+        self.grpc_server.stop(grace).wait()
+        self.watcher.stop()
+        self.registry.close_all()
+        self._stopped.set()
+        log.info("stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials:
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise ValueError("TLS needs CNN_TLS_CERT and CNN_TLS_KEY")
+    key = Path(settings.tls_key).read_bytes()
+    cert = Path(settings.tls_cert).read_bytes()
+    ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def _loader(settings: Settings) -> Loader:
+    def load(path: Path, name: str, version: int) -> ServedModel:
+        return load_version(
+            path,
+            name,
+            version,
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
+            max_queue_size=settings.max_queue_size,
+            observe=metrics.batch_observer(name),
+        )
+
+    return load
+
+
+def create_server(settings: Settings) -> tuple[Server, int]:
+    """Build the server and bind `settings.grpc_address`; returns (server, bound port).
+
+    Raises:
+        RuntimeError: the address cannot be bound.
+    """
+    registry = ModelRegistry()
+
+    def publish_loaded() -> None:
+        metrics.set_loaded({n: registry.versions(n) for n in registry.names()})
+
+    watcher = RepositoryWatcher(
+        Path(settings.models_dir),
+        registry,
+        _loader(settings),
+        interval_s=settings.poll_interval_s,
+        max_versions=settings.max_versions,
+        on_change=publish_loaded,
+    )
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    grpc_server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="grpc"),
+        interceptors=[ServiceInterceptor(settings.auth_token)],
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
+    inference = InferenceService(registry, settings.request_timeout_s)
+    limits = Limits(
+        max_images_per_request=settings.max_images_per_request,
+        max_image_side=settings.max_image_side,
+    )
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE]
+    for service in ("", *services):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    server = Server(settings, grpc_server, registry, watcher, health_servicer, services)
+
+    # The V2 stubs are imported here, inside the server process only (see server.codec_v2).
+    from proto.inference import grpc_service_pb2_grpc
+    from server.v2_servicer import InferenceServicer
+
+    classifier_pb2_grpc.add_ClassifierServicer_to_server(
+        ClassifierServicer(inference, limits), grpc_server
+    )
+    grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(
+            inference,
+            limits,
+            ready=server.ready,
+            server_version=server_version(),
+            max_batch_size=settings.max_batch_size,
+            max_queue_delay_us=int(settings.max_queue_delay_ms * 1000),
+        ),
+        grpc_server,
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    reflection.enable_server_reflection(
+        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+    )
+    if settings.tls_enabled:
+        port = grpc_server.add_secure_port(settings.grpc_address, _credentials(settings))
+    else:
+        port = grpc_server.add_insecure_port(settings.grpc_address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {settings.grpc_address}")
+    return server, port

@@ -1,0 +1,53 @@
+"""`cnn.v1.Classifier`: a thin servicer over the data plane."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+
+from proto.cnn.v1 import classifier_pb2 as pb
+from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
+from server import codec
+from server.errors import InvalidInput, map_errors
+from server.inference import InferenceService
+from server.model import ServedModel
+from server.registry import ModelRegistry
+
+
+def _version(value: int, field: str = "version") -> int | None:
+    if value < 0:
+        raise InvalidInput(f"{field} is {value}; use 0 for the newest version or a version >= 1")
+    return value or None
+
+
+class ClassifierServicer(pb_grpc.ClassifierServicer):
+    """Translate `cnn.v1` messages to the data plane and back."""
+
+    def __init__(self, inference: InferenceService, limits: codec.Limits) -> None:
+        self._inference = inference
+        self._registry: ModelRegistry = inference.registry
+        self._limits = limits
+
+    @map_errors
+    def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext):
+        version = _version(request.version)
+
+        def images_for(model: ServedModel) -> np.ndarray:
+            return codec.decode_images(request, model, self._limits)
+
+        result = self._inference.predict(request.model, version, images_for, context)
+        return codec.encode_classify(result.model, result.probabilities, request.top_k)
+
+    @map_errors
+    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext):
+        response = pb.ListModelsResponse()
+        for name in self._registry.names():
+            versions = self._registry.versions(name)
+            if versions:
+                response.models.append(codec.encode_model_summary(name, versions))
+        return response
+
+    @map_errors
+    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext):
+        model = self._registry.get(request.model, _version(request.version))
+        return codec.encode_model(model, self._registry.versions(model.name))

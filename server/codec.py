@@ -1,0 +1,186 @@
+"""Wire layout of the own API (`cnn.v1.Classifier`): protobuf <-> numpy / ServedModel.
+
+The only module that knows how `proto/cnn/v1/classifier.proto` messages carry images and
+results. Every error names the request field (e.g. `images[3].tensor.data`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from proto.cnn.v1 import classifier_pb2 as pb
+from server.errors import InvalidInput, LimitExceeded
+from server.images import check_image_shape, check_pixels, decode_image
+from server.model import ServedModel
+
+DEFAULT_TOP_K = 5
+
+_DTYPES: dict[int, np.dtype] = {
+    pb.DATA_TYPE_UINT8: np.dtype("<u1"),
+    pb.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits the codecs enforce (from Settings)."""
+
+    max_images_per_request: int
+    max_image_side: int
+
+
+def tensor_to_array(tensor: pb.Tensor, field: str, max_elements: int) -> np.ndarray:
+    """A `cnn.v1.Tensor` as a numpy array (validated dtype, shape and byte count).
+
+    Raises:
+        InvalidInput: unknown dtype, negative/zero dims, byte count not matching the shape.
+        LimitExceeded: more than `max_elements` elements.
+    """
+    dtype = _DTYPES.get(tensor.dtype)
+    if dtype is None:
+        known = tensor.dtype in pb.DataType.values()
+        name = pb.DataType.Name(tensor.dtype) if known else str(tensor.dtype)
+        raise InvalidInput(
+            f"{field}.dtype is {name}; expected DATA_TYPE_UINT8 or DATA_TYPE_FLOAT32"
+        )
+    shape = tuple(int(d) for d in tensor.shape)
+    if not shape or any(d < 1 for d in shape):
+        raise InvalidInput(f"{field}.shape is {shape}; every dimension must be >= 1")
+    count = 1
+    for d in shape:
+        count *= d
+        if count > max_elements:
+            raise LimitExceeded(
+                f"{field}.shape {shape} has more than {max_elements} elements (limit from "
+                "max_images_per_request x model input size)"
+            )
+    expected = count * dtype.itemsize
+    if len(tensor.data) != expected:
+        raise InvalidInput(
+            f"{field}.data has {len(tensor.data)} bytes; shape {shape} of {dtype.name} needs "
+            f"{expected} bytes"
+        )
+    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+
+
+def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> np.ndarray:
+    """The request's images as (N, C, H, W) float32 in the model's pixel range.
+
+    Raises:
+        InvalidInput: no images / both `images` and `batch`, bad shapes, dtypes, byte counts,
+            NaN/inf, out-of-range values, undecodable PNG/JPEG (message names the field).
+        LimitExceeded: too many images or an encoded image too large.
+    """
+    spec = model.spec
+    per_image = spec.channels * spec.height * spec.width
+    has_batch = request.HasField("batch")
+    if has_batch and len(request.images):
+        raise InvalidInput("give either 'images' or 'batch', not both")
+    if has_batch:
+        x = tensor_to_array(request.batch, "batch", limits.max_images_per_request * per_image)
+        check_image_shape(x.shape, spec, "batch", batched=True)
+        if x.shape[0] > limits.max_images_per_request:
+            raise LimitExceeded(
+                f"batch has {x.shape[0]} images; max_images_per_request is "
+                f"{limits.max_images_per_request}"
+            )
+        return check_pixels(x, spec, "batch")
+    n = len(request.images)
+    if n == 0:
+        raise InvalidInput("no images: set 'images' (one or more) or 'batch'")
+    if n > limits.max_images_per_request:
+        raise LimitExceeded(
+            f"images has {n} entries; max_images_per_request is {limits.max_images_per_request}"
+        )
+    out = np.empty((n, *spec.shape), dtype=np.float32)
+    for i, image in enumerate(request.images):
+        field = f"images[{i}]"
+        kind = image.WhichOneof("data")
+        if kind == "encoded":
+            out[i] = decode_image(image.encoded, spec, limits.max_image_side, f"{field}.encoded")
+        elif kind == "tensor":
+            arr = tensor_to_array(image.tensor, f"{field}.tensor", per_image)
+            check_image_shape(arr.shape, spec, f"{field}.tensor", batched=False)
+            out[i] = check_pixels(arr, spec, f"{field}.tensor").reshape(spec.shape)
+        else:
+            raise InvalidInput(f"{field} is empty: set 'encoded' or 'tensor'")
+    return out
+
+
+def resolve_top_k(top_k: int, num_classes: int) -> int:
+    return min(top_k or DEFAULT_TOP_K, num_classes)
+
+
+def encode_classify(
+    model: ServedModel, probabilities: np.ndarray, top_k: int
+) -> pb.ClassifyResponse:
+    """(N, K) probabilities -> ClassifyResponse with the top-k classes per image."""
+    k = resolve_top_k(top_k, model.num_classes)
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    response = pb.ClassifyResponse(model=model.name, version=model.version)
+    names = model.class_names
+    for row, idx in zip(probabilities, order, strict=True):
+        response.results.add(
+            class_indices=idx.tolist(),
+            class_names=[names[i] for i in idx],
+            probabilities=row[idx].tolist(),
+        )
+    return response
+
+
+def encode_model_summary(name: str, versions: list[int]) -> pb.ModelSummary:
+    return pb.ModelSummary(name=name, versions=versions, default_version=max(versions))
+
+
+def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse:
+    """Everything GetModel tells about one version."""
+    spec = model.spec
+    summary = model.summary_dict()
+    response = pb.GetModelResponse(
+        name=model.name,
+        version=model.version,
+        versions=versions,
+        input=pb.InputSpec(
+            channels=spec.channels,
+            height=spec.height,
+            width=spec.width,
+            dtype=spec.dtype,
+            pixel_min=spec.pixel_min,
+            pixel_max=spec.pixel_max,
+            mean=list(spec.mean),
+            std=list(spec.std),
+        ),
+        class_names=list(model.class_names),
+        summary_text=str(summary.get("text", "")),
+        total_parameters=int(summary.get("total_params", 0)),
+        metrics=model.metrics(),
+        dataset=_dataset_name(model),
+        created_at=model.meta_field("created_at"),
+        job_id=model.meta_field("job_id"),
+        weights_sha256=model.meta_field("weights_sha256"),
+        architecture_json=model.architecture_json(),
+    )
+    for layer in summary.get("layers", []):
+        rf = layer.get("receptive_field")
+        response.layers.add(
+            index=int(layer["index"]),
+            type=str(layer["type"]),
+            output_shape=[int(d) for d in layer["output_shape"]],
+            parameters=int(layer.get("params", 0)),
+            trainable_parameters=int(layer.get("trainable_params", 0)),
+            global_receptive_field=rf is None,
+            receptive_field=[int(v) for v in rf["size"]] if rf else [],
+            jump=[int(v) for v in rf["jump"]] if rf else [],
+            start=[float(v) for v in rf["start"]] if rf else [],
+        )
+    return response
+
+
+def _dataset_name(model: ServedModel) -> str:
+    dataset = getattr(model.meta, "dataset", None)
+    if isinstance(dataset, dict):
+        return str(dataset.get("name", "") or json.dumps(dataset))
+    return "" if dataset is None else str(dataset)

@@ -1,0 +1,102 @@
+"""Domain errors carrying their gRPC status, and the one decorator that maps them.
+
+Servicer methods raise these (or let codec/registry code raise them); `map_errors` turns
+them into `context.abort(code, message)`. Anything else is a bug: it is logged with its
+traceback and reported to the client as INTERNAL without internals.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ServerError(Exception):
+    """Base of errors that reach the client with `code` and the message."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+
+
+class InvalidInput(ServerError, ValueError):
+    """Malformed request: wrong shape, datatype, byte count, value range, undecodable image."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ModelNotFound(ServerError, LookupError):
+    """Unknown model name or version."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class LimitExceeded(ServerError):
+    """A configured limit (images per request, image side, queue size) was exceeded."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServerError):
+    """The server cannot serve now (draining, model unloading, no models loaded yet)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServerError):
+    """The request's deadline (or the server's request timeout) passed while it waited."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Unauthenticated(ServerError):
+    """Missing or wrong bearer token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The (code, message) a client sees for `exc`."""
+    if isinstance(exc, ServerError):
+        return exc.code, str(exc)
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server log"
+
+
+def map_errors(method: F) -> F:
+    """Decorate a unary servicer method `(self, request, context)`: domain errors -> abort."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(self, request, context)
+        except ServerError as exc:
+            context.abort(exc.code, str(exc))
+        except Exception as exc:
+            log.exception("unhandled error in %s", method.__qualname__)
+            code, message = status_of(exc)
+            context.abort(code, message)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def map_stream_errors(method: F) -> F:
+    """Like `map_errors` for server-streaming methods (generators)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from method(self, request, context)
+        except ServerError as exc:
+            context.abort(exc.code, str(exc))
+        except Exception as exc:
+            log.exception("unhandled error in %s", method.__qualname__)
+            code, message = status_of(exc)
+            context.abort(code, message)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,109 @@
+"""Turn client pixels into the model's input: validated (N, C, H, W) float32 in pixel range.
+
+Wire-format agnostic: the codecs hand over numpy arrays or encoded image bytes plus the name
+of the field they came from, which every error message repeats.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image
+
+from server.errors import InvalidInput, LimitExceeded
+from server.model import InputSpec
+
+ENCODED_FORMATS = frozenset({"PNG", "JPEG"})
+
+
+def check_pixels(x: np.ndarray, spec: InputSpec, field: str) -> np.ndarray:
+    """Validate values of a raw (N, C, H, W) uint8/float array; return float32 (pixel range).
+
+    Raises:
+        InvalidInput: NaN/infinity, or values outside [pixel_min, pixel_max]; names `field`.
+    """
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x)
+        if not finite.all():
+            index = int(np.flatnonzero(~finite.ravel())[0])
+            raise InvalidInput(
+                f"{field} contains NaN or infinity (first at flat element {index}); "
+                "pixel values must be finite"
+            )
+    if x.size:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < spec.pixel_min or hi > spec.pixel_max:
+            raise InvalidInput(
+                f"{field} has values in [{lo:g}, {hi:g}], outside the model's pixel range "
+                f"[{spec.pixel_min:g}, {spec.pixel_max:g}]"
+            )
+    return x.astype(np.float32, copy=False)
+
+
+def check_image_shape(shape: tuple[int, ...], spec: InputSpec, field: str, batched: bool) -> None:
+    """Require (N, C, H, W) when `batched`, else (C, H, W) or (H, W) for one channel.
+
+    Raises:
+        InvalidInput: names `field`, the shape received and the shape expected.
+    """
+    c, h, w = spec.shape
+    if batched:
+        ok = len(shape) == 4 and shape[0] >= 1 and tuple(shape[1:]) == (c, h, w)
+        expected = f"(N, {c}, {h}, {w}) with N >= 1"
+    else:
+        ok = tuple(shape) == (c, h, w) or (c == 1 and tuple(shape) == (h, w))
+        expected = f"({c}, {h}, {w})" + (f" or ({h}, {w})" if c == 1 else "")
+    if not ok:
+        raise InvalidInput(f"{field} has shape {tuple(shape)}, the model expects {expected}")
+
+
+def decode_image(data: bytes, spec: InputSpec, max_side: int, field: str) -> np.ndarray:
+    """Decode PNG/JPEG bytes into (C, H, W) float32 in the model's pixel range.
+
+    The image is converted to the model's channel count (L or RGB), resized to H x W
+    (bilinear) and rescaled from 0..255 to [pixel_min, pixel_max].
+
+    Raises:
+        InvalidInput: empty, not PNG/JPEG, or undecodable; names `field`.
+        LimitExceeded: a side is larger than `max_side` pixels.
+    """
+    if not data:
+        raise InvalidInput(f"{field} is empty; expected PNG or JPEG bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(data), formats=sorted(ENCODED_FORMATS))
+            width, height = opened.size
+            if width > max_side or height > max_side:
+                raise LimitExceeded(
+                    f"{field} is {width}x{height} pixels; each side must be <= "
+                    f"max_image_side={max_side}"
+                )
+            if width < 1 or height < 1:
+                raise InvalidInput(f"{field} has no pixels ({width}x{height})")
+            opened.load()
+            mode = "L" if spec.channels == 1 else "RGB"
+            image = opened.convert(mode)
+            if image.size != (spec.width, spec.height):
+                image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float32)
+    except (InvalidInput, LimitExceeded):
+        raise
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
+        raise InvalidInput(
+            f"{field} could not be decoded as PNG or JPEG ({type(exc).__name__}: {exc})"
+        ) from None
+    if spec.channels == 1:
+        pixels = pixels[None, :, :]
+    elif spec.channels == 3:
+        pixels = pixels.transpose(2, 0, 1)
+    else:
+        raise InvalidInput(
+            f"{field}: encoded images need a 1- or 3-channel model; this model has "
+            f"{spec.channels} channels (send a raw tensor instead)"
+        )
+    scale = (spec.pixel_max - spec.pixel_min) / 255.0
+    out = (pixels * scale + spec.pixel_min).astype(np.float32)
+    return np.clip(out, spec.pixel_min, spec.pixel_max, out=out)

@@ -1,0 +1,215 @@
+"""A loaded model version as the server sees it: input spec, classes, batcher.
+
+`load_version` is the only place that reads artifacts (through `core.artifacts`); it warms
+the model up (compiles/loads the Numba kernels) before the version becomes visible.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server.batcher import COMPUTE_LOCK, Batcher, BatchObserver
+from server.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """Attribute or mapping access (ModelMeta sub-objects may be models or dicts)."""
+    if isinstance(obj, Mapping):
+        return obj.get(key, default)
+    return getattr(obj, key, default)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What one image must look like: (C, H, W), dtype, native pixel range, normalisation."""
+
+    channels: int
+    height: int
+    width: int
+    dtype: str
+    pixel_min: float
+    pixel_max: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @classmethod
+    def from_meta(cls, meta: Any) -> InputSpec:
+        inp = _get(meta, "input")
+        pre = _get(meta, "preprocessing") or {}
+        pixel_range = _get(inp, "pixel_range") or (0.0, 255.0)
+        channels = int(_get(inp, "channels"))
+        mean = _get(pre, "mean")
+        std = _get(pre, "std")
+        return cls(
+            channels=channels,
+            height=int(_get(inp, "height")),
+            width=int(_get(inp, "width")),
+            dtype=str(_get(inp, "dtype", "float32") or "float32"),
+            pixel_min=float(pixel_range[0]),
+            pixel_max=float(pixel_range[1]),
+            mean=tuple(float(v) for v in (mean if mean is not None else [0.0] * channels)),
+            std=tuple(float(v) for v in (std if std is not None else [1.0] * channels)),
+        )
+
+
+@dataclass
+class RequestStats:
+    """Cumulative request counts and durations of one version (for ModelStatistics)."""
+
+    success_count: int = 0
+    success_ns: int = 0
+    fail_count: int = 0
+    fail_ns: int = 0
+    last_inference_ms: int = 0
+
+    def record(self, ok: bool, seconds: float) -> None:
+        ns = int(seconds * 1e9)
+        if ok:
+            self.success_count += 1
+            self.success_ns += ns
+        else:
+            self.fail_count += 1
+            self.fail_ns += ns
+        self.last_inference_ms = int(time.time() * 1000)
+
+
+@dataclass
+class ServedModel:
+    """One loaded model version with its own batcher."""
+
+    name: str
+    version: int
+    spec: InputSpec
+    class_names: tuple[str, ...]
+    meta: Any
+    network: Any
+    batcher: Batcher
+    loaded_at: float = field(default_factory=time.time)
+    stats: RequestStats = field(default_factory=RequestStats)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def preprocess(self, images: np.ndarray) -> np.ndarray:
+        """(N, C, H, W) float32 in the pixel range -> normalised float32 model input."""
+        from core.artifacts import preprocess
+
+        try:
+            x = preprocess(self.meta, images)
+        except ValueError as exc:  # ShapeError / InputRangeError: codecs check first
+            raise InvalidInput(f"images: {exc}") from None
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def submit(self, images: np.ndarray) -> Any:
+        """Queue (N, C, H, W) pixel-range images; returns a `Pending` of (N, K) probabilities."""
+        return self.batcher.submit(self.preprocess(images))
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def summary_dict(self) -> dict[str, Any]:
+        """`core` summary as JSON-able dict plus the rendered text."""
+        summary = self.network.summary()
+        data = dict(summary.to_dict())
+        data["text"] = str(summary)
+        return data
+
+    def metrics(self) -> dict[str, float]:
+        raw = _get(self.meta, "metrics") or {}
+        out: dict[str, float] = {}
+        for key, value in dict(raw).items():
+            if isinstance(value, bool | int | float):
+                out[str(key)] = float(value)
+        return out
+
+    def architecture_json(self) -> str:
+        return json.dumps(_get(self.meta, "architecture") or self.network.architecture)
+
+    def meta_field(self, key: str) -> str:
+        value = _get(self.meta, key)
+        return "" if value is None else str(value)
+
+
+def load_version(
+    path: Path,
+    name: str,
+    version: int,
+    *,
+    max_batch_size: int,
+    max_queue_delay_s: float,
+    max_queue_size: int,
+    observe: BatchObserver | None = None,
+) -> ServedModel:
+    """Load `path` (one version directory), warm it up and start its batcher.
+
+    Raises:
+        core.errors.ArtifactError (ValueError) and OSError: the version cannot be loaded.
+        ValueError: the artifact's input spec or class list is unusable.
+    """
+    from core.artifacts import load_artifact
+
+    started = time.perf_counter()
+    loaded = load_artifact(path)
+    network, meta = loaded.model, loaded.meta
+    spec = InputSpec.from_meta(meta)
+    class_names = tuple(str(c) for c in (_get(meta, "class_names") or []))
+    num_classes = int(network.num_classes)
+    if not class_names:
+        class_names = tuple(str(i) for i in range(num_classes))
+    if len(class_names) != num_classes:
+        raise ValueError(
+            f"{path}: model.json lists {len(class_names)} class names, the network outputs "
+            f"{num_classes} classes"
+        )
+    if min(spec.shape) < 1 or spec.pixel_max <= spec.pixel_min:
+        raise ValueError(f"{path}: unusable input spec {spec}")
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return np.asarray(network.predict_proba(x, batch_size=max(len(x), 1)), dtype=np.float32)
+
+    # Warm-up outside the batcher: compiles (or loads from the Numba cache) every kernel, so
+    # the first real request after the swap is fast. Runs under the process compute lock.
+    with COMPUTE_LOCK:
+        run(np.zeros((2, *spec.shape), dtype=np.float32))
+    batcher = Batcher(
+        run,
+        name=f"{name}:{version}",
+        max_batch_size=max_batch_size,
+        max_queue_delay_s=max_queue_delay_s,
+        max_queue_size=max_queue_size,
+        observe=observe,
+    )
+    model = ServedModel(
+        name=name,
+        version=version,
+        spec=spec,
+        class_names=class_names,
+        meta=meta,
+        network=network,
+        batcher=batcher,
+    )
+    log.info(
+        "loaded model %s version %d from %s in %.3f s (input %s, %d classes)",
+        name,
+        version,
+        path,
+        time.perf_counter() - started,
+        spec.shape,
+        num_classes,
+    )
+    return model

@@ -1,0 +1,156 @@
+"""Server settings: one typed object, read from `CNN_*` environment variables (12-factor)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ENV_PREFIX = "CNN_"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds an invalid value; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """Everything the server process can be configured with.
+
+    Each field `foo_bar` is read from the environment variable `CNN_FOO_BAR`.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    models_dir: Path = Field(Path("models"), description="Model repository root directory.")
+    grpc_address: str = Field(
+        "127.0.0.1:50051", description="host:port to listen on; port 0 picks a free port."
+    )
+    workers: int = Field(16, ge=1, le=1024, description="gRPC handler threads.")
+    max_concurrent_rpcs: int = Field(
+        512, ge=1, description="RPCs in progress beyond which new ones get RESOURCE_EXHAUSTED."
+    )
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request/response message, bytes."
+    )
+    max_images_per_request: int = Field(
+        256, ge=1, description="Most images one Classify / ModelInfer request may carry."
+    )
+    max_image_side: int = Field(
+        4096, ge=1, description="Largest width or height of an encoded (PNG/JPEG) image, px."
+    )
+    max_batch_size: int = Field(
+        64, ge=1, description="Most images one forward pass of the dynamic batcher handles."
+    )
+    max_queue_delay_ms: float = Field(
+        1.0,
+        ge=0.0,
+        description="Longest a request waits for others to join its batch (only under load), ms.",
+    )
+    max_queue_size: int = Field(
+        1024, ge=1, description="Images waiting per model beyond which requests are refused."
+    )
+    request_timeout_s: float = Field(
+        30.0, gt=0.0, description="Inference wait limit when the client sets no deadline, s."
+    )
+    poll_interval_s: float = Field(
+        0.5, gt=0.0, description="How often the model repository is scanned for new versions, s."
+    )
+    max_versions: int = Field(
+        2, ge=1, description="Newest versions kept loaded per model (older ones are unloaded)."
+    )
+    auth_token: str | None = Field(
+        None, description="Bearer token required in `authorization` metadata; unset = no auth."
+    )
+    tls_cert: Path | None = Field(None, description="PEM server certificate (enables TLS).")
+    tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
+    tls_client_ca: Path | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate (mTLS)."
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="Prometheus /metrics port; unset = off, 0 = any free."
+    )
+    metrics_host: str = Field("127.0.0.1", description="Interface the metrics endpoint binds.")
+    shutdown_grace_s: float = Field(
+        10.0, ge=0.0, description="On SIGTERM: how long in-flight requests may take to finish, s."
+    )
+    shutdown_delay_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="On SIGTERM: how long health reports NOT_SERVING while still serving, "
+        "before new RPCs are refused (lets load balancers notice), s.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Log lines as text or as one JSON object per line."
+    )
+
+    @field_validator("grpc_address")
+    @classmethod
+    def _address_has_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port with port 0..65535, got {value!r}")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("CNN_TLS_CERT and CNN_TLS_KEY must be set together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("CNN_TLS_CLIENT_CA requires CNN_TLS_CERT and CNN_TLS_KEY")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert is not None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `CNN_*` variables (empty values count as unset), then overrides.
+
+        Raises:
+            SettingsError: a variable is invalid or unknown-looking; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw.strip() != "":
+                values[name] = raw.strip()
+        values.update(overrides)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                loc = err.get("loc") or ()
+                var = ENV_PREFIX + str(loc[0]).upper() if loc else "settings"
+                lines.append(f"{var}: {err['msg']} (got {err.get('input')!r})")
+            raise SettingsError("invalid server settings: " + "; ".join(lines)) from None
+
+    def describe(self) -> dict[str, Any]:
+        """Settings for the start-up log line (the auth token is masked)."""
+        data = self.model_dump(mode="json")
+        if data.get("auth_token"):
+            data["auth_token"] = "***"
+        return data
+
+
+def settings_table() -> str:
+    """Markdown table of all settings (env var, default, meaning) for the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)

@@ -1,0 +1,31 @@
+"""Acceptance (slow): LeNet reaches ≥ 95% on the 1,000 held-out images of mnist-5k."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.datasets import load_dataset
+from core.model import Sequential
+from core.train_bench import LENET
+from core.training import TrainConfig, fit
+
+
+@pytest.mark.slow
+def test_lenet_reaches_95_percent_on_mnist_5k() -> None:
+    data = load_dataset({"name": "mnist-5k"})
+    assert data.x_test is not None and data.x_test.shape[0] == 1000
+    model = Sequential.from_spec(LENET, data.input_shape, seed=0)
+    config = TrainConfig(
+        epochs=8,
+        batch_size=64,
+        optimizer={"type": "adam", "lr": 0.002},
+        seed=0,
+        validation_split=0.1,
+    )
+    start = time.perf_counter()
+    result = fit(model, data, config)
+    elapsed = time.perf_counter() - start
+    print(f"mnist-5k: test accuracy {result.metrics['test_accuracy']:.4f} in {elapsed:.1f} s")
+    assert result.metrics["test_accuracy"] >= 0.95

@@ -1,0 +1,115 @@
+"""Test models for the server suite: a small digits CNN trained with `core`, published into
+temporary model repositories exactly as the worker would (core.repository + core.artifacts)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.artifacts import load_artifact, make_meta, save_artifact
+from core.datasets import Dataset, load_digits
+from core.model import Sequential
+from core.repository import ModelRepository
+
+DIGITS_ARCHITECTURE: list[dict] = [
+    {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same"},
+    {"type": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "flatten"},
+    {"type": "dense", "units": 10},
+]
+
+
+@dataclass(frozen=True)
+class TrainedArtifact:
+    """A saved artifact directory plus the data it was trained on."""
+
+    path: Path
+    data: Dataset
+
+
+def train_digits(directory: Path, *, seed: int = 0, epochs: int = 3) -> TrainedArtifact:
+    """Train the small digits CNN for a few epochs and save it to `directory`."""
+    from core.training import TrainConfig, fit
+
+    data = load_digits()
+    model = Sequential.from_spec(DIGITS_ARCHITECTURE, data.input_shape, seed=seed)
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=32,
+        seed=seed,
+        validation_split=0.0,
+        optimizer={"type": "adam", "lr": 3e-3},
+    )
+    result = fit(model, data, config)
+    meta = make_meta(
+        model,
+        name="digits",
+        class_names=data.class_names,
+        normalisation=data.normalisation,
+        pixel_range=data.pixel_range,
+        metrics={k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
+        dataset={"name": "digits"},
+    )
+    save_artifact(directory, model, meta)
+    return TrainedArtifact(directory, data)
+
+
+def publish_copy(root: Path, name: str, artifact_dir: Path) -> int:
+    """Publish a copy of `artifact_dir` as the next version of `name` under `root`."""
+
+    def write(tmp: Path) -> None:
+        for item in artifact_dir.iterdir():
+            if item.is_file():
+                shutil.copyfile(item, tmp / item.name)
+
+    return ModelRepository(root).publish(name, write)
+
+
+def publish_broken(root: Path, name: str, artifact_dir: Path) -> int:
+    """Publish a version whose weights do not match their sha256 (must be skipped)."""
+
+    def write(tmp: Path) -> None:
+        for item in artifact_dir.iterdir():
+            if item.is_file():
+                shutil.copyfile(item, tmp / item.name)
+        weights = tmp / "weights.npz"
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        weights.write_bytes(bytes(data))
+
+    return ModelRepository(root).publish(name, write)
+
+
+def local_probabilities(artifact_dir: Path, images: np.ndarray) -> np.ndarray:
+    """What `core` computes locally for raw images (N, C, H, W) in the pixel range."""
+    return load_artifact(artifact_dir).predict_proba(images)
+
+
+SLOW_ARCHITECTURE: list[dict] = [
+    {"type": "conv2d", "filters": 16, "kernel_size": 5, "padding": "same"},
+    {"type": "relu"},
+    {"type": "conv2d", "filters": 16, "kernel_size": 5, "padding": "same"},
+    {"type": "relu"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 2},
+]
+
+
+def save_slow_model(directory: Path) -> Path:
+    """An untrained 64x64 model whose forward pass on 64 images takes about a second."""
+    from core.datasets import Normalisation
+
+    model = Sequential.from_spec(SLOW_ARCHITECTURE, (1, 64, 64), seed=0)
+    meta = make_meta(
+        model,
+        name="slow",
+        class_names=["a", "b"],
+        normalisation=Normalisation(mean=[127.5], std=[64.0]),
+        pixel_range=(0.0, 255.0),
+    )
+    save_artifact(directory, model, meta)
+    return directory

@@ -1,0 +1,107 @@
+"""Fixtures for the worker tests: real `python -m worker` processes against a real Redis.
+
+Timing settings are shrunk so fault tests finish quickly: heartbeat every 1 s, a job is
+abandoned 3 s after its worker's last heartbeat, idle workers wake every 5 s to clean up.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import ManagedProcess, python_module
+from tests.worker.helpers import REPO_ROOT
+
+FAST_TIMINGS = {
+    "CNN_JOB_MONITORING_INTERVAL": "1",
+    "CNN_HEARTBEAT_GRACE": "3",
+    "CNN_MAINTENANCE_INTERVAL": "2",
+    "CNN_WORKER_TTL": "20",
+    "CNN_PROGRESS_INTERVAL": "0.2",
+    "CNN_JOB_RETRIES": "2",
+    "CNN_LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="session")
+def warm_numba_cache() -> str:
+    """Compile the kernels once for the session (the workers then start with CNN_WARMUP=off)."""
+    cache = os.environ["NUMBA_CACHE_DIR"]
+    done = subprocess.run(
+        python_module("worker.warmup"),
+        cwd=REPO_ROOT,
+        env={**os.environ, "NUMBA_CACHE_DIR": cache},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"python -m worker.warmup failed:\n{done.stderr[-4000:]}")
+    return cache
+
+
+@pytest.fixture()
+def worker_env(tmp_path: Path, redis_url: str, warm_numba_cache: str) -> dict[str, str]:
+    models = tmp_path / "models"
+    data = tmp_path / "data"
+    models.mkdir()
+    data.mkdir()
+    return {
+        "CNN_REDIS_URL": redis_url,
+        "CNN_MODELS_DIR": str(models),
+        "CNN_DATA_DIR": str(data),
+        "CNN_QUEUES": "training",
+        "NUMBA_CACHE_DIR": warm_numba_cache,
+        "CNN_WARMUP": "off",
+        "PYTHONPATH": str(REPO_ROOT),
+        **FAST_TIMINGS,
+    }
+
+
+@pytest.fixture()
+def models_dir(worker_env: dict[str, str]) -> Path:
+    return Path(worker_env["CNN_MODELS_DIR"])
+
+
+@pytest.fixture()
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., ManagedProcess]]:
+    """Start `python -m worker` processes; every one is stopped at teardown."""
+    started: list[ManagedProcess] = []
+
+    def start(name: str = "w1", **env: str) -> ManagedProcess:
+        proc = ManagedProcess(
+            python_module("worker", "--name", f"{name}-{tmp_path.name}"[:60]),
+            log_path=tmp_path / f"worker-{name}.log",
+            env={**worker_env, **env},
+            cwd=REPO_ROOT,
+        )
+        started.append(proc.start())
+        proc.wait_for_log(r"\*\*\* Listening on", timeout=120)
+        return proc
+
+    try:
+        yield start
+    finally:
+        for proc in started:
+            proc.stop()
+
+
+@pytest.fixture()
+def client_env(worker_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Point `worker.client` (in this process) at the test's Redis and repository."""
+    saved = {k: os.environ.get(k) for k in worker_env}
+    os.environ.update(worker_env)
+    try:
+        yield worker_env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

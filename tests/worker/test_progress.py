@@ -1,0 +1,105 @@
+"""Progress reporting: throttled, never lost at epoch ends, survives a Redis that lost the job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rq import Queue
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from core.training import Progress
+from tests.support.redis_server import RedisServer
+from worker.progress import JobMetaWriter, ProgressReporter
+from worker.settings import SettingsError, WorkerSettings
+
+
+class RecordingWriter:
+    def __init__(self) -> None:
+        self.updates: list[dict[str, Any]] = []
+
+    def update(self, **fields: Any) -> bool:
+        self.updates.append(fields)
+        return True
+
+
+def progress(step: int, epoch: int = 1, phase: str = "train", total: int = 100) -> Progress:
+    return Progress(
+        epoch=epoch,
+        epochs=2,
+        step=step,
+        total_steps=total,
+        loss=0.5,
+        train_accuracy=0.8,
+        val_accuracy=None,
+        images_per_s=100.0,
+        eta_s=3.0,
+        phase=phase,
+    )
+
+
+def test_reporter_throttles_steps_but_keeps_epoch_ends_and_the_last_step() -> None:
+    clock = [0.0]
+    writer = RecordingWriter()
+    reporter = ProgressReporter(writer, min_interval=0.5, clock=lambda: clock[0])  # type: ignore[arg-type]
+    for step in range(1, 51):  # 50 steps in 1 s: at most ~3 timed writes
+        clock[0] = step * 0.02
+        reporter(progress(step))
+    reporter(progress(50, phase="epoch_end"))
+    for step in range(51, 101):
+        clock[0] = 1.0 + (step - 50) * 0.001
+        reporter(progress(step, epoch=2))
+    steps = [u["progress"]["step"] for u in writer.updates]
+    phases = [u["progress"]["phase"] for u in writer.updates]
+    assert len(writer.updates) <= 8
+    assert "epoch_end" in phases
+    assert steps[-1] == 100
+    assert reporter.first_step_at == pytest.approx(0.02)
+
+
+def test_progress_is_json_safe() -> None:
+    writer = RecordingWriter()
+    reporter = ProgressReporter(writer)  # type: ignore[arg-type]
+    p = Progress(
+        epoch=1,
+        epochs=1,
+        step=1,
+        total_steps=1,
+        loss=float("nan"),
+        train_accuracy=1.0,
+        val_accuracy=None,
+        images_per_s=float("inf"),
+        eta_s=0.0,
+        phase="train",
+    )
+    reporter(p)
+    data = writer.updates[0]["progress"]
+    assert data["loss"] is None and data["images_per_s"] is None
+
+
+@pytest.mark.integration
+def test_writer_restores_a_job_hash_lost_by_redis(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    connection = redis_server.client()
+    queue = Queue("training", connection=connection, serializer=JSONSerializer)
+    job = queue.enqueue("worker.jobs.train_job", {"x": 1}, meta={"kind": "train"})
+    writer = JobMetaWriter(job)
+    assert writer.update(stage="training")
+    connection.delete(job.key)  # what a Redis restart without persistence does
+    assert writer.update(stage="still training")
+    again = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
+    assert again.meta["stage"] == "still training"
+    assert list(again.args) == [{"x": 1}]
+
+
+def test_settings_defaults_and_errors() -> None:
+    s = WorkerSettings.from_env({})
+    assert s.redis_url == "redis://127.0.0.1:6379/0" and s.queues == ("training",)
+    s = WorkerSettings.from_env({"CNN_QUEUES": "high, training", "CNN_JOB_RETRIES": "0"})
+    assert s.queues == ("high", "training") and s.queue == "high" and s.job_retries == 0
+    with pytest.raises(SettingsError, match="CNN_JOB_TIMEOUT"):
+        WorkerSettings.from_env({"CNN_JOB_TIMEOUT": "soon"})
+    with pytest.raises(SettingsError, match="CNN_WARMUP"):
+        WorkerSettings.from_env({"CNN_WARMUP": "maybe"})

@@ -1,0 +1,102 @@
+"""The training spec: examples are valid, bad specs are rejected naming the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.worker.helpers import REPO_ROOT, tiny_spec
+from worker.spec import InvalidSpec, TrainSpec, load_spec, parse_spec
+
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_spec_is_valid(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.name
+
+
+def test_payload_round_trips_through_json() -> None:
+    spec = parse_spec(tiny_spec(epochs=3))
+    again = parse_spec(json.loads(json.dumps(spec.payload())))
+    assert again == spec
+    assert again.train_config().epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"),
+    [
+        ({"architecture": [{"type": "conv3d", "filters": 2}]}, "architecture.0.type", "conv3d"),
+        ({"dataset": {"name": "cifar-100"}}, "dataset.name", "digits"),
+        ({"epochs": -1}, "epochs", "greater than or equal to 1"),
+        ({"surprise": True}, "surprise", "unknown field"),
+        ({"augmentation": {"rotate": 5}}, "augmentation.rotate", "unknown field"),
+        ({"optimizer": {"type": "rmsprop"}}, "optimizer", "rmsprop"),
+        ({"name": "../escape"}, "name", "pattern"),
+        ({"batch_size": 0}, "batch_size", "greater than or equal to 1"),
+        ({"timeout_s": 0}, "timeout_s", "greater than or equal to 1"),
+    ],
+)
+def test_invalid_spec_names_the_field(change: dict, field: str, words: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(tiny_spec(**change))
+    assert any(e.startswith(f"{field}: ") and words in e for e in info.value.errors), info.value
+
+
+def test_unknown_layer_option_is_reported_at_its_index() -> None:
+    arch = tiny_spec()["architecture"]
+    arch[2] = {"type": "maxpool2d", "size": 2, "strides": 2}
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(tiny_spec(architecture=arch))
+    assert info.value.errors[0].startswith("architecture.2: ")
+    assert "strides" in info.value.errors[0]
+
+
+def test_incompatible_shapes_are_caught_at_submit_time_for_known_datasets() -> None:
+    arch = tiny_spec()["architecture"]
+    arch.insert(3, {"type": "conv2d", "filters": 4, "kernel_size": 7})  # 4x4 input after pool
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(tiny_spec(architecture=arch))
+    message = info.value.errors[0]
+    assert message.startswith("architecture.3: ") and "(1, 8, 8)" in message
+
+
+def test_user_dataset_shapes_are_checked_when_the_job_runs() -> None:
+    spec = parse_spec(tiny_spec(dataset={"name": "npz", "path": "mine.npz"}))
+    assert spec.input_shape() is None
+
+
+def test_all_errors_are_reported_together() -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(tiny_spec(epochs=0, extra=1))
+    assert len(info.value.errors) == 2
+    assert str(info.value).count("\n") == 2
+
+
+def test_spec_module_does_not_import_rq() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, worker.spec; sys.exit('rq' in sys.modules or 'redis' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
+
+
+def test_train_spec_schema_is_documented() -> None:
+    schema = TrainSpec.model_json_schema()
+    for key in (
+        "name",
+        "architecture",
+        "dataset",
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "schedule",
+        "seed",
+        "validation_split",
+        "early_stopping",
+        "augmentation",
+    ):
+        assert key in schema["properties"], key

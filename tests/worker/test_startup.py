@@ -1,0 +1,43 @@
+"""Start-up overhead of a job: cold vs warm Numba compile cache (numbers printed with -s)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.worker.helpers import tiny_spec
+from worker import client
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_warm_compile_cache_makes_the_first_step_fast(
+    start_worker, client_env: dict[str, str], tmp_path: Path
+) -> None:
+    cold_cache = tmp_path / "numba-cache"
+    start_worker("cold", NUMBA_CACHE_DIR=str(cold_cache), CNN_WARMUP="off")
+    spec = tiny_spec("digits-startup")
+
+    cold = client.poll(client.submit(spec), timeout=300)  # compiles, fills the cache
+    warm = client.poll(client.submit(spec), timeout=300)  # a new horse, same cache
+
+    assert cold.status == warm.status == "finished"
+    cold_s = cold.timings["startup_to_first_step_s"]  # type: ignore[index]
+    warm_s = warm.timings["startup_to_first_step_s"]  # type: ignore[index]
+    print(f"\njob start-up to first step: cold cache {cold_s:.2f} s, warm cache {warm_s:.2f} s")
+    assert any(cold_cache.rglob("*.nbi")), "kernels were not cached"
+    assert warm_s < cold_s / 2
+
+
+def test_worker_warms_the_cache_before_taking_jobs(
+    start_worker, client_env: dict[str, str], tmp_path: Path
+) -> None:
+    cache = tmp_path / "numba-cache"
+    worker = start_worker("warm", NUMBA_CACHE_DIR=str(cache), CNN_WARMUP="block")
+    match = worker.wait_for_log(r"warm-up finished in ([0-9.]+) s")
+    info = client.poll(client.submit(tiny_spec("digits-warm")), timeout=300)
+    assert info.status == "finished"
+    startup = info.timings["startup_to_first_step_s"]  # type: ignore[index]
+    print(f"\nwarm-up {match.group(1)} s at worker start; job start-up {startup:.2f} s")
+    assert startup < 5.0

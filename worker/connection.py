@@ -1,0 +1,29 @@
+"""Redis connections that ride out a Redis restart (reconnect with bounded exponential backoff)."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+#: Attempts per command before a ConnectionError reaches the caller: with a 0.1 s base doubling up
+#: to 2 s per attempt this covers an outage of roughly 30 s.
+WORKER_RETRIES = 18
+#: The CLI gives up sooner: a user at a terminal wants to hear that Redis is down.
+CLIENT_RETRIES = 3
+
+
+def connect(url: str, *, retries: int = WORKER_RETRIES) -> redis.Redis:
+    """A client for `url` that retries connection errors and timeouts with backoff.
+
+    Args:
+        url: ``redis://host:port/db`` (``rediss://`` for TLS).
+        retries: attempts after the first failure of a command.
+    """
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.1), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )

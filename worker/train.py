@@ -1,0 +1,156 @@
+"""One training run, from spec to published model version. Knows nothing of Redis or RQ.
+
+`run_training` loads the data set, builds the model, fits it with checkpoints in a per-job
+directory (so a re-run of the same job resumes where the last checkpoint left off), then
+publishes the artifact through `core.repository.ModelRepository.publish` (hidden temp dir,
+fsync, atomic rename, race-free version numbers) and only then removes the checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.settings import WorkerSettings
+from worker.spec import TrainSpec
+
+
+class TrainingStopped(RuntimeError):
+    """`should_stop` asked the run to stop: nothing was published, the checkpoint is kept."""
+
+
+@dataclass
+class TrainOutcome:
+    """What a finished job returns (JSON-able through `as_result`)."""
+
+    name: str
+    version: int
+    path: Path
+    metrics: dict[str, Any]
+    epochs_run: int
+    resumed: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_result(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            "metrics": self.metrics,
+            "epochs_run": self.epochs_run,
+            "resumed": self.resumed,
+            "timings": self.timings,
+        }
+
+
+def checkpoint_dir(settings: WorkerSettings, job_id: str) -> Path:
+    """Where job `job_id` keeps its checkpoint (hidden: never listed as a model)."""
+    return settings.checkpoints_dir / job_id
+
+
+def has_checkpoint(path: Path) -> bool:
+    from core.checkpoint import CHECKPOINT_JSON
+
+    return (path / CHECKPOINT_JSON).is_file()
+
+
+def run_training(
+    spec: TrainSpec,
+    settings: WorkerSettings,
+    *,
+    job_id: str,
+    on_progress: Callable[[Any], None] | None = None,
+    on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainOutcome:
+    """Train `spec` and publish the result as the next version of ``spec.name``.
+
+    Args:
+        spec: a validated training spec.
+        settings: where data, models and checkpoints live.
+        job_id: names the checkpoint directory; the same id resumes the same run.
+        on_progress: `core.training.Progress` callback (throttling is the caller's business).
+        on_stage: called with ("loaded" | "resuming" | "publishing", details) for status.
+        should_stop: polled between steps by `fit` for a cooperative stop.
+
+    Returns:
+        the published version and the final metrics.
+
+    Raises:
+        DatasetError, SpecError: the spec cannot be trained (not retried by the worker).
+    """
+    from core.artifacts import make_meta, save_artifact
+    from core.datasets import load_dataset
+    from core.model import Sequential
+    from core.repository import ModelRepository
+    from core.training import fit
+
+    stage = on_stage or (lambda _name, _details: None)
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    data = load_dataset(spec.dataset, settings.data_dir)
+    timings["load_data_s"] = round(time.monotonic() - t0, 4)
+
+    t1 = time.monotonic()
+    model = Sequential.from_spec(spec.architecture, data.input_shape, seed=spec.seed)
+    timings["build_model_s"] = round(time.monotonic() - t1, 4)
+
+    ckpt = checkpoint_dir(settings, job_id)
+    resumed = has_checkpoint(ckpt)
+    ckpt.mkdir(parents=True, exist_ok=True)
+    stage(
+        "resuming" if resumed else "loaded",
+        {
+            "input_shape": list(data.input_shape),
+            "train_images": int(data.x_train.shape[0]),
+            "checkpoint": str(ckpt),
+        },
+    )
+
+    t2 = time.monotonic()
+    result = fit(
+        model,
+        data,
+        spec.train_config(),
+        on_progress=on_progress,
+        checkpoint_dir=ckpt,
+        should_stop=should_stop,
+    )
+    timings["fit_s"] = round(time.monotonic() - t2, 4)
+    if result.cancelled:
+        raise TrainingStopped(
+            f"training stopped at step {result.steps_run}; checkpoint kept in {ckpt}"
+        )
+
+    metrics = dict(result.metrics)
+    stage("publishing", {"metrics": metrics})
+    meta = make_meta(
+        model,
+        name=spec.name,
+        class_names=list(data.class_names),
+        normalisation=data.normalisation,
+        pixel_range=data.pixel_range,
+        metrics=metrics,
+        dataset=spec.dataset.model_dump(mode="json"),
+        job_id=job_id,
+    )
+
+    def write(directory: Path) -> None:
+        save_artifact(directory, model, meta, history=list(result.history) or None)
+
+    repository = ModelRepository(settings.models_dir)
+    version = repository.publish(spec.name, write)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return TrainOutcome(
+        name=spec.name,
+        version=version,
+        path=repository.path(spec.name, version),
+        metrics=metrics,
+        epochs_run=int(result.epochs_run),
+        resumed=resumed,
+        timings=timings,
+    )

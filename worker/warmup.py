@@ -1,0 +1,93 @@
+"""`python -m worker.warmup`: fill NUMBA_CACHE_DIR so a job's first step does not compile.
+
+Runs in its own process, started by the worker before it takes jobs: the worker itself forks
+work horses and must never start Numba's OpenMP thread pool. The warm-up trains two tiny models
+for one short epoch on synthetic float32 data through `core.training.fit` — the same code path a
+job takes — covering every layer type, the optimizers, augmentation and evaluation, so every
+``cache=True`` kernel specialisation a typical job needs is compiled (or found) in the cache.
+
+Prints one JSON line with the elapsed time; exit status 0 on success.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+#: Exercises conv (same/valid, stride, bias), batchnorm, relu, leaky relu, max/avg pooling,
+#: dropout, flatten and dense.
+ARCH_A: list[dict[str, Any]] = [
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
+    {"type": "batchnorm2d"},
+    {"type": "relu"},
+    {"type": "maxpool2d", "size": 2},
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1, "stride": 1},
+    {"type": "leaky_relu"},
+    {"type": "avgpool2d", "size": 2},
+    {"type": "dropout", "rate": 0.25},
+    {"type": "flatten"},
+    {"type": "dense", "units": 8},
+    {"type": "tanh"},
+    {"type": "dense", "units": 3},
+]
+#: Exercises strided/valid conv, sigmoid and global average pooling.
+ARCH_B: list[dict[str, Any]] = [
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "stride": 2, "padding": "valid"},
+    {"type": "sigmoid"},
+    {"type": "global_avgpool2d"},
+    {"type": "dense", "units": 3},
+]
+
+
+def _dataset(channels: int, side: int, n: int = 24) -> Any:
+    from core.datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(n, channels, side, side), dtype=np.uint8)
+    y = (np.arange(n) % 3).astype(np.int64)
+    return Dataset(x, y, None, None, ["a", "b", "c"], name="warmup")
+
+
+def warm_up() -> dict[str, float]:
+    """Run the warm-up; returns seconds per phase."""
+    from core.model import Sequential
+    from core.training import TrainConfig, fit
+
+    timings: dict[str, float] = {}
+    runs: list[tuple[str, list[dict[str, Any]], int, int, dict[str, Any]]] = [
+        ("a_adam", ARCH_A, 1, 8, {"type": "adam", "lr": 1e-3}),
+        ("b_sgd", ARCH_B, 3, 9, {"type": "sgd", "lr": 0.01, "momentum": 0.9}),
+    ]
+    for label, arch, channels, side, optimizer in runs:
+        started = time.monotonic()
+        data = _dataset(channels, side)
+        model = Sequential.from_spec(arch, data.input_shape, seed=0)
+        config = TrainConfig.model_validate(
+            {
+                "epochs": 1,
+                "batch_size": 8,
+                "optimizer": optimizer,
+                "validation_split": 0.25,
+                "augmentation": {"shift": 1, "flip": True},
+            }
+        )
+        fit(model, data, config)
+        model.predict_proba(data.x_train[:4].astype(np.float32))
+        timings[label] = round(time.monotonic() - started, 3)
+    return timings
+
+
+def main() -> int:
+    started = time.monotonic()
+    timings = warm_up()
+    timings["total_s"] = round(time.monotonic() - started, 3)
+    print(json.dumps({"warmup": timings}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
