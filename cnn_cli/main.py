@@ -7,8 +7,10 @@ stays fast and a missing optional piece only affects the command that needs it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 class CliError(Exception):
@@ -37,9 +39,37 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from core.pictures import inspect_model
 
-    for path in inspect_model(args.model_dir, args.image, args.out):
+    image = Path(args.image)
+    if not image.is_file():
+        raise CliError(f"{args.image}: no such image file")
+    model_dir = _model_dir(args.model, args.version, args.models_dir)
+    for path in inspect_model(model_dir, image, args.out):
         print(path)
     return 0
+
+
+def _model_dir(model: str, version: int, models_dir: str | None) -> Path:
+    """A model version directory: `model` itself, or <models dir>/<model>/<version or newest>."""
+    path = Path(model)
+    if (path / "model.json").is_file():
+        return path
+    from core.repository import ModelRepository
+
+    root = Path(models_dir or os.environ.get("CNN_MODELS_DIR") or "models")
+    if not root.is_dir():
+        raise CliError(
+            f"{model!r} is not a model directory and the repository {root} does not exist "
+            "(pass --models-dir or set CNN_MODELS_DIR)"
+        )
+    repository = ModelRepository(root)
+    versions = repository.versions(model) if "/" not in model else []
+    if not versions:
+        known = ", ".join(repository.names()) or "none"
+        raise CliError(f"no model {model!r} in {root} (models there: {known})")
+    if version and version not in versions:
+        listed = ", ".join(map(str, versions))
+        raise CliError(f"model {model!r} has no version {version} in {root} (versions: {listed})")
+    return repository.path(model, version or max(versions))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -63,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the worker")
     worker.set_defaults(func=_cmd_worker)
 
-    from worker.cli import add_train_commands
+    from cnn_cli.classify import add_classify_command
+    from cnn_cli.models import add_models_commands
+    from cnn_cli.train import add_train_commands
 
+    add_classify_command(sub)
+    add_models_commands(sub)
     add_train_commands(sub)
 
     summary = sub.add_parser(
@@ -80,9 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser(
         "inspect", help="write first-layer kernels and feature maps of an image as PNG grids"
     )
-    inspect.add_argument("model_dir", help="a model version directory (model.json, weights.npz)")
+    inspect.add_argument(
+        "model", help="a model name in the repository, or a version directory (model.json)"
+    )
     inspect.add_argument("--image", required=True, help="an image file (PNG/JPEG)")
     inspect.add_argument("--out", required=True, help="output directory for the PNGs")
+    inspect.add_argument("--version", "-v", type=int, default=0, help="version (default: newest)")
+    inspect.add_argument(
+        "--models-dir", help="model repository (default: CNN_MODELS_DIR or ./models)"
+    )
     inspect.set_defaults(func=_cmd_inspect)
 
     demo = sub.add_parser(
@@ -103,18 +143,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if not _is_user_error(exc):
+        if not (_is_user_error(exc) or _is_client_error(exc)):
             raise
-        print(f"cnn: {exc}", file=sys.stderr)
+        print(f"cnn: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 
+def _is_client_error(exc: Exception) -> bool:
+    """A failed gRPC call: its message already says what to do."""
+    client = sys.modules.get("cnn_client.client")
+    return client is not None and isinstance(exc, client.CnnClientError)
+
+
 def _is_user_error(exc: Exception) -> bool:
-    """Errors that mean "your input is wrong": one line, no traceback."""
+    """Errors that mean "your input or your setup is wrong": one line, no traceback."""
     if isinstance(exc, CliError | FileNotFoundError):
         return True
-    core_errors = sys.modules.get("core.errors")
-    return core_errors is not None and isinstance(exc, core_errors.CnnError)
+    for module, name in (
+        ("core.errors", "CnnError"),
+        ("worker.settings", "SettingsError"),
+    ):
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(exc, getattr(loaded, name)):
+            return True
+    return False
+
+
+def _one_line(exc: Exception) -> str:
+    """The message of a user error on one line; a gRPC error ends with its status code."""
+    client = sys.modules.get("cnn_client.client")
+    text = " ".join(str(exc).split())
+    if client is not None and isinstance(exc, client.CnnClientError):
+        return f"{text} [{exc.code.name}]"
+    return text
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from cnn_client.client import (
     CnnClientError,
     Job,
     JobProgress,
+    LayerInfo,
     ModelInfo,
     TlsOptions,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "CnnClientError",
     "Job",
     "JobProgress",
+    "LayerInfo",
     "ModelInfo",
     "TlsOptions",
 ]

@@ -8,6 +8,7 @@ not an error. Results are plain dataclasses: callers never touch protobuf messag
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,25 @@ class ClassifyResult:
 
 
 @dataclass(frozen=True)
+class LayerInfo:
+    """One row of a model's layer summary.
+
+    `receptive_field` (height, width) and `jump` (height, width) are in input pixels, `start`
+    is the (row, column) centre of the first unit's field; all three are None once the layer
+    sees the whole input (dense, global pooling).
+    """
+
+    index: int
+    type: str
+    output_shape: tuple[int, ...]
+    parameters: int
+    trainable_parameters: int
+    receptive_field: tuple[int, int] | None
+    jump: tuple[int, int] | None
+    start: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     name: str
     version: int
@@ -87,6 +107,11 @@ class ModelInfo:
     dataset: str
     created_at: str
     summary_text: str
+    layers: list[LayerInfo] = field(default_factory=list)
+    total_parameters: int = 0
+    job_id: str = ""
+    weights_sha256: str = ""
+    architecture: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,10 @@ class Job:
     error: str
     model_version: int
     metrics: dict[str, float] = field(default_factory=dict)
+    spec: dict[str, Any] | None = None  # the submitted spec, when the server reports it
+    enqueued_at: float | None = None  # seconds since the Unix epoch
+    started_at: float | None = None
+    ended_at: float | None = None
 
     @property
     def done(self) -> bool:
@@ -233,24 +262,13 @@ class CnnClient:
         return {m.name: list(m.versions) for m in reply.models}
 
     def get_model(self, name: str, version: int = 0, *, timeout: float | None = None) -> ModelInfo:
+        """Describe one model version (0: the newest loaded one)."""
         reply = self._call(
             self._classifier.GetModel,
             classifier_pb2.GetModelRequest(model=name, version=version),
             timeout,
         )
-        spec = reply.input
-        return ModelInfo(
-            name=reply.name,
-            version=reply.version,
-            versions=list(reply.versions),
-            input_shape=(spec.channels, spec.height, spec.width),
-            pixel_range=(spec.pixel_min, spec.pixel_max),
-            class_names=list(reply.class_names),
-            metrics=dict(reply.metrics),
-            dataset=reply.dataset,
-            created_at=reply.created_at,
-            summary_text=reply.summary_text,
-        )
+        return _model_info(reply)
 
     # -- training ----------------------------------------------------------------------------
 
@@ -266,21 +284,44 @@ class CnnClient:
         reply = self._call(self._training.Get, training_pb2.GetJobRequest(job_id=job_id), timeout)
         return _job(reply)
 
-    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
-        """Yield the job's state on every update until it reaches a final status.
+    def watch(
+        self, job_id: str, *, timeout: float | None = None, reconnect_s: float = 30.0
+    ) -> Iterator[Job]:
+        """Yield the job's state now and on every update until it reaches a final status.
 
-        `timeout` bounds the whole watch (default: no bound).
+        `timeout` bounds the whole watch (default: no bound). A stream that breaks with
+        UNAVAILABLE after it delivered updates (the server restarted or is draining) is
+        resumed for up to `reconnect_s` seconds; the job keeps running meanwhile.
         """
-        stream = self._training.Watch(
-            training_pb2.WatchRequest(job_id=job_id), timeout=timeout, metadata=self._metadata
-        )
-        try:
-            for message in stream:
-                yield _job(message)
-        except grpc.RpcError as exc:
-            raise _client_error(exc, self.address) from None
-        finally:
-            stream.cancel()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        broken_since: float | None = None
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            stream = self._training.Watch(
+                training_pb2.WatchRequest(job_id=job_id),
+                timeout=remaining,
+                metadata=self._metadata,
+            )
+            delivered = False
+            try:
+                for message in stream:
+                    delivered, broken_since = True, None
+                    job = _job(message)
+                    yield job
+                    if job.done:
+                        return
+                return
+            except grpc.RpcError as exc:
+                now = time.monotonic()
+                resumable = exc.code() == grpc.StatusCode.UNAVAILABLE and (
+                    delivered or broken_since is not None
+                )
+                broken_since = now if broken_since is None else broken_since
+                if not resumable or now - broken_since > reconnect_s:
+                    raise _client_error(exc, self.address) from None
+                time.sleep(min(1.0, reconnect_s / 10))
+            finally:
+                stream.cancel()
 
     def cancel(self, job_id: str, *, timeout: float | None = None) -> str:
         """Ask a job to stop; returns its status afterwards."""
@@ -339,6 +380,49 @@ def _classify_result(reply: classifier_pb2.ClassifyResponse) -> ClassifyResult:
     )
 
 
+def _model_info(reply: classifier_pb2.GetModelResponse) -> ModelInfo:
+    spec = reply.input
+    try:
+        architecture = json.loads(reply.architecture_json) if reply.architecture_json else []
+    except json.JSONDecodeError:
+        architecture = []
+    return ModelInfo(
+        name=reply.name,
+        version=reply.version,
+        versions=list(reply.versions),
+        input_shape=(spec.channels, spec.height, spec.width),
+        pixel_range=(spec.pixel_min, spec.pixel_max),
+        class_names=list(reply.class_names),
+        metrics=dict(reply.metrics),
+        dataset=reply.dataset,
+        created_at=reply.created_at,
+        summary_text=reply.summary_text,
+        layers=[_layer_info(layer) for layer in reply.layers],
+        total_parameters=reply.total_parameters,
+        job_id=reply.job_id,
+        weights_sha256=reply.weights_sha256,
+        architecture=architecture if isinstance(architecture, list) else [],
+    )
+
+
+def _pair(values: Sequence[Any], kind: type[int] | type[float]) -> Any:
+    return (kind(values[0]), kind(values[1])) if len(values) == 2 else None
+
+
+def _layer_info(layer: classifier_pb2.LayerSummary) -> LayerInfo:
+    local = not layer.global_receptive_field
+    return LayerInfo(
+        index=layer.index,
+        type=layer.type,
+        output_shape=tuple(int(d) for d in layer.output_shape),
+        parameters=layer.parameters,
+        trainable_parameters=layer.trainable_parameters,
+        receptive_field=_pair(layer.receptive_field, int) if local else None,
+        jump=_pair(layer.jump, int) if local else None,
+        start=_pair(layer.start, float) if local else None,
+    )
+
+
 def _job(message: training_pb2.Job) -> Job:
     progress = None
     if message.HasField("progress"):
@@ -363,16 +447,46 @@ def _job(message: training_pb2.Job) -> Job:
         error=message.error,
         model_version=message.model_version,
         metrics=dict(message.metrics),
+        spec=_spec(message.spec_json),
+        enqueued_at=message.enqueued_at or None,
+        started_at=message.started_at or None,
+        ended_at=message.ended_at or None,
     )
+
+
+def _spec(spec_json: str) -> dict[str, Any] | None:
+    try:
+        spec = json.loads(spec_json) if spec_json else None
+    except json.JSONDecodeError:
+        return None
+    return spec if isinstance(spec, dict) else None
+
+
+#: How gRPC words "there is no server there" (connection refused, unknown host, TLS mismatch).
+_UNREACHABLE = (
+    "failed to connect",
+    "errors resolving",
+    "dns resolution failed",
+    "connection refused",
+    "ssl handshake failed",
+    "socket closed",
+)
 
 
 def _client_error(exc: grpc.RpcError, address: str) -> CnnClientError:
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower():
+    lowered = details.lower()
+    if code == grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _UNREACHABLE):
+        what = "cannot resolve" if "resolv" in lowered else "cannot reach a cnn-service server at"
         details = (
-            f"cannot reach a cnn-service server at {address}: is it running? "
+            f"{what} {address}: is it running? "
             "(start one with `cnn serve`, or pass --address / set CNN_ADDRESS)"
+        )
+    elif code == grpc.StatusCode.UNIMPLEMENTED:
+        details = (
+            f"the server at {address} does not offer this API ({details}): "
+            "is it a cnn-service server of a matching version?"
         )
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"the server at {address} did not answer in time ({details})"

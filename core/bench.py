@@ -129,14 +129,15 @@ def _train_step(net: Net, opt: Adam, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def _throughput(step: Callable[[], Any], batch: int, budget: float, min_steps: int) -> float:
-    """Images/s of repeated ``step()`` calls over about ``budget`` seconds."""
-    steps, start = 0, time.perf_counter()
-    while True:
+    """Images/s of repeated ``step()`` calls over about ``budget`` seconds, from the median step
+    time (robust to other processes sharing the cores)."""
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_steps or time.perf_counter() - start < budget:
+        t0 = time.perf_counter()
         step()
-        steps += 1
-        elapsed = time.perf_counter() - start
-        if steps >= min_steps and elapsed >= budget:
-            return steps * batch / elapsed
+        times.append(time.perf_counter() - t0)
+    return batch / float(np.median(times))
 
 
 def _median_us(call: Callable[[], Any], budget: float, min_calls: int = 20) -> float:
@@ -377,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import numba
 
-    threads = max(1, min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    max_threads = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
+    threads = max(1, min(args.threads, max_threads))
     numba.set_num_threads(threads)
     budget, warm = (0.5, 2) if args.quick else (2.0, 4)
 
@@ -398,13 +400,19 @@ def main(argv: list[str] | None = None) -> int:
         print("onnxruntime not installed: skipping the ONNX Runtime column.")
 
     print(
-        f"threads={threads} (numba layer {numba.threading_layer() if False else 'default'}, "
+        f"threads={threads} (numba {getattr(numba.config, 'THREADING_LAYER', '?')} threading, "
         f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}), "
         f"numpy {np.__version__}, numba {numba.__version__}"
         + (f", torch {torch.__version__}" if have_torch else "")
     )
     mm = numpy_matmul_gflops()
     print(f"NumPy float32 matmul 1024^3: {mm:.1f} GFLOP/s")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > threads:
+        print(
+            f"WARNING: load average {load:.1f} > {threads} threads: other processes share the "
+            "cores, absolute figures are unreliable (ratios from this run are still comparable)"
+        )
 
     import tempfile
 

@@ -7,6 +7,7 @@ Conv/pool output size: ``H' = 1 + (H + pad_top + pad_bottom - dilation * (KH - 1
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -24,6 +25,34 @@ from core.kernels import pool as pool_k
 from core.parameter import Parameter
 
 _REQUIRED: Any = object()
+_SERIAL_BELOW = 1 << 15  # input elements under which a call runs its kernels on 1 thread
+
+
+def _small_work_serial(fn: Any) -> Any:
+    """Wrap forward/backward: batch-1 or small inputs run the kernels on the calling thread only.
+
+    Waking the Numba thread pool costs more than such calls take, and a parallel region stalls
+    whenever any pool thread is descheduled, which dominates batch-1 latency.
+    ``numba.set_num_threads`` is thread-local, so concurrent callers are unaffected.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(self: Layer, arr: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        shape = getattr(arr, "shape", ())
+        if (shape and shape[0] == 1) or getattr(arr, "size", 0) < _SERIAL_BELOW:
+            prev = numba.get_num_threads()
+            if prev > 1:
+                numba.set_num_threads(1)
+                try:
+                    return fn(self, arr, *args, **kwargs)
+                finally:
+                    numba.set_num_threads(prev)
+        return fn(self, arr, *args, **kwargs)
+
+    wrapper._serial_wrapped = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -130,6 +159,13 @@ class Layer:
 
     type_name: ClassVar[str] = ""
     _defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_serial_wrapped", False):
+                setattr(cls, name, _small_work_serial(fn))
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self._defaults))

@@ -88,7 +88,7 @@ def run_torch(
     from torch import nn
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     net = nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2),
         nn.ReLU(),
@@ -154,12 +154,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use only N training images")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for both (default: all CPUs)"
+    )
     parser.add_argument("--skip-torch", action="store_true")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
+    import numba
+
     from core.datasets import load_fashion_mnist
     from core.errors import DatasetError
+
+    args.threads = args.threads or os.cpu_count() or 1
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
 
     try:
         data = _subset(load_fashion_mnist(), args.limit)
@@ -169,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"fashion-mnist: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test, LeNet, "
         f"{args.epochs} epochs, batch {args.batch_size}, adam lr {args.lr}, "
-        f"{os.cpu_count()} CPU(s)",
+        f"{args.threads} thread(s) on {os.cpu_count()} CPU(s)",
         flush=True,
     )
     results: dict[str, dict[str, Any]] = {}

@@ -6,9 +6,13 @@
 CNN_DOCKER_STATE=${CNN_DOCKER_STATE:-/var/lib/cnn-service}
 CNN_DOCKER_CACHE=${CNN_DOCKER_CACHE:-/var/cache/cnn-service}
 CNN_DOCKER_RUN=${CNN_DOCKER_RUN:-/run/cnn-service}
-# A private dockerd (own socket, data root, bridge) so the project never touches another engine.
+# docker/dockerd.sh runs a private engine (own socket, data root, no default bridge), so the
+# project never touches another engine. The scripts talk to it when it runs and DOCKER_HOST is
+# not set; otherwise to DOCKER_HOST / the default engine, as the docker CLI would.
 CNN_DOCKER_SOCK=${CNN_DOCKER_SOCK:-$CNN_DOCKER_RUN/docker.sock}
-export DOCKER_HOST=${CNN_DOCKER_HOST:-unix://$CNN_DOCKER_SOCK}
+if [ -z "${DOCKER_HOST:-}" ] && [ -S "$CNN_DOCKER_SOCK" ]; then
+    export DOCKER_HOST=unix://$CNN_DOCKER_SOCK
+fi
 # Image names: the defaults are the offline-built ones; with a registry use
 #   CNN_BASE_IMAGE=python:3.11-slim CNN_REDIS_IMAGE=redis:7
 export CNN_BASE_IMAGE=${CNN_BASE_IMAGE:-cnn-service-base:bookworm}

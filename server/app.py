@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc
+from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
 from server import metrics
 from server.classifier_servicer import ClassifierServicer
 from server.codec import Limits
@@ -31,6 +31,7 @@ from server.watcher import Loader, RepositoryWatcher
 log = logging.getLogger(__name__)
 
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
+TRAINING_SERVICE = training_pb2.DESCRIPTOR.services_by_name["Training"].full_name
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 
 
@@ -66,6 +67,10 @@ class Server:
     def ready(self) -> bool:
         """Repository scanned at least once and not draining."""
         return self.watcher.scanned.is_set() and not self._draining.is_set()
+
+    def draining(self) -> bool:
+        """True once `drain_and_stop` began."""
+        return self._draining.is_set()
 
     def start(self) -> None:
         """Start serving; health turns SERVING after the first repository scan."""
@@ -142,6 +147,30 @@ def _loader(settings: Settings) -> Loader:
     return load
 
 
+def _add_training(settings: Settings, server: Server, grpc_server: grpc.Server) -> None:
+    """The Training API: jobs go to Redis through `worker.client` (no connection made here).
+
+    Watch streams hold a handler thread each, so at most half of the threads may watch.
+    """
+    from server.training_servicer import JobQueue, TrainingServicer
+    from worker.settings import SettingsError, WorkerSettings
+
+    try:
+        submit_settings = WorkerSettings.from_env()  # queue, job timeout, retries, result TTL
+    except SettingsError as exc:
+        raise ValueError(f"training API: {exc}") from None
+    queue = JobQueue(
+        settings.redis_url, timeout_s=settings.redis_timeout_s, settings=submit_settings
+    )
+    servicer = TrainingServicer(
+        queue,
+        max_watches=min(settings.max_watches, max(1, settings.workers // 2)),
+        watch_interval_s=settings.watch_interval_s,
+        draining=server.draining,
+    )
+    training_pb2_grpc.add_TrainingServicer_to_server(servicer, grpc_server)
+
+
 def create_server(settings: Settings) -> tuple[Server, int]:
     """Build the server and bind `settings.grpc_address`; returns (server, bound port).
 
@@ -202,9 +231,10 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         ),
         grpc_server,
     )
+    _add_training(settings, server, grpc_server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
-        (*services, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
+        (*services, TRAINING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server
     )
     if settings.tls_enabled:
         port = grpc_server.add_secure_port(settings.grpc_address, _credentials(settings))

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -61,6 +62,27 @@ class Settings(BaseModel):
     max_versions: int = Field(
         2, ge=1, description="Newest versions kept loaded per model (older ones are unloaded)."
     )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis of the training job queue (Training API only; classification works "
+        "without it).",
+    )
+    redis_timeout_s: float = Field(
+        1.0,
+        gt=0.0,
+        le=30.0,
+        description="Connect and socket timeout towards Redis, s (short: Training RPCs return "
+        "UNAVAILABLE quickly when Redis is down).",
+    )
+    max_watches: int = Field(
+        8,
+        ge=1,
+        description="Concurrent Training.Watch streams (each holds a handler thread; at most "
+        "half of CNN_WORKERS are used); beyond it Watch returns RESOURCE_EXHAUSTED.",
+    )
+    watch_interval_s: float = Field(
+        0.2, gt=0.0, le=10.0, description="How often Training.Watch polls a job's state, s."
+    )
     auth_token: str | None = Field(
         None, description="Bearer token required in `authorization` metadata; unset = no auth."
     )
@@ -95,6 +117,13 @@ class Settings(BaseModel):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"must be host:port with port 0..65535, got {value!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
         return value
 
     @field_validator("log_level", mode="before")
@@ -143,7 +172,20 @@ class Settings(BaseModel):
         data = self.model_dump(mode="json")
         if data.get("auth_token"):
             data["auth_token"] = "***"
+        data["redis_url"] = redact_url(self.redis_url)
         return data
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ``***``, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
 def settings_table() -> str:

@@ -65,7 +65,7 @@ def _im2col_sample(xn, c0, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols):
 
 @numba.njit(cache=True)
 def _col2im_sample(cols, c0, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, dxn):
-    """dxn[c0 .. c0+Cg] (one sample, (C, H, W)) <- adjoint of :func:`_im2col_sample` (overwrites)."""
+    """dxn[c0 .. c0+Cg] of one sample (C, H, W) <- adjoint of :func:`_im2col_sample` (overwrite)."""
     h_, w_ = dxn.shape[1], dxn.shape[2]
     cg = cols.shape[0] // (kh * kw)
     for c in range(cg):

@@ -38,8 +38,15 @@ def test_conv2d_forward_matches_reference(case, dtype, block):
     layer, x = _conv(case, dtype)
     out = np.full((x.shape[0], *layer.out_shape), np.nan, dtype)
     k.conv2d_forward(
-        x, layer.weight.value, layer.bias.value, *layer.stride, layer.pads[0], layer.pads[2],
-        *layer.dilation, block, out
+        x,
+        layer.weight.value,
+        layer.bias.value,
+        *layer.stride,
+        layer.pads[0],
+        layer.pads[2],
+        *layer.dilation,
+        block,
+        out,
     )
     ref = np.empty_like(out)
     pt, pl = layer.pads[0], layer.pads[2]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -24,6 +26,17 @@ ARCH: list[dict[str, Any]] = [
     {"type": "dropout", "rate": 0.2},
     {"type": "dense", "units": 10},
 ]
+
+
+@pytest.fixture(autouse=True)
+def one_numba_thread() -> Iterator[None]:
+    """Tiny batches run faster on one thread on shared CI cores (restored afterwards)."""
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from worker import client
 
 pytestmark = pytest.mark.integration
 
-#: ~6 s of training with a checkpoint every 10 steps: long enough to hit mid-run.
-LONG = {"epochs": 4, "checkpoint_every": 10}
+#: ~410 steps (several seconds) with a checkpoint every 10 steps: long enough to hit mid-run.
+LONG = {"epochs": 10, "checkpoint_every": 10}
 
 
 def _progress_step(job_id: str) -> int:

@@ -40,4 +40,4 @@ def test_worker_warms_the_cache_before_taking_jobs(
     assert info.status == "finished"
     startup = info.timings["startup_to_first_step_s"]  # type: ignore[index]
     print(f"\nwarm-up {match.group(1)} s at worker start; job start-up {startup:.2f} s")
-    assert startup < 5.0
+    assert startup < float(match.group(1)) / 2  # the compile time was paid before the job

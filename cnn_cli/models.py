@@ -1,0 +1,147 @@
+"""`cnn models list|show`: what the gRPC server has loaded, with layer summaries.
+
+`show` prints the layer table the server computed from the artifact: output shape, parameters
+and the receptive field of each layer (size, jump between neighbouring units, start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from typing import Any
+
+from cnn_cli.connection import add_connection_options, client_from_args
+from cnn_cli.main import CliError
+
+#: Metrics shown in `models list` and at the top of `models show`, when recorded.
+HEADLINE_METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")
+
+
+def add_models_commands(subparsers: Any) -> None:
+    models = subparsers.add_parser(
+        "models",
+        help="list the server's models or show one with its layer summary",
+        description="Models loaded by the gRPC server.",
+    )
+    sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="loaded models, versions, data set and accuracy")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_options(p)
+    p.set_defaults(func=run_list)
+
+    p = sub.add_parser(
+        "show", help="one model version: input, classes, metrics, layers with receptive fields"
+    )
+    p.add_argument("name", help="model name")
+    p.add_argument("--version", "-v", type=int, default=0, help="version (default: newest)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_connection_options(p)
+    p.set_defaults(func=run_show)
+
+
+def _get_model(client: Any, name: str, version: int) -> Any:
+    from cnn_client import CnnClientError
+
+    try:
+        return client.get_model(name, version)
+    except CnnClientError as exc:
+        if exc.code.name == "NOT_FOUND":
+            raise CliError(f"{exc}; see `cnn models list`") from None
+        raise
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with client_from_args(args) as client:
+        loaded = client.list_models()
+        infos = [_get_model(client, name, 0) for name in sorted(loaded)]
+    if args.json:
+        doc = [
+            {
+                "name": info.name,
+                "versions": loaded[info.name],
+                "default_version": info.version,
+                "dataset": info.dataset,
+                "input_shape": list(info.input_shape),
+                "classes": len(info.class_names),
+                "metrics": info.metrics,
+            }
+            for info in infos
+        ]
+        print(json.dumps(doc, indent=2))
+        return 0
+    if not infos:
+        print(f"no models loaded by the server at {client.address}")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "versions", "default", "data set", "input C×H×W", "classes", "accuracy")
+    for info in infos:
+        table.add_row(
+            info.name,
+            ", ".join(map(str, loaded[info.name])),
+            str(info.version),
+            info.dataset,
+            "×".join(map(str, info.input_shape)),
+            str(len(info.class_names)),
+            _headline(info.metrics),
+        )
+    Console(width=max(100, Console().width)).print(table)
+    return 0
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    return ", ".join(
+        f"{key.removesuffix('_accuracy')} {metrics[key]:.3f}"
+        for key in HEADLINE_METRICS
+        if key in metrics
+    )
+
+
+def run_show(args: argparse.Namespace) -> int:
+    if args.version < 0:
+        raise CliError(f"--version must be >= 1 (or 0 for the newest), got {args.version}")
+    with client_from_args(args) as client:
+        info = _get_model(client, args.name, args.version)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(info), indent=2))
+        return 0
+    c, h, w = info.input_shape
+    lo, hi = info.pixel_range
+    print(f"model     {info.name} version {info.version} (loaded: {_versions(info.versions)})")
+    print(f"input     {c}×{h}×{w}, pixel range [{lo:g}, {hi:g}]")
+    print(f"classes   {len(info.class_names)}: {', '.join(info.class_names)}")
+    print(f"data set  {info.dataset or 'unknown'}")
+    print(f"created   {info.created_at}" + (f" by job {info.job_id}" if info.job_id else ""))
+    if info.metrics:
+        print(f"metrics   {_headline(info.metrics) or _all_metrics(info.metrics)}")
+    print(f"params    {info.total_parameters:,}")
+    print()
+    print(info.summary_text.rstrip() or _layer_table(info))
+    return 0
+
+
+def _versions(versions: list[int]) -> str:
+    return ", ".join(map(str, versions)) or "none"
+
+
+def _all_metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+
+
+def _layer_table(info: Any) -> str:
+    """Fallback when the server sent no text summary: the structured layer rows."""
+    lines = [f"{'#':>3}  {'layer':<18} {'output':<14} {'params':>9}  receptive field"]
+    for layer in info.layers:
+        shape = "×".join(map(str, layer.output_shape))
+        if layer.receptive_field is None:
+            field = "whole input"
+        else:
+            (rh, rw), (jh, jw) = layer.receptive_field, layer.jump
+            field = f"{rh}×{rw} (jump {jh}×{jw})"
+        lines.append(
+            f"{layer.index:>3}  {layer.type:<18} {shape:<14} {layer.parameters:>9,}  {field}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# Run the integration suite (tests/integration) in the compose `tests` service against a fresh
+# stack, and tear the stack down afterwards. Exit status: the suite's.
+#
+#   docker/compose-suite.sh [--ci] [--keep] [-- PYTEST_ARGS...]
+#     --ci    build without network (--network none) and run on internal networks only
+#             (docker/compose.ci.yml): nothing leaves the machine
+#     --keep  leave the stack running afterwards (inspect with docker compose ps / logs)
+#
+# Needs the images' base: $CNN_BASE_IMAGE (default cnn-service-base:bookworm, built offline by
+# docker/base-image.sh; python:3.11-slim with a registry) and, offline, docker/wheels.sh.
+#
+# Stack controller: the suite restarts the server and scales the workers through requests it
+# writes into a directory shared with this script (docker/compose.control.yml); this script
+# carries them out with `docker compose restart server` / `up --scale worker=N` while the suite
+# runs. So the tests container needs no Docker socket (no root-equivalent access), and the
+# tests keep one code path for local processes and compose (tests/integration/stack.py).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+# shellcheck source=docker/lib.sh
+. "$here/lib.sh"
+cd "$root"
+
+ci=0 keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --ci) ci=1 ;;
+    --keep) keep=1 ;;
+    --) shift; break ;;
+    *) die "unknown option $1 (usage: $0 [--ci] [--keep] [-- PYTEST_ARGS...])" ;;
+    esac
+    shift
+done
+pytest_args=("$@")
+
+export CNN_TESTS_IMAGE=${CNN_TESTS_IMAGE:-cnn-service-tests:local}
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-cnn-service-it}
+files=(-f docker-compose.yml)
+[ "$ci" = 1 ] && files+=(-f docker/compose.ci.yml)
+files+=(-f docker/compose.control.yml)
+if "$DOCKER" compose version >/dev/null 2>&1; then
+    compose=("$DOCKER" compose "${files[@]}")
+else
+    command -v docker-compose >/dev/null || die "neither 'docker compose' nor docker-compose found"
+    compose=(docker-compose "${files[@]}")
+fi
+
+control=$(mktemp -d /tmp/cnn-compose-control.XXXXXX)
+chmod 0777 "$control"   # written by the tests container's non-root user
+export CNN_IT_CONTROL_HOST_DIR=$control
+
+teardown() {
+    local rc=$?
+    if [ "$keep" = 1 ]; then
+        log "stack left running (--keep): ${compose[*]} down -v"
+    else
+        "${compose[@]}" --profile tests down -v --remove-orphans >/dev/null 2>&1 \
+            || "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+    fi
+    rm -rf "$control"
+    exit "$rc"
+}
+trap teardown EXIT
+
+# ---- images ----
+build_args=(--build-arg "BASE_IMAGE=$CNN_BASE_IMAGE")
+[ "$ci" = 1 ] && build_args+=(--network none)
+started=$SECONDS
+log "docker build $CNN_IMAGE and $CNN_TESTS_IMAGE (base $CNN_BASE_IMAGE)"
+"$DOCKER" build -q "${build_args[@]}" --target app -t "$CNN_IMAGE" . >/dev/null
+"$DOCKER" build -q "${build_args[@]}" --target tests -t "$CNN_TESTS_IMAGE" . >/dev/null
+log "images built in $((SECONDS - started)) s"
+
+# ---- stack ----
+"${compose[@]}" --profile tests down -v --remove-orphans >/dev/null 2>&1 || true
+started=$SECONDS
+"${compose[@]}" up -d --no-build redis worker server
+server=$("${compose[@]}" ps -q server)
+for _ in $(seq 1 180); do
+    health=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$server")
+    [ "$health" = healthy ] && break
+    sleep 1
+done
+if [ "$health" != healthy ]; then
+    "${compose[@]}" ps
+    "${compose[@]}" logs --tail 100
+    die "server not healthy after 180 s"
+fi
+log "stack up and healthy in $((SECONDS - started)) s"
+"${compose[@]}" ps
+
+# ---- suite, with this script as its stack controller ----
+handle() {
+    # handle REQUEST_FILE: run the one-line request, answer with "<status>\n<output>".
+    local request=$1 id command output rc
+    id=$(basename "$request" .request)
+    read -r -a command <"$request"
+    rm -f "$request"
+    log "stack controller: ${command[*]}"
+    set +e
+    case "${command[*]}" in
+    "restart server")
+        output=$("${compose[@]}" restart server 2>&1) ;;
+    "scale worker "[0-9]*)
+        output=$("${compose[@]}" up -d --no-deps --no-recreate --no-build \
+            --scale "worker=${command[2]}" worker 2>&1) ;;
+    *)
+        output="unknown request: ${command[*]}"; false ;;
+    esac
+    rc=$?
+    set -e
+    printf '%s\n%s\n' "$rc" "$output" >"$control/$id.tmp"
+    mv "$control/$id.tmp" "$control/$id.response"
+}
+
+echo "$COMPOSE_PROJECT_NAME" >"$control/agent"
+log "integration suite in the tests service"
+started=$SECONDS
+"${compose[@]}" run --rm -T tests python -m pytest -p no:cacheprovider -ra tests/integration \
+    "${pytest_args[@]}" &
+suite=$!
+while kill -0 "$suite" 2>/dev/null; do
+    for request in "$control"/*.request; do
+        [ -e "$request" ] && handle "$request"
+    done
+    sleep 0.2
+done
+set +e
+wait "$suite"
+rc=$?
+set -e
+log "suite finished in $((SECONDS - started)) s with status $rc"
+if [ "$rc" != 0 ]; then
+    "${compose[@]}" ps
+    "${compose[@]}" logs --tail 200 redis worker server
+fi
+exit "$rc"

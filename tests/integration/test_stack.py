@@ -1,0 +1,102 @@
+"""The whole system end to end: train through the queue, serve through both gRPC APIs.
+
+Runs against local processes by default, or against a running compose stack when the
+`CNN_IT_*` variables name one (see tests/integration/stack.py). The tests run in file order:
+the last one restarts the server.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnn_cli.stack import wait_until_serving
+from tests.integration import clients
+from tests.integration.conftest import TrainedModel, unique
+from tests.integration.stack import ControlUnavailable, Stack
+
+pytestmark = pytest.mark.integration
+
+
+def test_cli_submit_and_watch_train_a_model(stack: Stack, digits_model: TrainedModel) -> None:
+    assert digits_model.watch.returncode == 0, digits_model.watch
+    assert digits_model.status["status"] == "finished", digits_model.status
+    assert digits_model.status["model"] == digits_model.name
+    assert digits_model.version >= 1
+    if stack.models_dir is not None:
+        version_dir = stack.models_dir / digits_model.name / str(digits_model.version)
+        assert (version_dir / "model.json").is_file()
+        assert (version_dir / "weights.npz").is_file()
+
+
+def test_own_api_classifies_digits_with_the_trained_model(
+    stack: Stack, digits_model: TrainedModel
+) -> None:
+    images, labels = clients.digits_images()
+    with clients.OwnApi(stack.grpc_address) as api:
+        api.wait_for_model(digits_model.name, digits_model.version)
+        version, predicted = api.classify(digits_model.name, images)
+    assert version == digits_model.version
+    accuracy = float(np.mean(predicted == labels))
+    assert accuracy >= 0.8, f"accuracy {accuracy:.3f} on {len(labels)} digits"
+
+
+def test_kserve_v2_api_agrees_with_the_own_api(stack: Stack, digits_model: TrainedModel) -> None:
+    images, _ = clients.digits_images(64)
+    with clients.OwnApi(stack.grpc_address) as api:
+        api.wait_for_model(digits_model.name, digits_model.version)
+        _, own = api.classify(digits_model.name, images)
+    v2 = clients.classify_v2(stack.grpc_address, digits_model.name, images)
+    np.testing.assert_array_equal(v2, own)
+
+
+def _interval(status: dict) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(status["started_at"]), datetime.fromisoformat(status["ended_at"])
+
+
+def test_two_workers_train_two_models_at_once(stack: Stack, tmp_path: Path) -> None:
+    try:
+        stack.scale_workers(2)
+    except ControlUnavailable as exc:
+        pytest.skip(str(exc))
+    clients.wait_for_workers(stack.redis_url, 2)
+    specs = [clients.digits_spec(unique(f"it-pair{i}"), epochs=6, seed=i) for i in range(2)]
+    job_ids = [clients.submit(spec, tmp_path, stack.redis_url) for spec in specs]
+
+    for job_id in job_ids:
+        clients.cnn("train", "watch", job_id, "--timeout", "300", redis_url=stack.redis_url).check()
+    statuses = [clients.job_status(job_id, stack.redis_url) for job_id in job_ids]
+
+    assert [s["status"] for s in statuses] == ["finished", "finished"], statuses
+    (start_a, end_a), (start_b, end_b) = (_interval(s) for s in statuses)
+    # A worker runs one job at a time: overlapping jobs ran on two workers.
+    assert start_a < end_b and start_b < end_a, (
+        f"jobs did not overlap: {start_a}..{end_a} and {start_b}..{end_b}; "
+        f"workers {[s['worker'] for s in statuses]}"
+    )
+    with clients.OwnApi(stack.grpc_address) as api:
+        for spec, status in zip(specs, statuses, strict=True):
+            api.wait_for_model(spec["name"], int(status["result"]["version"]))
+
+
+def test_server_restart_reloads_the_models(stack: Stack, digits_model: TrainedModel) -> None:
+    images, _ = clients.digits_images(64)
+    with clients.OwnApi(stack.grpc_address) as api:
+        api.wait_for_model(digits_model.name, digits_model.version)
+        before = api.list_models()
+        _, predicted_before = api.classify(digits_model.name, images)
+    try:
+        stack.restart_server()
+    except ControlUnavailable as exc:
+        pytest.skip(str(exc))
+    wait_until_serving(stack.grpc_address, timeout=120)
+
+    with clients.OwnApi(stack.grpc_address) as api:
+        for name, versions in before.items():
+            api.wait_for_model(name, max(versions), timeout=30)
+        version, predicted_after = api.classify(digits_model.name, images)
+    assert version == digits_model.version
+    np.testing.assert_array_equal(predicted_after, predicted_before)
