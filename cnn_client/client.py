@@ -462,25 +462,24 @@ def _spec(spec_json: str) -> dict[str, Any] | None:
     return spec if isinstance(spec, dict) else None
 
 
-#: How gRPC words "there is no server there" (connection refused, unknown host, TLS mismatch).
-_UNREACHABLE = (
-    "failed to connect",
-    "errors resolving",
-    "dns resolution failed",
-    "connection refused",
-    "ssl handshake failed",
-    "socket closed",
-)
+#: How the gRPC channel (not a server) words "no server there": refused, unknown host, TLS
+#: mismatch. Messages a server sends are left alone, even if they mention a refused connection.
+_UNREACHABLE = ("failed to connect to all addresses", "ssl handshake failed")
+_UNRESOLVABLE = ("errors resolving", "dns resolution failed")
 
 
 def _client_error(exc: grpc.RpcError, address: str) -> CnnClientError:
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     details = (exc.details() if hasattr(exc, "details") else None) or str(exc)
     lowered = details.lower()
-    if code == grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _UNREACHABLE):
-        what = "cannot resolve" if "resolv" in lowered else "cannot reach a cnn-service server at"
+    if code == grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _UNRESOLVABLE):
         details = (
-            f"{what} {address}: is it running? "
+            f"cannot resolve the host of {address}: check the address "
+            "(pass --address / set CNN_ADDRESS)"
+        )
+    elif code == grpc.StatusCode.UNAVAILABLE and any(s in lowered for s in _UNREACHABLE):
+        details = (
+            f"cannot reach a cnn-service server at {address}: is it running? "
             "(start one with `cnn serve`, or pass --address / set CNN_ADDRESS)"
         )
     elif code == grpc.StatusCode.UNIMPLEMENTED:

@@ -412,7 +412,12 @@ def load_image_folder(root: Path) -> Dataset:
                 images.append(opened.copy())
         except (OSError, UnidentifiedImageError) as exc:
             raise DatasetError(f"{path}: not a readable image ({exc})") from exc
-    gray = all(img.mode in ("L", "1", "I;16", "I") for img in images)
+    for (path, _), img in zip(files, images, strict=True):
+        if img.mode.startswith(("I", "F")):
+            raise DatasetError(
+                f"{path}: {img.mode} images (16/32-bit) are not supported; save them as 8-bit"
+            )
+    gray = all(img.mode in ("L", "1", "LA") for img in images)
     mode = "L" if gray else "RGB"
     size = images[0].size
     arrays = []

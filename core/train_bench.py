@@ -4,7 +4,8 @@
 
 Both runs use the same architecture, the same initial weights (copied from ours into the
 PyTorch modules), the same normalisation, epochs, batch size and optimizer (Adam); they differ
-only in shuffling order and kernels. Prints test accuracy and wall time of each.
+only in shuffling order and kernels. The learning-rate schedule (default cosine) is computed
+per step by ``core.schedules`` for both. Prints test accuracy and wall time of each.
 PyTorch is optional (``pip install torch``); ``--skip-torch`` runs ours only.
 """
 
@@ -63,6 +64,7 @@ def run_ours(data: Any, args: argparse.Namespace) -> tuple[dict[str, Any], dict[
         epochs=args.epochs,
         batch_size=args.batch_size,
         optimizer={"type": "adam", "lr": args.lr},
+        schedule={"type": args.schedule},
         seed=args.seed,
         validation_split=0.0,
     )
@@ -116,7 +118,12 @@ def run_torch(
     y_train = torch.from_numpy(data.y_train)
     x_test = torch.from_numpy(norm.apply(data.x_test))
     y_test = torch.from_numpy(data.y_test)
+    from core.schedules import schedule_from_config
+
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    steps_per_epoch = math.ceil(x_train.shape[0] / args.batch_size)
+    lr_at = schedule_from_config({"type": args.schedule}, args.lr, steps_per_epoch * args.epochs)
+    step = 0
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(args.seed)
     n = x_train.shape[0]
@@ -131,7 +138,10 @@ def run_torch(
             loss = loss_fn(logits, y_train[idx])
             optimizer.zero_grad()
             loss.backward()
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)  # the same per-step schedule as ours
             optimizer.step()
+            step += 1
             total += len(idx)
             correct += int((logits.argmax(1) == y_train[idx]).sum())
             loss_sum += loss.item() * len(idx)
@@ -152,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument(
+        "--schedule", choices=("constant", "cosine"), default="cosine", help="lr schedule"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="use only N training images")
     parser.add_argument(
@@ -167,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.errors import DatasetError
 
     args.threads = args.threads or os.cpu_count() or 1
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
 
     try:
         data = _subset(load_fashion_mnist(), args.limit)
@@ -176,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(
         f"fashion-mnist: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test, LeNet, "
-        f"{args.epochs} epochs, batch {args.batch_size}, adam lr {args.lr}, "
+        f"{args.epochs} epochs, batch {args.batch_size}, adam lr {args.lr} {args.schedule}, "
         f"{args.threads} thread(s) on {os.cpu_count()} CPU(s)",
         flush=True,
     )

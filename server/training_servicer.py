@@ -125,7 +125,8 @@ class JobQueue:
             raise JobAlreadyEnded(str(exc)) from None
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise QueueUnavailable(
-                f"job queue (Redis at {redact_url(self.redis_url)}) unreachable: {exc}"
+                f"job queue (Redis at {redact_url(self.redis_url)}) unreachable: {exc} "
+                "(training calls fail until it is back; classification is unaffected)"
             ) from None
 
     def submit(self, spec_json: str) -> str:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numba
 import pytest
 
+from core.augment import Augmentation
 from core.datasets import load_dataset
 from core.model import Sequential
 from core.train_bench import LENET
@@ -32,11 +33,13 @@ def test_lenet_reaches_95_percent_on_mnist_5k(one_numba_thread: None) -> None:
     assert data.x_test is not None and data.x_test.shape[0] == 1000
     model = Sequential.from_spec(LENET, data.input_shape, seed=0)
     config = TrainConfig(
-        epochs=8,
+        epochs=15,
         batch_size=64,
         optimizer={"type": "adam", "lr": 0.002},
+        schedule={"type": "cosine"},
         seed=0,
         validation_split=0.1,
+        augmentation=Augmentation(shift=2),
     )
     start = time.perf_counter()
     result = fit(model, data, config)

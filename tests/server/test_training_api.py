@@ -1,0 +1,422 @@
+"""The training API (cnn.v1.Training) against real processes: redis-server, an RQ worker
+(`python -m worker`) and the server (`python -m server`).
+
+Also: Redis going away makes training calls UNAVAILABLE (fast, naming Redis) while
+classification keeps working, and training recovers when Redis is back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from cnn_cli.redis_server import RedisServer
+from cnn_client import CnnClient, CnnClientError
+from proto.cnn.v1 import training_pb2 as pb
+from proto.cnn.v1 import training_pb2_grpc as pb_grpc
+from server.training_servicer import job_message, with_timeouts
+from tests.server.models import TrainedArtifact, publish_copy
+from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server, wait_for
+from tests.support.processes import ManagedProcess, free_port, python_module
+from worker.client import JobInfo
+
+EPOCHS = 2
+
+
+def tiny_spec(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
+    """A CNN on digits sized so that an epoch takes about a second on two shared cores.
+
+    Watch polls the job state (CNN_WATCH_INTERVAL_S, 0.2 s), so it sees every epoch only when
+    epochs last longer than that; a smaller model trains an epoch in 50 ms.
+    """
+    spec: dict[str, Any] = {
+        "name": name,
+        "dataset": {"name": "digits"},
+        "architecture": [
+            {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": "same"},
+            {"type": "relu"},
+            {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": "same"},
+            {"type": "relu"},
+            {"type": "maxpool2d", "size": 2},
+            {"type": "flatten"},
+            {"type": "dense", "units": 10},
+        ],
+        "epochs": EPOCHS,
+        "batch_size": 32,
+        "optimizer": {"type": "adam", "lr": 0.003},
+        "seed": 0,
+        "validation_split": 0.1,
+    }
+    spec.update(overrides)
+    return spec
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    server: ServerProcess
+    worker: ManagedProcess
+
+    def stub(self) -> pb_grpc.TrainingStub:
+        return pb_grpc.TrainingStub(self.server.channel())
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """redis-server + one worker + a server sharing one model repository."""
+    root = tmp_path_factory.mktemp("training-api")
+    models = root / "models"
+    models.mkdir()
+    redis_server = RedisServer(root / "redis").start()
+    env = {
+        "CNN_REDIS_URL": redis_server.url,
+        "CNN_MODELS_DIR": str(models),
+        "CNN_DATA_DIR": str(root / "data"),
+        "CNN_PROGRESS_INTERVAL": "0.2",
+        "CNN_MAX_WATCHES": "3",
+        "PYTHONUNBUFFERED": "1",
+    }
+    worker = ManagedProcess(
+        python_module("worker"), log_path=root / "worker.log", env=env, cwd=REPO_ROOT
+    ).start()
+    try:
+        server = start_server(root / "server", models, env)
+        try:
+            worker.wait_for_log(r"\*\*\* Listening on", timeout=240)
+            yield Stack(redis_server, server, worker)
+        finally:
+            server.stop()
+    finally:
+        worker.stop()
+        redis_server.stop()
+
+
+def _submit(stub: pb_grpc.TrainingStub, spec: dict[str, Any]) -> str:
+    return stub.Submit(pb.SubmitRequest(spec_json=json.dumps(spec)), timeout=10).job_id
+
+
+def _status(stub: pb_grpc.TrainingStub, job_id: str) -> int:
+    return stub.Get(pb.GetJobRequest(job_id=job_id), timeout=10).status
+
+
+def _code(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+# -- validation and lookups --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec_json", "needle"),
+    [
+        (json.dumps(tiny_spec(epochs=0)), "epochs"),
+        (json.dumps(tiny_spec(bogus=1)), "bogus: unknown field"),
+        (
+            json.dumps(tiny_spec(architecture=[{"type": "conv3d", "filters": 2}])),
+            "architecture.0.type",
+        ),
+        ('{"name": ', "not valid JSON"),
+        ("", "spec_json is empty"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_invalid_spec_is_invalid_argument_naming_the_field(
+    stack: Stack, spec_json: str, needle: str
+) -> None:
+    before = stack.redis.client().keys("rq:job:*")
+    code, details = _code(lambda: stack.stub().Submit(pb.SubmitRequest(spec_json=spec_json)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in details
+    assert stack.redis.client().keys("rq:job:*") == before  # nothing was enqueued
+
+
+@pytest.mark.parametrize("method", ["Get", "Cancel"])
+def test_unknown_job_is_not_found(stack: Stack, method: str) -> None:
+    stub = stack.stub()
+    request = pb.GetJobRequest(job_id="no-such-job")
+    if method == "Cancel":
+        request = pb.CancelRequest(job_id="no-such-job")
+    code, details = _code(lambda: getattr(stub, method)(request, timeout=10))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert "no-such-job" in details
+
+
+def test_unknown_job_watch_is_not_found(stack: Stack) -> None:
+    stream = stack.stub().Watch(pb.WatchRequest(job_id="no-such-job"), timeout=10)
+    code, _ = _code(lambda: list(stream))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_missing_or_malformed_job_id_is_invalid_argument(stack: Stack) -> None:
+    stub = stack.stub()
+    code, details = _code(lambda: stub.Get(pb.GetJobRequest(job_id=""), timeout=10))
+    assert (code, "job_id is required" in details) == (grpc.StatusCode.INVALID_ARGUMENT, True)
+    code, details = _code(lambda: stub.Get(pb.GetJobRequest(job_id="a b/c"), timeout=10))
+    assert (code, "malformed" in details) == (grpc.StatusCode.INVALID_ARGUMENT, True)
+
+
+# -- a job from submit to the published version ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished(stack: Stack) -> tuple[str, list[pb.Job]]:
+    """One job submitted over gRPC and watched to its end: (job id, every Watch message)."""
+    stub = stack.stub()
+    job_id = _submit(stub, tiny_spec("watched"))
+    messages = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=180))
+    return job_id, messages
+
+
+def test_watch_streams_progress_every_epoch_and_ends_with_the_final_status(
+    finished: tuple[str, list[pb.Job]],
+) -> None:
+    job_id, messages = finished
+    assert all(m.job_id == job_id for m in messages)
+    epochs = {m.progress.epoch for m in messages if m.HasField("progress")}
+    assert epochs == set(range(1, EPOCHS + 1))
+    final = messages[-1]
+    assert final.status == pb.JOB_STATUS_FINISHED
+    assert [m.status for m in messages[:-1]].count(pb.JOB_STATUS_FINISHED) == 0
+    assert final.model_name == "watched" and final.model_version == 1
+    assert 0.5 < final.metrics["test_accuracy"] <= 1.0
+    assert final.progress.epoch == final.progress.epochs == EPOCHS
+    assert final.progress.step == final.progress.total_steps
+    assert 0 < final.enqueued_at <= final.started_at <= final.ended_at
+    # one message per change: no two consecutive messages are identical
+    assert all(a != b for a, b in itertools.pairwise(messages))
+
+
+def test_get_and_list_report_the_finished_job(
+    stack: Stack, finished: tuple[str, list[pb.Job]]
+) -> None:
+    job_id, messages = finished
+    stub = stack.stub()
+    job = stub.Get(pb.GetJobRequest(job_id=job_id), timeout=10)
+    assert job == messages[-1]
+    listed = stub.List(pb.ListJobsRequest(), timeout=10).jobs
+    assert job_id in [j.job_id for j in listed]
+    only_finished = stub.List(pb.ListJobsRequest(status=pb.JOB_STATUS_FINISHED), timeout=10).jobs
+    assert job_id in [j.job_id for j in only_finished]
+    assert {j.status for j in only_finished} == {pb.JOB_STATUS_FINISHED}
+    none_failed = stub.List(pb.ListJobsRequest(status=pb.JOB_STATUS_FAILED), timeout=10).jobs
+    assert job_id not in [j.job_id for j in none_failed]
+
+
+def test_watch_of_a_finished_job_sends_its_final_state_once(
+    stack: Stack, finished: tuple[str, list[pb.Job]]
+) -> None:
+    job_id, messages = finished
+    again = list(stack.stub().Watch(pb.WatchRequest(job_id=job_id), timeout=10))
+    assert again == [messages[-1]]
+
+
+def test_cancelling_a_finished_job_is_failed_precondition(
+    stack: Stack, finished: tuple[str, list[pb.Job]]
+) -> None:
+    job_id, _ = finished
+    code, details = _code(lambda: stack.stub().Cancel(pb.CancelRequest(job_id=job_id), timeout=10))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "finished" in details
+
+
+def test_the_client_library_trains_and_classifies(
+    stack: Stack, finished: tuple[str, list[pb.Job]]
+) -> None:
+    job_id, _ = finished
+    with CnnClient(stack.server.address, timeout=10) as client:
+        job = client.get_job(job_id)
+        assert (job.status, job.done, job.model_version) == ("finished", True, 1)
+        assert job.progress is not None and job.progress.phase in ("evaluating", "publishing")
+        wait_for(lambda: "watched" in client.list_models(), 30, what="the model to load")
+        info = client.get_model("watched")
+        assert info.layers[0].receptive_field == (3, 3)
+        assert info.layers[-1].receptive_field is None  # dense: the whole input
+        result = client.classify_batch(
+            _digits_test_images(), model="watched", version=job.model_version
+        )
+        assert len(result.results) == 4
+
+
+def _digits_test_images() -> Any:
+    from core.datasets import load_dataset
+
+    data = load_dataset({"name": "digits"})
+    assert data.x_test is not None
+    return data.x_test[:4]
+
+
+# -- cancel, watch limits, client disconnects --------------------------------------------------
+
+
+def test_cancel_queued_and_running_jobs(stack: Stack) -> None:
+    """One worker: a long job runs while the next waits; both are cancelled."""
+    stub = stack.stub()
+    running = _submit(stub, tiny_spec("long", epochs=200))
+    queued = _submit(stub, tiny_spec("waiting"))
+
+    def status(job_id: str) -> int:
+        return _status(stub, job_id)
+
+    wait_for(lambda: status(running) == pb.JOB_STATUS_RUNNING, 60, what="the long job to run")
+    assert status(queued) == pb.JOB_STATUS_QUEUED
+    reply = stub.Cancel(pb.CancelRequest(job_id=queued), timeout=10)
+    assert reply.status == pb.JOB_STATUS_CANCELLED
+
+    watched: list[pb.Job] = []
+    watcher = threading.Thread(
+        target=lambda: watched.extend(stub.Watch(pb.WatchRequest(job_id=running), timeout=60)),
+    )
+    watcher.start()
+    reply = stub.Cancel(pb.CancelRequest(job_id=running), timeout=40)
+    assert reply.status == pb.JOB_STATUS_CANCELLED
+    watcher.join(30)
+    assert not watcher.is_alive()
+    assert watched[-1].status == pb.JOB_STATUS_CANCELLED
+    assert status(running) == status(queued) == pb.JOB_STATUS_CANCELLED
+
+
+def test_watches_beyond_the_limit_are_refused_and_cancelled_ones_free_their_slot(
+    stack: Stack,
+) -> None:
+    stub = stack.stub()
+    long_job = _submit(stub, tiny_spec("occupied", epochs=200))
+    try:
+        streams = [stub.Watch(pb.WatchRequest(job_id=long_job), timeout=60) for _ in range(3)]
+        for stream in streams:
+            next(stream)  # each stream holds a slot once its first message arrived
+        code, details = _code(
+            lambda: next(stub.Watch(pb.WatchRequest(job_id=long_job), timeout=10))
+        )
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "CNN_MAX_WATCHES" in details
+        streams[0].cancel()
+
+        def slot_free() -> bool:
+            try:
+                stream = stub.Watch(pb.WatchRequest(job_id=long_job), timeout=10)
+                next(stream)
+                stream.cancel()
+                return True
+            except grpc.RpcError:
+                return False
+
+        wait_for(slot_free, 5, interval=0.2, what="the cancelled watch to free its slot")
+        for stream in streams[1:]:
+            stream.cancel()
+    finally:
+        # Cancel it once it runs: a job cancelled just as the worker dequeues it may still run.
+        wait_for(lambda: _status(stub, long_job) != pb.JOB_STATUS_QUEUED, 60, what="the job")
+        reply = stub.Cancel(pb.CancelRequest(job_id=long_job), timeout=40)
+        assert reply.status == pb.JOB_STATUS_CANCELLED
+
+
+# -- Redis down --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_and_server(
+    tmp_path_factory: pytest.TempPathFactory, digits_artifact: TrainedArtifact
+) -> Iterator[tuple[RedisServer, ServerProcess]]:
+    """A server serving `digits` whose job queue is a Redis the test may stop."""
+    root = tmp_path_factory.mktemp("redis-down")
+    publish_copy(root / "models", "digits", digits_artifact.path)
+    redis_server = RedisServer(root / "redis").start()
+    server = start_server(root / "server", root / "models", {"CNN_REDIS_URL": redis_server.url})
+    try:
+        yield redis_server, server
+    finally:
+        server.stop()
+        redis_server.stop()
+
+
+def test_redis_down_training_is_unavailable_fast_and_classification_works(
+    redis_and_server: tuple[RedisServer, ServerProcess], digits_artifact: TrainedArtifact
+) -> None:
+    redis_server, server = redis_and_server
+    with CnnClient(server.address, timeout=10) as client:
+        assert client.list_jobs() == []
+        redis_server.stop()
+        try:
+            calls = {
+                "submit": lambda: client.submit(tiny_spec()),
+                "get": lambda: client.get_job("some-job"),
+                "cancel": lambda: client.cancel("some-job"),
+                "list": lambda: client.list_jobs(),
+                "watch": lambda: list(client.watch("some-job", timeout=10)),
+            }
+            for name, call in calls.items():
+                started = time.monotonic()
+                with pytest.raises(CnnClientError) as info:
+                    call()
+                elapsed = time.monotonic() - started
+                assert info.value.code == grpc.StatusCode.UNAVAILABLE, name
+                assert f"job queue (Redis at {redis_server.url}) unreachable" in str(info.value)
+                assert elapsed < 4.0, f"{name} took {elapsed:.1f} s"  # no client-side retries
+            result = client.classify_batch(digits_artifact.data.x_test[:3], model="digits")
+            assert len(result.results) == 3
+        finally:
+            redis_server.start()  # same port
+        assert client.list_jobs() == []  # training works again without a server restart
+
+
+def test_server_starts_and_classifies_when_redis_was_never_there(
+    tmp_path: Path, digits_artifact: TrainedArtifact
+) -> None:
+    publish_copy(tmp_path / "models", "digits", digits_artifact.path)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    server = start_server(tmp_path / "server", tmp_path / "models", {"CNN_REDIS_URL": url})
+    try:
+        with CnnClient(server.address, timeout=10) as client:
+            assert (
+                len(client.classify_batch(digits_artifact.data.x_test[:1], model="digits").results)
+                == 1
+            )
+            with pytest.raises(CnnClientError) as info:
+                client.submit(tiny_spec())
+            assert info.value.code == grpc.StatusCode.UNAVAILABLE
+            assert url in str(info.value)
+    finally:
+        server.stop()
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def test_redis_url_gets_short_timeouts_unless_it_sets_its_own() -> None:
+    assert with_timeouts("redis://h:1/0", 1.0) == (
+        "redis://h:1/0?socket_connect_timeout=1&socket_timeout=2"
+    )
+    assert "socket_timeout=9" in with_timeouts("redis://h:1/0?socket_timeout=9", 1.0)
+
+
+def test_job_message_maps_worker_states_and_results() -> None:
+    info = JobInfo(
+        id="j1",
+        status="stopped",
+        model="m",
+        stage="publishing",
+        progress={"epoch": 2, "epochs": 2, "step": 8, "total_steps": 8, "loss": 0.5,
+                  "train_accuracy": 0.9, "val_accuracy": None, "images_per_s": 100.0,
+                  "eta_s": 0.0, "phase": "epoch_end"},
+        result={"version": 3, "metrics": {"test_accuracy": 0.9, "test": {"nested": 1},
+                                          "stopped_early": False}},
+        enqueued_at="2026-01-01T00:00:00+00:00",
+    )  # fmt: skip
+    message = job_message(info)
+    assert message.status == pb.JOB_STATUS_CANCELLED
+    assert message.model_version == 3
+    assert dict(message.metrics) == {"test_accuracy": 0.9}
+    assert message.progress.phase == "publishing"
+    assert not message.progress.HasField("val_accuracy")
+    assert message.enqueued_at == 1767225600.0 and message.started_at == 0.0
