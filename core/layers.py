@@ -38,6 +38,8 @@ def _small_work_serial(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(self: Layer, arr: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        if self._self_scheduling:
+            return fn(self, arr, *args, **kwargs)
         shape = getattr(arr, "shape", ())
         if (shape and shape[0] == 1) or getattr(arr, "size", 0) < _SERIAL_BELOW:
             prev = numba.get_num_threads()
@@ -159,6 +161,10 @@ class Layer:
 
     type_name: ClassVar[str] = ""
     _defaults: ClassVar[dict[str, Any]] = {}
+    # True when the layer's kernels decide serial vs parallel themselves from the work size (a
+    # kernel only wakes the Numba pool on its parallel branch), so the small-work wrapper would
+    # only add its ~2 us of get/set_num_threads per call.
+    _self_scheduling: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -301,6 +307,7 @@ class Conv2D(Layer):
     """
 
     type_name = "conv2d"
+    _self_scheduling = True
     _defaults: ClassVar[dict[str, Any]] = {
         "filters": _REQUIRED,
         "kernel_size": _REQUIRED,
@@ -489,6 +496,7 @@ class MaxPool2D(_Pool2D):
     """
 
     type_name = "maxpool2d"
+    _self_scheduling = True
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -569,6 +577,7 @@ class Flatten(Layer):
     """(N, *shape) -> (N, prod(shape)), a view (no copy)."""
 
     type_name = "flatten"
+    _self_scheduling = True
 
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         return (math.prod(in_shape),)
@@ -593,6 +602,7 @@ class Dense(Layer):
     """
 
     type_name = "dense"
+    _self_scheduling = True
     _defaults: ClassVar[dict[str, Any]] = {"units": _REQUIRED, "use_bias": True, "init": "he"}
 
     def _configure(self) -> None:
@@ -690,6 +700,7 @@ class ReLU(_Elementwise):
     """y = max(x, 0); dy/dx = 1 where x > 0 else 0."""
 
     type_name = "relu"
+    _self_scheduling = True
 
     def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
         act_k.relu_forward(x, out)

@@ -4,12 +4,17 @@ Everything goes through RQ with the JSON serializer: the payload is the validate
 the function is named by path string (``worker.jobs.train_job``), so the submitter needs no
 worker code and nothing is ever pickled. Specs are validated *before* Redis is contacted: an
 invalid spec enqueues nothing.
+
+Each function opens (and closes) its own Redis connection from ``redis_url`` / CNN_REDIS_URL,
+which suits a command-line call. A long-lived process (the gRPC server) passes its own shared,
+thread-safe client as ``connection=`` instead, with the timeouts and retries it wants.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +35,7 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 
+from worker.cancellation import request_cancel, withdraw_cancel
 from worker.connection import CLIENT_RETRIES, connect
 from worker.settings import WorkerSettings
 from worker.spec import TrainSpec, load_spec, parse_spec
@@ -48,7 +54,13 @@ class CannotCancel(ValueError):
 
 @dataclass
 class JobInfo:
-    """A job as `cnn train status/list` show it (JSON-able through `as_dict`)."""
+    """A job as `cnn train status/list` show it (JSON-able through `as_dict`).
+
+    ``progress`` is the latest progress report (overwritten as training goes); ``epochs`` holds
+    one compact snapshot per finished epoch, oldest first (`worker.progress.EPOCH_FIELDS` plus
+    ``at``, a Unix time; the newest `worker.progress.MAX_EPOCH_SNAPSHOTS` are kept); ``spec``
+    is the submitted training spec (the job's JSON payload).
+    """
 
     id: str
     status: str
@@ -66,6 +78,8 @@ class JobInfo:
     enqueued_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    spec: dict[str, Any] | None = None
 
     @property
     def terminal(self) -> bool:
@@ -79,8 +93,16 @@ def _settings(settings: WorkerSettings | None) -> WorkerSettings:
     return settings if settings is not None else WorkerSettings.from_env()
 
 
-def _connection(redis_url: str | None, settings: WorkerSettings) -> redis.Redis:
-    return connect(redis_url or settings.redis_url, retries=CLIENT_RETRIES)
+@contextmanager
+def _connected(
+    redis_url: str | None, settings: WorkerSettings, connection: redis.Redis | None
+) -> Iterator[redis.Redis]:
+    """The caller's `connection` (left open), else a new one for this call (closed after)."""
+    if connection is not None:
+        yield connection
+        return
+    with connect(redis_url or settings.redis_url, retries=CLIENT_RETRIES) as own:
+        yield own
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -93,6 +115,7 @@ def submit(
     *,
     queue: str | None = None,
     settings: WorkerSettings | None = None,
+    connection: redis.Redis | None = None,
 ) -> str:
     """Validate `spec` and enqueue a training job.
 
@@ -100,6 +123,7 @@ def submit(
         spec: a `TrainSpec`, a decoded JSON dict, or the path of a spec file.
         redis_url: overrides CNN_REDIS_URL.
         queue: overrides the first of CNN_QUEUES.
+        connection: a Redis client to use (then `redis_url` is ignored); it stays open.
 
     Returns:
         the job id.
@@ -116,8 +140,8 @@ def submit(
     else:
         train_spec = parse_spec(spec)
     payload = train_spec.payload()
-    with _connection(redis_url, settings) as connection:
-        q = Queue(queue or settings.queue, connection=connection, serializer=JSONSerializer)
+    with _connected(redis_url, settings, connection) as conn:
+        q = Queue(queue or settings.queue, connection=conn, serializer=JSONSerializer)
         job = q.enqueue(
             TRAIN_JOB_PATH,
             payload,
@@ -143,6 +167,7 @@ def _info(job: Job) -> JobInfo:
         latest = job.latest_result()
         exc = (latest.exc_string or "") if latest is not None else ""
         error = next((ln for ln in reversed(exc.strip().splitlines()) if ln.strip()), None)
+    epochs = meta.get("epochs")
     return JobInfo(
         id=job.id,
         status=str(status.value if isinstance(status, JobStatus) else status),
@@ -160,7 +185,18 @@ def _info(job: Job) -> JobInfo:
         enqueued_at=_iso(job.enqueued_at),
         started_at=_iso(job.started_at),
         ended_at=_iso(job.ended_at),
+        epochs=[e for e in epochs if isinstance(e, dict)] if isinstance(epochs, list) else [],
+        spec=_payload(job),
     )
+
+
+def _payload(job: Job) -> dict[str, Any] | None:
+    """The submitted spec: the job's only argument (None if it is not a JSON object)."""
+    try:
+        args = job.args
+    except Exception:  # undecodable data: status must still work
+        return None
+    return args[0] if args and isinstance(args[0], dict) else None
 
 
 def _fetch(connection: redis.Redis, job_id: str) -> Job:
@@ -173,16 +209,20 @@ def _fetch(connection: redis.Redis, job_id: str) -> Job:
 
 
 def status(
-    job_id: str, redis_url: str | None = None, *, settings: WorkerSettings | None = None
+    job_id: str,
+    redis_url: str | None = None,
+    *,
+    settings: WorkerSettings | None = None,
+    connection: redis.Redis | None = None,
 ) -> JobInfo:
-    """The job's status, progress, error (one line) or result.
+    """The job's status, progress, epochs, error (one line) or result.
 
     Raises:
         JobNotFound: no such job.
     """
     settings = _settings(settings)
-    with _connection(redis_url, settings) as connection:
-        return _info(_fetch(connection, job_id))
+    with _connected(redis_url, settings, connection) as conn:
+        return _info(_fetch(conn, job_id))
 
 
 def list_jobs(
@@ -191,12 +231,13 @@ def list_jobs(
     queue: str | None = None,
     limit: int = 50,
     settings: WorkerSettings | None = None,
+    connection: redis.Redis | None = None,
 ) -> list[JobInfo]:
     """Training jobs of `queue` in every state, newest first, at most `limit`."""
     settings = _settings(settings)
     name = queue or settings.queue
-    with _connection(redis_url, settings) as connection:
-        q = Queue(name, connection=connection, serializer=JSONSerializer)
+    with _connected(redis_url, settings, connection) as conn:
+        q = Queue(name, connection=conn, serializer=JSONSerializer)
         ids: list[str] = list(q.get_job_ids())
         registries = (
             StartedJobRegistry,
@@ -211,7 +252,7 @@ def list_jobs(
         unique = list(dict.fromkeys(ids))
         jobs = [
             j
-            for j in Job.fetch_many(unique, connection=connection, serializer=JSONSerializer)
+            for j in Job.fetch_many(unique, connection=conn, serializer=JSONSerializer)
             if j is not None
         ]
         infos = [_info(j) for j in jobs if (j.meta or {}).get("kind") == "train"]
@@ -220,9 +261,22 @@ def list_jobs(
 
 
 def cancel(
-    job_id: str, redis_url: str | None = None, *, settings: WorkerSettings | None = None
+    job_id: str,
+    redis_url: str | None = None,
+    *,
+    settings: WorkerSettings | None = None,
+    connection: redis.Redis | None = None,
+    stop_timeout: float = 30.0,
 ) -> str:
     """Stop a running job (-> "stopped") or cancel a waiting one (-> "canceled").
+
+    Safe against a worker taking the job off the queue at the same moment: the cancel leaves a
+    mark before it reads the status, and a work horse that finds the mark once it has set the
+    job to started cancels it without running it (see `worker.cancellation`).
+
+    Args:
+        stop_timeout: how long to wait for a running job to stop (its status is returned then,
+            whatever it is).
 
     Returns:
         the resulting status.
@@ -232,18 +286,21 @@ def cancel(
         CannotCancel: the job already ended.
     """
     settings = _settings(settings)
-    with _connection(redis_url, settings) as connection:
-        job = _fetch(connection, job_id)
-        current = job.get_status()
+    with _connected(redis_url, settings, connection) as conn:
+        job = _fetch(conn, job_id)
+        request_cancel(conn, job_id, ttl_s=settings.result_ttl)  # first the mark, then the status
+        current = job.get_status(refresh=True)
         if current in TERMINAL:
+            withdraw_cancel(conn, job_id)
             raise CannotCancel(f"job {job_id} already ended with status {current.value}")
         if current == JobStatus.STARTED:
-            send_stop_job_command(connection, job_id, serializer=JSONSerializer)
-            return _wait_status(connection, job_id, {JobStatus.STOPPED, *TERMINAL}, 30.0)
+            send_stop_job_command(conn, job_id, serializer=JSONSerializer)
+            return _wait_status(conn, job_id, {JobStatus.STOPPED, *TERMINAL}, stop_timeout)
         try:
             job.cancel()
         except InvalidJobOperation as exc:
             raise CannotCancel(f"job {job_id}: {exc}") from exc
+        # A worker that dequeued it meanwhile finds the mark and cancels it without running it.
         return JobStatus.CANCELED.value
 
 
@@ -270,6 +327,7 @@ def poll(
     settings: WorkerSettings | None = None,
     on_update: Callable[[JobInfo], None] | None = None,
     lost_after: float = 30.0,
+    connection: redis.Redis | None = None,
 ) -> JobInfo:
     """Poll the job until it ends; `on_update` sees every snapshot.
 
@@ -284,10 +342,10 @@ def poll(
     settings = _settings(settings)
     deadline = None if timeout is None else time.monotonic() + timeout
     missing_since: float | None = None
-    with _connection(redis_url, settings) as connection:
+    with _connected(redis_url, settings, connection) as conn:
         while True:
             try:
-                info = _info(_fetch(connection, job_id))
+                info = _info(_fetch(conn, job_id))
                 missing_since = None
             except (JobNotFound, redis.ConnectionError, redis.TimeoutError):
                 now = time.monotonic()

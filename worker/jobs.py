@@ -36,7 +36,8 @@ TRAIN_JOB_PATH = "worker.jobs.train_job"
 def train_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Train and publish the model described by `payload` (a `TrainSpec` as JSON).
 
-    Progress goes to ``job.meta["progress"]`` (throttled), timings to ``job.meta["timings"]``.
+    Progress goes to ``job.meta["progress"]`` (throttled), one snapshot per finished epoch to
+    ``job.meta["epochs"]``, timings to ``job.meta["timings"]``.
 
     Returns:
         ``{"model", "version", "path", "metrics", "epochs_run", "resumed", "timings"}``.
@@ -54,7 +55,11 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
     _start_attempt(job, writer)
     try:
         spec = parse_spec(payload)
-        reporter = ProgressReporter(writer, min_interval=settings.progress_interval)
+        reporter = ProgressReporter(
+            writer,
+            min_interval=settings.progress_interval,
+            epochs=list(job.meta.get("epochs") or []),  # a retried job keeps its earlier epochs
+        )
 
         def on_stage(name: str, details: dict[str, Any]) -> None:
             writer.update(stage=name, **({"stage_details": details} if details else {}))

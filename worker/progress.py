@@ -1,5 +1,9 @@
 """Training progress in ``job.meta["progress"]``, throttled, surviving Redis hiccups.
 
+Besides the latest progress (overwritten), every epoch end is appended to ``job.meta["epochs"]``
+(compact snapshots, the newest `MAX_EPOCH_SNAPSHOTS` kept), so a watcher that polls less often
+than epochs end still sees each of them.
+
 Runs in the work horse. A write never raises: a progress update is not worth a training run, so
 a ConnectionError is logged and the next update tries again (the connection itself retries with
 backoff, see `worker.connection`). If Redis lost the job's hash (a restart without persistence),
@@ -17,6 +21,24 @@ from typing import Any, Protocol
 import redis
 
 log = logging.getLogger("worker.progress")
+
+#: Epoch snapshots kept in ``job.meta["epochs"]`` (the oldest are dropped first).
+MAX_EPOCH_SNAPSHOTS = 200
+
+#: Fields of an epoch snapshot, taken from `core.training.Progress` at ``phase == "epoch_end"``.
+EPOCH_FIELDS = (
+    "epoch",
+    "epochs",
+    "step",
+    "total_steps",
+    "loss",
+    "train_accuracy",
+    "val_accuracy",
+    "val_loss",
+    "lr",
+    "images_per_s",
+    "eta_s",
+)
 
 
 class MetaJob(Protocol):
@@ -67,7 +89,9 @@ class ProgressReporter:
     """`on_progress` callback for `core.training.fit`: at most one write per `min_interval` s.
 
     A write is forced when the epoch or phase changes and at the last step, so epoch ends and
-    the final state are never dropped by the throttle.
+    the final state are never dropped by the throttle. Each epoch end is also appended to
+    ``epochs`` (written as ``meta["epochs"]``); a re-run epoch (a retried job resuming from an
+    earlier checkpoint) replaces its old snapshot and every later one.
 
     ``first_step_at`` records (monotonic clock) when the first training step reported, which is
     how the job measures its start-up overhead.
@@ -80,6 +104,8 @@ class ProgressReporter:
         min_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        epochs: list[dict[str, Any]] | None = None,
+        max_epochs: int = MAX_EPOCH_SNAPSHOTS,
     ) -> None:
         self._writer = writer
         self._min_interval = min_interval
@@ -88,6 +114,8 @@ class ProgressReporter:
         self._last_write: float | None = None
         self._last_key: tuple[Any, Any] | None = None
         self.first_step_at: float | None = None
+        self.epochs: list[dict[str, Any]] = [dict(e) for e in epochs or [] if isinstance(e, dict)]
+        self._max_epochs = max_epochs
         self.writes = 0
         self.calls = 0
 
@@ -108,7 +136,30 @@ class ProgressReporter:
         self._last_key = key
         data["updated_at"] = self._wall_clock()
         self.writes += 1
-        self._writer.update(progress=data)
+        if data.get("phase") == "epoch_end":
+            self._add_epoch(data)
+            self._writer.update(progress=data, epochs=list(self.epochs))
+        else:
+            self._writer.update(progress=data)
+
+    def _add_epoch(self, data: dict[str, Any]) -> None:
+        snapshot = {k: _compact(data.get(k)) for k in EPOCH_FIELDS}
+        snapshot["at"] = round(float(data["updated_at"]), 3)
+        epoch = snapshot.get("epoch")
+        if isinstance(epoch, int):
+            self.epochs = [e for e in self.epochs if _epoch_of(e) < epoch]
+        self.epochs.append(snapshot)
+        del self.epochs[: max(0, len(self.epochs) - self._max_epochs)]
+
+
+def _epoch_of(snapshot: dict[str, Any]) -> int:
+    value = snapshot.get("epoch")
+    return value if isinstance(value, int) else 0
+
+
+def _compact(value: Any) -> Any:
+    """Floats to 6 significant digits: snapshots are stored and re-sent many times."""
+    return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
 def _as_dict(progress: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import numba
 import numpy as np
 
 _BLOCK = 16  # rows per parallel task
+_SERIAL_WORK = 1 << 20  # backward multiply-adds below which the kernel does not wake the pool
 
 
 @numba.njit(parallel=True, cache=True)
@@ -17,6 +18,12 @@ def dense_forward(x, w, b, out):
     """out (N, O) = x @ w + b."""
     n_, o_ = out.shape
     blocks = (n_ + _BLOCK - 1) // _BLOCK
+    if blocks == 1:  # one block (batch <= 16, e.g. latency calls): no pool wake-up
+        np.dot(x, w, out)
+        for r in range(n_):
+            for o in range(o_):
+                out[r, o] += b[o]
+        return
     for t in numba.prange(blocks):
         r0 = t * _BLOCK
         r1 = min(r0 + _BLOCK, n_)
@@ -44,6 +51,15 @@ def dense_backward(dout, x, w, dx, dw, db):
     o_ = w.shape[1]
     blocks = (n_ + _BLOCK - 1) // _BLOCK
     wt = w.T
+    if n_ * i_ * o_ < _SERIAL_WORK:  # small layer: 3 GEMMs on the calling thread
+        np.dot(dout, wt, dx)
+        dw += np.dot(x.T, dout)
+        for o in range(o_):
+            s = 0.0
+            for n in range(n_):
+                s += dout[n, o]
+            db[o] += s
+        return
     for t in numba.prange(blocks):
         r0 = t * _BLOCK
         r1 = min(r0 + _BLOCK, n_)

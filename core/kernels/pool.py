@@ -10,58 +10,101 @@ from __future__ import annotations
 import numba
 
 
+# Pooling is memory-bound and cheap: below this many input elements a kernel stays on the calling
+# thread (a LeNet 64x6x28x28 pool takes ~60 us serially; waking the pool costs 10-30 us and
+# milliseconds when a core is busy with another process: VGG's 2M-element pool backward measured
+# 2.5 ms in parallel form under load).
+PARALLEL_MIN = 1 << 22
+
+
+@numba.njit(cache=True)
+def _maxpool_plane(src, kh, kw, sh, sw, pt, pl, dst, am):
+    """One (H, W) plane -> dst (OH, OW), am (OH, OW) flat argmax (see :func:`maxpool_forward`)."""
+    h_, w_ = src.shape
+    oh_, ow_ = dst.shape
+    inside = pt == 0 and pl == 0 and (oh_ - 1) * sh + kh <= h_ and (ow_ - 1) * sw + kw <= w_
+    if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2:  # the common 2x2/2 case
+        for oy in range(oh_):
+            r0 = src[2 * oy]
+            r1 = src[2 * oy + 1]
+            d = dst[oy]
+            a = am[oy]
+            base = 2 * oy * w_
+            for ox in range(ow_):
+                x0 = 2 * ox
+                best = r0[x0]
+                idx = x0
+                v = r0[x0 + 1]
+                if v > best:
+                    best = v
+                    idx = x0 + 1
+                v = r1[x0]
+                if v > best:
+                    best = v
+                    idx = w_ + x0
+                v = r1[x0 + 1]
+                if v > best:
+                    best = v
+                    idx = w_ + x0 + 1
+                d[ox] = best
+                a[ox] = base + idx
+        return
+    if inside:  # every window lies in the input, no bounds checks
+        for oy in range(oh_):
+            d = dst[oy]
+            a = am[oy]
+            for ox in range(ow_):
+                y0 = oy * sh
+                x0 = ox * sw
+                best = src[y0, x0]
+                idx = y0 * w_ + x0
+                for i in range(kh):
+                    row = src[y0 + i]
+                    for j in range(kw):
+                        v = row[x0 + j]
+                        if v > best:
+                            best = v
+                            idx = (y0 + i) * w_ + x0 + j
+                d[ox] = best
+                a[ox] = idx
+        return
+    for oy in range(oh_):
+        y0 = oy * sh - pt
+        for ox in range(ow_):
+            x0 = ox * sw - pl
+            best = src[0, 0]
+            idx = -1
+            for i in range(kh):
+                iy = y0 + i
+                if iy < 0 or iy >= h_:
+                    continue
+                for j in range(kw):
+                    ix = x0 + j
+                    if ix < 0 or ix >= w_:
+                        continue
+                    v = src[iy, ix]
+                    if idx < 0 or v > best:
+                        best = v
+                        idx = iy * w_ + ix
+            if idx < 0:
+                best = 0
+            dst[oy, ox] = best
+            am[oy, ox] = idx
+
+
 @numba.njit(parallel=True, cache=True)
 def maxpool_forward(x, kh, kw, sh, sw, pt, pl, out, argmax):
     """x (N, C, H, W) -> out (N, C, OH, OW); argmax (N, C, OH, OW) int64 = flat index y*W + x of
     the maximum inside x[n, c] (-1 if the window holds no input pixel; out is then 0)."""
-    n_, c_, h_, w_ = x.shape
-    oh_, ow_ = out.shape[2], out.shape[3]
-    inside = pt == 0 and pl == 0 and (oh_ - 1) * sh + kh <= h_ and (ow_ - 1) * sw + kw <= w_
+    n_, c_ = x.shape[0], x.shape[1]
+    if x.size < PARALLEL_MIN:
+        for r in range(n_ * c_):
+            n, c = r // c_, r % c_
+            _maxpool_plane(x[n, c], kh, kw, sh, sw, pt, pl, out[n, c], argmax[n, c])
+        return
     for r in numba.prange(n_ * c_):
-        n = r // c_
-        c = r % c_
-        src = x[n, c]
-        if inside:  # fast path: every window lies in the input, no bounds checks
-            for oy in range(oh_):
-                dst = out[n, c, oy]
-                am = argmax[n, c, oy]
-                for ox in range(ow_):
-                    y0 = oy * sh
-                    x0 = ox * sw
-                    best = src[y0, x0]
-                    idx = y0 * w_ + x0
-                    for i in range(kh):
-                        row = src[y0 + i]
-                        for j in range(kw):
-                            v = row[x0 + j]
-                            if v > best:
-                                best = v
-                                idx = (y0 + i) * w_ + x0 + j
-                    dst[ox] = best
-                    am[ox] = idx
-            continue
-        for oy in range(oh_):
-            y0 = oy * sh - pt
-            for ox in range(ow_):
-                x0 = ox * sw - pl
-                best = src[0, 0]
-                idx = -1
-                for i in range(kh):
-                    iy = y0 + i
-                    if iy < 0 or iy >= h_:
-                        continue
-                    for j in range(kw):
-                        ix = x0 + j
-                        if ix < 0 or ix >= w_:
-                            continue
-                        v = src[iy, ix]
-                        if idx < 0 or v > best:
-                            best = v
-                            idx = iy * w_ + ix
-                if idx < 0:
-                    best = 0
-                out[n, c, oy, ox] = best
-                argmax[n, c, oy, ox] = idx
+        n, c = r // c_, r % c_
+        _maxpool_plane(x[n, c], kh, kw, sh, sw, pt, pl, out[n, c], argmax[n, c])
 
 
 def maxpool_forward_reference(x, kh, kw, sh, sw, pt, pl, out, argmax):
@@ -86,23 +129,31 @@ def maxpool_forward_reference(x, kh, kw, sh, sw, pt, pl, out, argmax):
                     argmax[n, c, oy, ox] = idx
 
 
+@numba.njit(cache=True)
+def _unpool_plane(d, am, dst):
+    """dst (H*W,) flat plane overwritten with each d (OH*OW,) value added at its argmax."""
+    for q in range(dst.shape[0]):
+        dst[q] = 0
+    for q in range(d.shape[0]):
+        idx = am[q]
+        if idx >= 0:
+            dst[idx] += d[q]
+
+
 @numba.njit(parallel=True, cache=True)
 def maxpool_backward(dout, argmax, dx):
     """dx (N, C, H, W) overwritten: each dout[n, c, oy, ox] is added at its argmax position."""
     n_, c_, h_, w_ = dx.shape
-    oh_, ow_ = dout.shape[2], dout.shape[3]
+    p = dout.shape[2] * dout.shape[3]
+    d2 = dout.reshape(n_ * c_, p)
+    a2 = argmax.reshape(n_ * c_, p)
+    x2 = dx.reshape(n_ * c_, h_ * w_)
+    if dx.size < PARALLEL_MIN:
+        for r in range(n_ * c_):
+            _unpool_plane(d2[r], a2[r], x2[r])
+        return
     for r in numba.prange(n_ * c_):
-        n = r // c_
-        c = r % c_
-        dst = dx[n, c]
-        for y in range(h_):
-            for x in range(w_):
-                dst[y, x] = 0
-        for oy in range(oh_):
-            for ox in range(ow_):
-                idx = argmax[n, c, oy, ox]
-                if idx >= 0:
-                    dst[idx // w_, idx % w_] += dout[n, c, oy, ox]
+        _unpool_plane(d2[r], a2[r], x2[r])
 
 
 def maxpool_backward_reference(dout, argmax, dx):
