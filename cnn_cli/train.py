@@ -33,17 +33,24 @@ EXIT_JOB_FAILED = 1
 
 Command = Callable[[argparse.Namespace], int]
 
+#: Advice after "cannot reach Redis at URL (reason):".
+REDIS_HINT = (
+    "start redis-server, pass --redis-url / set CNN_REDIS_URL, or go through the server with "
+    "--address"
+)
+
 
 def add_train_commands(subparsers: Any) -> argparse.ArgumentParser:
     """Mount `worker.cli`'s ``train`` group and make every action gRPC-capable."""
     from worker.cli import add_train_commands as add_redis_train_commands
 
-    train = add_redis_train_commands(subparsers)
+    commands = add_redis_train_commands(subparsers, redis_hint=REDIS_HINT)
+    train = commands.parser
     train.description = (
         "Training jobs. Over the gRPC server with --address HOST:PORT (or CNN_ADDRESS), "
         "otherwise directly on the RQ queue in Redis (--redis-url or CNN_REDIS_URL)."
     )
-    for action, parser in _subcommands(train).items():
+    for action, parser in commands.actions.items():
         add_connection_options(
             parser,
             address_help="use the gRPC server at HOST:PORT instead of Redis (default: "
@@ -55,14 +62,6 @@ def add_train_commands(subparsers: Any) -> argparse.ArgumentParser:
         redis_command = parser.get_default("func")
         parser.set_defaults(func=functools.partial(_dispatch, action, redis_command))
     return train
-
-
-def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    # argparse offers no public accessor for a parser's sub-parsers.
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
-    raise RuntimeError("worker.cli.add_train_commands added no sub-commands")
 
 
 def _add_if_missing(parser: argparse.ArgumentParser, flag: str, **kwargs: Any) -> None:
@@ -83,26 +82,17 @@ def _dispatch(action: str, redis_command: Command, args: argparse.Namespace) -> 
 
 
 def _over_redis(action: str, redis_command: Command, args: argparse.Namespace) -> int:
-    import redis
+    """`worker.cli`'s command (which reports an unreachable Redis itself), or JSON lines."""
+    if action == "watch" and args.json:
+        import redis
 
-    try:
-        if action == "watch" and args.json:
+        from worker.cli import redis_unreachable
+
+        try:
             return _redis_watch_json(args)
-        return redis_command(args)
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        from worker.settings import WorkerSettings
-
-        url = args.redis_url or WorkerSettings.from_env().redis_url
-        raise CliError(
-            f"cannot reach Redis at {_redact(url)} ({exc}): start redis-server, pass "
-            "--redis-url / set CNN_REDIS_URL, or go through the server with --address"
-        ) from None
-
-
-def _redact(url: str) -> str:
-    """Hide the credentials of a Redis URL."""
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}" if sep and "@" in rest else url
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise CliError(redis_unreachable(args.redis_url, exc, REDIS_HINT)) from None
+    return redis_command(args)
 
 
 def _redis_watch_json(args: argparse.Namespace) -> int:

@@ -401,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"threads={threads} (numba {getattr(numba.config, 'THREADING_LAYER', '?')} threading, "
-        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}), "
+        f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
+        # set by core.kernels at import; torch's OpenMP pool (imported later) sees it too, which
+        # measured faster for torch as well on a loaded machine (LeNet train 2.8-3.0k -> 3.7-7.0k)
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
         f"numpy {np.__version__}, numba {numba.__version__}"
         + (f", torch {torch.__version__}" if have_torch else "")
     )

@@ -23,6 +23,7 @@ force=${1:-}
 apt_install_missing debootstrap:debootstrap
 
 # The mirror apt uses for "$SUITE main", plus its -updates and -security suites (when present).
+# shellcheck disable=SC2016  # apt's own $(FIELD) placeholders, not shell
 sources=$(apt-get indextargets --no-release-info --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' \
     | awk -v s="$SUITE" '$3 == "main" && ($2 == s || $2 == s "-updates" || $2 == s "-security")' \
     | sort -u)

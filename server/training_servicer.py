@@ -1,20 +1,28 @@
 """`cnn.v1.Training`: submit and follow training jobs for services that do not speak RQ.
 
-Three small parts, as in the Classifier: `JobQueue` is the data plane (the server's Redis URL and
-timeouts around `worker.client`, worker exceptions turned into `ServerError`s), the `job_message`
-codec is the only place that knows the `cnn.v1.Job` layout, and `TrainingServicer` translates.
+Three small parts, as in the Classifier: `JobQueue` is the data plane (one shared Redis client
+with short timeouts around `worker.client`, worker exceptions turned into `ServerError`s), the
+`job_message` codec is the only place that knows the `cnn.v1.Job` layout, and
+`TrainingServicer` translates.
 
 `rq` is imported only by `worker/`; this module goes through `worker.client`, which validates
 with `worker.spec` before it contacts Redis, so an invalid spec never enqueues anything.
 
-Redis being down never affects classification: the Redis client is created per call with short
-timeouts, and its failures become UNAVAILABLE ("job queue (Redis at URL) unreachable"). Those
-responses carry ``grpc-retry-pushback-ms: -1`` so that clients with a gRPC retry policy do not
-retry what the server already retried (the answer then comes in about a second, not five).
+Redis being down never affects classification: the Redis client (one connection pool for all
+handler threads, connecting lazily) has short timeouts, and its failures become UNAVAILABLE
+("job queue (Redis at URL) unreachable"). Those responses carry ``grpc-retry-pushback-ms: -1``
+so that clients with a gRPC retry policy do not retry what the server already retried (the
+answer then comes in about a second, not five).
+
+Watch sends one message per finished epoch: the worker appends each epoch end to the job's
+epoch list (`JobInfo.epochs`), and the stream sends every epoch it has not sent yet, oldest
+first, before the job's current state, however short the epochs are compared to the polling
+interval.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -23,7 +31,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import grpc
 import redis
@@ -40,6 +47,7 @@ from server.errors import (
 )
 from server.settings import redact_url
 from worker import client as jobs
+from worker.connection import connect
 from worker.settings import WorkerSettings
 from worker.spec import InvalidSpec, parse_spec
 
@@ -84,24 +92,15 @@ class QueueUnavailable(Unavailable):
     """Redis, which holds the job queue, cannot be reached."""
 
 
-def with_timeouts(url: str, timeout_s: float) -> str:
-    """`url` with ``socket_connect_timeout``/``socket_timeout`` set unless it sets them itself.
-
-    redis-py lets query-string options override keyword arguments, so this is how the server
-    shortens the timeouts of the connections `worker.client` opens.
-    """
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.setdefault("socket_connect_timeout", f"{timeout_s:g}")
-    query.setdefault("socket_timeout", f"{2 * timeout_s:g}")
-    return urlunsplit(parts._replace(query=urlencode(query)))
+#: Retries of a failed Redis command (after 0.2 s): rides out a blip, answers within seconds.
+REDIS_RETRIES = 1
 
 
 class JobQueue:
-    """`worker.client` bound to one Redis URL; raises only `ServerError`s.
+    """`worker.client` over one shared Redis client; raises only `ServerError`s.
 
     Args:
-        redis_url: the job queue's Redis.
+        redis_url: the job queue's Redis (no connection is made until the first call).
         timeout_s: connect timeout towards Redis (the socket timeout is twice that).
         settings: queue name, job timeout, retries and result TTL used when submitting.
     """
@@ -110,8 +109,17 @@ class JobQueue:
         self, redis_url: str, *, timeout_s: float = 1.0, settings: WorkerSettings | None = None
     ) -> None:
         self.redis_url = redis_url
-        self._url = with_timeouts(redis_url, timeout_s)
+        self._redis = connect(
+            redis_url,
+            retries=REDIS_RETRIES,
+            connect_timeout=timeout_s,
+            socket_timeout=2 * timeout_s,
+        )
         self._settings = settings if settings is not None else WorkerSettings.from_env()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._redis.close()
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -148,20 +156,20 @@ class JobQueue:
             raise InvalidInput(f"spec_json is not valid JSON: {exc}") from None
         with self._errors():
             spec = parse_spec(data)  # validated here, before any Redis traffic
-            return jobs.submit(spec, self._url, settings=self._settings)
+            return jobs.submit(spec, settings=self._settings, connection=self._redis)
 
     def get(self, job_id: str) -> jobs.JobInfo:
         with self._errors():
-            return jobs.status(job_id, self._url, settings=self._settings)
+            return jobs.status(job_id, settings=self._settings, connection=self._redis)
 
     def cancel(self, job_id: str) -> str:
         """Stop or cancel the job; returns the rq status afterwards."""
         with self._errors():
-            return jobs.cancel(job_id, self._url, settings=self._settings)
+            return jobs.cancel(job_id, settings=self._settings, connection=self._redis)
 
     def list(self, limit: int) -> list[jobs.JobInfo]:
         with self._errors():
-            return jobs.list_jobs(self._url, limit=limit, settings=self._settings)
+            return jobs.list_jobs(limit=limit, settings=self._settings, connection=self._redis)
 
 
 def _spec_message(exc: InvalidSpec) -> str:
@@ -228,10 +236,36 @@ def job_message(info: jobs.JobInfo) -> pb.Job:
 
 
 def _spec_json(info: jobs.JobInfo) -> str:
-    # `JobInfo` does not carry the payload yet (asked of worker/: a `spec` field holding
-    # job.args[0]); until it does, `spec_json` stays empty rather than importing rq here.
-    spec = getattr(info, "spec", None)
-    return json.dumps(spec, sort_keys=True) if isinstance(spec, dict) else ""
+    return json.dumps(info.spec, sort_keys=True) if isinstance(info.spec, dict) else ""
+
+
+def epoch_messages(info: jobs.JobInfo, after: int) -> tuple[list[pb.Job], int]:
+    """One `cnn.v1.Job` per epoch snapshot of `info` with an epoch number above `after`.
+
+    Each shows the job as it was at that epoch's end: running, with that epoch's progress
+    (phase "evaluating"), no result yet.
+
+    Returns:
+        the messages, oldest first, and the highest epoch number now sent.
+    """
+    messages = []
+    sent = after
+    for snapshot in info.epochs:
+        epoch = snapshot.get("epoch")
+        if not isinstance(epoch, int) or epoch <= sent:
+            continue
+        sent = epoch
+        then = dataclasses.replace(
+            info,
+            status="started",
+            stage="training",
+            progress={**snapshot, "phase": "epoch_end"},
+            error=None,
+            result=None,
+            ended_at=None,
+        )
+        messages.append(job_message(then))
+    return messages, sent
 
 
 def _job_id(value: str) -> str:
@@ -323,14 +357,17 @@ class TrainingServicer(pb_grpc.TrainingServicer):
             self._watch_slots.release()
 
     def _follow(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.Job]:
-        """The job's state now, then on every change, until it is final or the client left."""
+        """Every finished epoch not sent yet, then the job's state, on every change, until the
+        job is final or the client left. Identical consecutive messages are sent once."""
         gone = threading.Event()
         context.add_callback(gone.set)  # the RPC ended (client cancelled, deadline): wake up
         last: bytes | None = None
+        sent_epoch = 0
         trouble_since: float | None = None
         while True:
             try:
-                message = job_message(self._queue.get(job_id))
+                info = self._queue.get(job_id)
+                message = job_message(info)
                 trouble_since = None
             except (JobNotFound, QueueUnavailable):
                 if last is None:
@@ -341,10 +378,12 @@ class TrainingServicer(pb_grpc.TrainingServicer):
                     raise
                 message = None
             if message is not None:
-                data = message.SerializeToString(deterministic=True)
-                if data != last:
-                    last = data
-                    yield message
+                epochs, sent_epoch = epoch_messages(info, sent_epoch)
+                for update in [*epochs, message]:
+                    data = update.SerializeToString(deterministic=True)
+                    if data != last:
+                        last = data
+                        yield update
                 if message.status in FINAL:
                     return
             if self._draining():

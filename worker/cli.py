@@ -1,71 +1,126 @@
 """`cnn train submit|watch|status|list|cancel`: argparse wiring over `worker.client`.
 
-The lead mounts this with ``add_train_commands(subparsers)``; each sub-command sets ``func``
+Mounted with ``add_train_commands(subparsers)``, which returns the ``train`` parser and its
+action parsers (`TrainCommands`) so a caller can extend them; each action sets ``func``
 (``args -> exit status``). Exit statuses: 0 success, 1 the job failed / was stopped / was
-canceled (`watch`), 2 a user error (invalid spec, unknown job) printed as one line.
+canceled (`watch`), 2 a user error (invalid spec, unknown job, Redis unreachable) printed as
+one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USER_ERROR = 2
 
+#: What to do when Redis cannot be reached (the `cnn` command adds its gRPC alternative).
+REDIS_HINT = "start redis-server, or pass --redis-url / set CNN_REDIS_URL"
 
-def add_train_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``train`` command group to an ``add_subparsers()`` object; returns its parser."""
+Command = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class TrainCommands:
+    """The ``train`` group: its parser and one parser per action ("submit", "watch", ...)."""
+
+    parser: argparse.ArgumentParser
+    actions: dict[str, argparse.ArgumentParser]
+
+
+def add_train_commands(subparsers: Any, *, redis_hint: str = REDIS_HINT) -> TrainCommands:
+    """Add the ``train`` command group to an ``add_subparsers()`` object.
+
+    Args:
+        subparsers: what ``ArgumentParser.add_subparsers()`` returned.
+        redis_hint: the advice printed after "cannot reach Redis at URL (reason):".
+
+    Returns:
+        the group's parser and its action parsers.
+    """
     train = subparsers.add_parser(
         "train",
-        help="submit and follow training jobs (RQ queue)",
+        help="submit and follow training jobs (Redis, or gRPC with --address)",
         description="Training jobs on the RQ queue (CNN_REDIS_URL, CNN_QUEUES).",
     )
     sub = train.add_subparsers(dest="train_command", metavar="ACTION", required=True)
+    actions: dict[str, argparse.ArgumentParser] = {}
+
+    def command(name: str, func: Command, **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+        parser.set_defaults(func=functools.partial(_run, func, redis_hint))
+        actions[name] = parser
+        return parser
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--redis-url", help="Redis URL (default: CNN_REDIS_URL)")
 
-    p = sub.add_parser("submit", help="validate a spec and enqueue it; prints the job id")
+    p = command("submit", _cmd_submit, help="validate a spec and enqueue it; prints the job id")
     p.add_argument("spec", help="training spec JSON file (see examples/)")
     p.add_argument("--queue", help="queue name (default: first of CNN_QUEUES)")
     p.add_argument("--watch", action="store_true", help="then watch it like `cnn train watch`")
     common(p)
-    p.set_defaults(func=_cmd_submit)
 
-    p = sub.add_parser("watch", help="live progress bar until the job ends (non-zero if it fails)")
+    p = command(
+        "watch", _cmd_watch, help="live progress bar until the job ends (non-zero if it fails)"
+    )
     p.add_argument("job_id")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between polls")
     p.add_argument("--timeout", type=float, default=None, help="give up after this many s")
     common(p)
-    p.set_defaults(func=_cmd_watch)
 
-    p = sub.add_parser("status", help="status, progress and error or result of one job")
+    p = command("status", _cmd_status, help="status, progress and error or result of one job")
     p.add_argument("job_id")
     p.add_argument("--json", action="store_true", help="print JSON")
     common(p)
-    p.set_defaults(func=_cmd_status)
 
-    p = sub.add_parser("list", help="training jobs in every state, newest first")
+    p = command("list", _cmd_list, help="training jobs in every state, newest first")
     p.add_argument("--queue", help="queue name (default: first of CNN_QUEUES)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--json", action="store_true", help="print JSON")
     common(p)
-    p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("cancel", help="stop a running job or cancel a queued one")
+    p = command("cancel", _cmd_cancel, help="stop a running job or cancel a queued one")
     p.add_argument("job_id")
     common(p)
-    p.set_defaults(func=_cmd_cancel)
-    return train
+    return TrainCommands(train, actions)
 
 
 def _user_error(message: str) -> int:
     print(f"cnn train: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def redis_unreachable(redis_url: str | None, exc: BaseException, hint: str = REDIS_HINT) -> str:
+    """``cannot reach Redis at URL (reason): hint``, credentials hidden, on one line."""
+    from worker.settings import WorkerSettings
+
+    url = redis_url or WorkerSettings.from_env().redis_url
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return f"cannot reach Redis at {redact_url(url)} ({reason}): {hint}"
+
+
+def redact_url(url: str) -> str:
+    """Hide the credentials of a Redis URL."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}" if sep and "@" in rest else url
+
+
+def _run(func: Command, redis_hint: str, args: argparse.Namespace) -> int:
+    """Run an action; Redis being unreachable is a one-line user error, not a traceback."""
+    import redis
+
+    try:
+        return func(args)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return _user_error(redis_unreachable(getattr(args, "redis_url", None), exc, redis_hint))
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:

@@ -291,7 +291,8 @@ def cancel(
         request_cancel(conn, job_id, ttl_s=settings.result_ttl)  # first the mark, then the status
         current = job.get_status(refresh=True)
         if current in TERMINAL:
-            withdraw_cancel(conn, job_id)
+            if current != JobStatus.CANCELED:  # keep a cancel's mark: a worker may hold the job
+                withdraw_cancel(conn, job_id)  # ran to its end: a later re-queue must run
             raise CannotCancel(f"job {job_id} already ended with status {current.value}")
         if current == JobStatus.STARTED:
             send_stop_job_command(conn, job_id, serializer=JSONSerializer)

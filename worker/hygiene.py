@@ -32,9 +32,7 @@ log = logging.getLogger("worker.hygiene")
 #: Age (s since the last change) after which a hidden publish directory counts as abandoned.
 TMP_MAX_AGE_S = 3600
 #: Job states in which a checkpoint may still be resumed from.
-ACTIVE = frozenset(
-    {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-)
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED})
 
 
 @dataclass
@@ -76,7 +74,7 @@ def _remove(path: Path) -> bool:
 
 def stale_temp_dirs(models_dir: Path, *, now: float, max_age_s: float) -> list[Path]:
     """``<models>/<name>/.tmp-*`` entries untouched for more than `max_age_s` seconds."""
-    found = []
+    found: list[Path] = []
     if not models_dir.is_dir():
         return found
     for model in models_dir.iterdir():
@@ -104,7 +102,7 @@ def stale_checkpoints(
 ) -> list[Path]:
     """Checkpoint directories of jobs that will not resume, untouched for the result TTL."""
     root = settings.checkpoints_dir
-    found = []
+    found: list[Path] = []
     if not root.is_dir():
         return found
     for entry in root.iterdir():

@@ -23,7 +23,7 @@ import redis
 log = logging.getLogger("worker.progress")
 
 #: Epoch snapshots kept in ``job.meta["epochs"]`` (the oldest are dropped first).
-MAX_EPOCH_SNAPSHOTS = 200
+MAX_EPOCH_SNAPSHOTS = 100
 
 #: Fields of an epoch snapshot, taken from `core.training.Progress` at ``phase == "epoch_end"``.
 EPOCH_FIELDS = (
@@ -143,7 +143,9 @@ class ProgressReporter:
             self._writer.update(progress=data)
 
     def _add_epoch(self, data: dict[str, Any]) -> None:
-        snapshot = {k: _compact(data.get(k)) for k in EPOCH_FIELDS}
+        # Same values as the progress written with it, so a watcher can tell them apart from
+        # nothing but the time: Training.Watch then sends the epoch end once, not twice.
+        snapshot = {k: data.get(k) for k in EPOCH_FIELDS}
         snapshot["at"] = round(float(data["updated_at"]), 3)
         epoch = snapshot.get("epoch")
         if isinstance(epoch, int):
@@ -155,11 +157,6 @@ class ProgressReporter:
 def _epoch_of(snapshot: dict[str, Any]) -> int:
     value = snapshot.get("epoch")
     return value if isinstance(value, int) else 0
-
-
-def _compact(value: Any) -> Any:
-    """Floats to 6 significant digits: snapshots are stored and re-sent many times."""
-    return float(f"{value:.6g}") if isinstance(value, float) else value
 
 
 def _as_dict(progress: Any) -> dict[str, Any]:

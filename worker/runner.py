@@ -10,7 +10,12 @@ Differences from `rq.Worker` and why:
   horse calls ``setpgrp()`` and would otherwise outlive a SIGKILLed worker, keep training and
   race the re-queued copy of its own job to publish.
 - A stopped job's checkpoint is removed (the user asked for it to go away); failed jobs keep
-  theirs so that `rq requeue` resumes them.
+  theirs so that `rq requeue` resumes them, until the periodic clean-up (`worker.hygiene`, run
+  with the registry maintenance) removes checkpoints older than the result TTL and abandoned
+  hidden publish directories.
+- A job cancelled while this worker was taking it off the queue is not run: once the horse has
+  marked the job started it looks for the cancel mark (`worker.cancellation`) and, if found,
+  puts the job back to "canceled" instead of running it.
 
 Numba: the worker process imports `core` (so horses do not pay the import) but never runs a
 kernel: GNU OpenMP does not survive fork() once its thread pool exists.
@@ -25,21 +30,32 @@ import os
 import shutil
 import signal
 import sys
+import time
 from typing import Any
 
 import redis
 from rq import Worker
 from rq.exceptions import AbandonedJobError
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
+from rq.registry import CanceledJobRegistry
 from rq.timeouts import JobTimeoutException
 
+from worker.cancellation import cancel_requested
+from worker.hygiene import clean_up
 from worker.settings import WorkerSettings
 from worker.train import checkpoint_dir
 
 log = logging.getLogger("worker")
 
 PR_SET_PDEATHSIG = 1
+
+#: File clean-up (`worker.hygiene`) runs with the registry maintenance, at most this often (s).
+FILE_CLEANUP_INTERVAL_S = 600.0
+
+
+class CanceledBeforeStart(Exception):
+    """The job was cancelled while this worker took it off the queue: it is not run."""
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -98,6 +114,8 @@ class TrainingWorker(Worker):
         self.settings = settings
         self.shutdown_requested = False  # SIGTERM/SIGINT: the loop must not be restarted
         self._parent_pid = os.getpid()
+        self._canceled_job_id: str | None = None
+        self._files_cleaned_at: float | None = None
 
     # -- liveness -------------------------------------------------------------------------------
 
@@ -133,6 +151,23 @@ class TrainingWorker(Worker):
         except (redis.RedisError, ValueError) as exc:
             log.debug("re-registration check failed: %s", exc)
 
+    # -- maintenance ------------------------------------------------------------------------------
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        now = time.monotonic()
+        last = self._files_cleaned_at
+        if last is None or now - last >= FILE_CLEANUP_INTERVAL_S:
+            self._files_cleaned_at = now
+            self.clean_up_files()
+
+    def clean_up_files(self) -> None:
+        """`worker.hygiene.clean_up`; a failure is logged, never fatal to the worker."""
+        try:
+            clean_up(self.settings, self.connection)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("file clean-up skipped: %s", exc)
+
     # -- work horse -----------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -147,6 +182,31 @@ class TrainingWorker(Worker):
     def setup_work_horse_signals(self) -> None:
         super().setup_work_horse_signals()
         _die_with_parent(self._parent_pid)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """Horse: mark the job started, *then* look for a cancel mark (`worker.cancellation`)."""
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        if cancel_requested(self.connection, job.id):
+            self._canceled_job_id = job.id
+            raise CanceledBeforeStart(f"job {job.id} was cancelled before it started")
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        if self._canceled_job_id != job.id:  # a cancel is not an error worth a traceback
+            super().handle_exception(job, *exc_info)
+
+    def _cancel_before_start(self, job: Job) -> None:
+        """Undo the start: status "canceled", out of the started registry, nothing recorded."""
+        self._canceled_job_id = None
+        log.info("job %s was cancelled as this worker took it: not run", job.id)
+        job.meta["stage"] = "canceled"
+        with self.connection.pipeline() as pipeline:
+            job.set_status(JobStatus.CANCELED, pipeline=pipeline)
+            job.save_meta()
+            self.cleanup_execution(job, pipeline=pipeline)
+            CanceledJobRegistry(
+                job.origin, self.connection, job_class=self.job_class, serializer=self.serializer
+            ).add(job, pipeline=pipeline)
+            pipeline.execute()
 
     # -- failure bookkeeping ----------------------------------------------------------------------
 
@@ -176,6 +236,9 @@ class TrainingWorker(Worker):
     def handle_job_failure(
         self, job: Job, queue: Queue, started_job_registry: Any = None, exc_string: str = ""
     ) -> None:
+        if self._canceled_job_id == job.id:
+            self._cancel_before_start(job)
+            return
         stopped = self._stopped_job_id == job.id  # rq's marker for send_stop_job_command
         if stopped:
             record_error(job, "stopped by user", final=True)

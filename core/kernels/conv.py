@@ -181,8 +181,28 @@ def _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, 
     for g in range(groups):
         for n in range(n0, n1):
             s = n - n0
-            _lower(x, n, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, unit, wg, xp[s],
-                   oy0, oy1, cols, s * length)
+            _lower(
+                x,
+                n,
+                g * cg,
+                kh,
+                kw,
+                sh,
+                sw,
+                pt,
+                pl,
+                dh,
+                dw,
+                oh,
+                ow,
+                unit,
+                wg,
+                xp[s],
+                oy0,
+                oy1,
+                cols,
+                s * length,
+            )
         np.dot(wm[g * fg : (g + 1) * fg], cols, res)
         for n in range(n0, n1):
             q0 = (n - n0) * length
@@ -207,8 +227,8 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
     with block == 1 a large sample is cut into bands of output rows that fit the L2 cache, which
     are also what a batch of one is split over the threads by. A single task runs on the calling
     thread (no pool wake-up)."""
-    n_, c_ = x.shape[0], x.shape[1]
-    f_, cg, kh, kw = w.shape
+    n_ = x.shape[0]
+    _, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
     unit, wg, plane = _grid(x, kh, kw, sh, sw, dh, dw, oh, ow)
     rows = _bands(cg * kh * kw, oh, wg, x.itemsize, block, unit)
@@ -284,8 +304,28 @@ def _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, part,
                 for n in range(n0, n1):
                     s = n - n0
                     q0 = s * length
-                    _lower(x, n, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, unit, wg, xp[s],
-                           oy0, oy1, cols, q0)
+                    _lower(
+                        x,
+                        n,
+                        g * cg,
+                        kh,
+                        kw,
+                        sh,
+                        sw,
+                        pt,
+                        pl,
+                        dh,
+                        dw,
+                        oh,
+                        ow,
+                        unit,
+                        wg,
+                        xp[s],
+                        oy0,
+                        oy1,
+                        cols,
+                        q0,
+                    )
                     for f in range(fg):
                         dst = dg[f]
                         acc = 0.0
@@ -317,10 +357,10 @@ def _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, part,
                         for i in range(kh):
                             for j in range(kw):
                                 off = i * dh * wg + j * dw + oy0 * wg
-                                r = dcols[(c * kh + i) * kw + j, q0 : q0 + length]
-                                d = acc_c[off : off + length]
+                                seg = dcols[(c * kh + i) * kw + j, q0 : q0 + length]
+                                dseg = acc_c[off : off + length]
                                 for q in range(length):
-                                    d[q] += r[q]
+                                    dseg[q] += seg[q]
         if unit:
             for n in range(n0, n1):
                 for c in range(c_):
@@ -349,14 +389,16 @@ def conv2d_backward(x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_ac
     chunks = min(partial.shape[0], n_)
     if n_ <= block:
         chunks = 1
-        _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, 0, n_, dx, partial[0], unit,
-                        wg, plane)
+        _backward_chunk(
+            x, w, dout, sh, sw, pt, pl, dh, dw, block, 0, n_, dx, partial[0], unit, wg, plane
+        )
     else:
         for t in numba.prange(chunks):
             c0 = t * n_ // chunks
             c1 = (t + 1) * n_ // chunks
-            _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, partial[t],
-                            unit, wg, plane)
+            _backward_chunk(
+                x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, partial[t], unit, wg, plane
+            )
     dwa = dw_acc.reshape(f_, k)
     for f in range(f_):
         for t in range(chunks):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numba
 
-
 # Pooling is memory-bound and cheap: below this many input elements a kernel stays on the calling
 # thread (a LeNet 64x6x28x28 pool takes ~60 us serially; waking the pool costs 10-30 us and
 # milliseconds when a core is busy with another process: VGG's 2M-element pool backward measured

@@ -76,3 +76,26 @@ def test_conv2d_backward_matches_reference(case, dtype, block):
     tol = 1e-4 if dtype == np.float32 else 1e-12
     for fast, ref in zip(*results, strict=True):
         np.testing.assert_allclose(fast, ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_conv2d_row_bands_match_reference(n):
+    """block == 1 with a large sample splits each sample into row bands (the L2-sized GEMMs that
+    a batch of one is parallelised over); forward and backward must match the reference."""
+    layer = Conv2D(filters=2, kernel_size=3, padding=1)
+    layer.build((32, 20, 20), np.random.default_rng(0), np.float64)
+    x = np.random.default_rng(1).standard_normal((n, 32, 20, 20))
+    w, b = layer.weight.value, np.arange(2) * 0.1
+    geometry = (1, 1, 1, 1, 1, 1)
+    out, ref = np.empty((n, 2, 20, 20)), np.empty((n, 2, 20, 20))
+    k.conv2d_forward(x, w, b, *geometry, 1, out)
+    k.conv2d_forward_reference(x, w, b, *geometry, 1, ref)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = np.random.default_rng(2).standard_normal(out.shape)
+    results = []
+    for fn in (k.conv2d_backward, k.conv2d_backward_reference):
+        dx, dw_acc, db_acc = np.full_like(x, np.nan), np.ones_like(w), np.ones(2)
+        fn(x, w, dout, *geometry, 1, dx, dw_acc, db_acc, np.empty((2, 2, w[0].size + 1)))
+        results.append((dx, dw_acc, db_acc))
+    for fast, slow in zip(*results, strict=True):
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10)

@@ -107,3 +107,47 @@ def test_adam_kernel_matches_reference(decoupled, rng):
     optim.adam_update_reference(w2, g, m2, v2, 1e-3, 0.9, 0.999, 1e-8, 3, l2, decoupled)
     for a, b in ((w, w2), (m, m2), (v, v2)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_relu_parallel_branch_matches_serial_branch(rng):
+    """Arrays of >= PARALLEL_MIN elements take the prange loop; it must match the serial loop."""
+    n = act.PARALLEL_MIN + 1000
+    x = rng.standard_normal(n).astype(np.float32)
+    dout = rng.standard_normal(n).astype(np.float32)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    act.relu_forward(x, y)
+    act.relu_backward(dout, x, dx)
+    y_s, dx_s = np.empty_like(x), np.empty_like(x)
+    for lo in range(0, n, act.PARALLEL_MIN // 2):
+        sl = slice(lo, lo + act.PARALLEL_MIN // 2)
+        act.relu_forward(x[sl], y_s[sl])
+        act.relu_backward(dout[sl], x[sl], dx_s[sl])
+    np.testing.assert_array_equal(y, y_s)
+    np.testing.assert_array_equal(dx, dx_s)
+
+
+def test_adam_parallel_branch_matches_serial_branch(rng):
+    n = optim.PARALLEL_MIN + 100
+    w = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    w2, m2, v2 = w.copy(), m.copy(), v.copy()
+    optim.adam_update(w, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 1, 0.01, 0.0)
+    half = n // 2
+    for sl in (slice(0, half), slice(half, n)):
+        optim.adam_update(w2[sl], g[sl], m2[sl], v2[sl], 1e-3, 0.9, 0.999, 1e-8, 1, 0.01, 0.0)
+    np.testing.assert_array_equal(w, w2)
+    np.testing.assert_array_equal(m, m2)
+    np.testing.assert_array_equal(v, v2)
+
+
+def test_dense_backward_large_layer_matches_numpy(rng):
+    """Layers above the serial work threshold take the parallel row/column blocks."""
+    x = rng.standard_normal((40, 256)).astype(np.float64)
+    w = rng.standard_normal((256, 128)).astype(np.float64)
+    dout = rng.standard_normal((40, 128)).astype(np.float64)
+    dx, dw, db = np.empty_like(x), np.ones_like(w), np.ones(128)
+    dense.dense_backward(dout, x, w, dx, dw, db)
+    np.testing.assert_allclose(dx, dout @ w.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, 1 + x.T @ dout, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, 1 + dout.sum(axis=0), rtol=1e-12, atol=1e-12)

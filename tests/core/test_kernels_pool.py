@@ -14,6 +14,7 @@ CASES = [
     (1, 2, 9, 8, 2, 3, 3, 2, 0, 1, 2, 0),
     (2, 1, 5, 7, 3, 2, 1, 1, 0, 0, 1, 1),
     (1, 2, 6, 6, 3, 3, 3, 3, 2, 0, 0, 2),
+    (2, 2, 5, 7, 2, 2, 2, 2, 0, 0, 0, 0),  # the 2x2/2 fast path with a leftover row and column
 ]
 
 
@@ -64,3 +65,23 @@ def test_maxpool_ignores_padding_even_for_negative_inputs():
     am = np.empty((1, 1, 2, 2), np.int64)
     k.maxpool_forward(x, 2, 2, 1, 1, 1, 1, out, am)
     np.testing.assert_array_equal(out, -1)
+
+
+def test_maxpool_parallel_branch_matches_serial_branch(rng):
+    """Inputs of >= PARALLEL_MIN elements take the prange loop over planes."""
+    x = rng.standard_normal((5, 64, 128, 128)).astype(np.float32)
+    assert x.size >= k.PARALLEL_MIN
+    shape = (5, 64, 64, 64)
+    out, am = np.empty(shape, np.float32), np.empty(shape, np.int64)
+    k.maxpool_forward(x, 2, 2, 2, 2, 0, 0, out, am)
+    dout = rng.standard_normal(shape).astype(np.float32)
+    dx = np.empty_like(x)
+    k.maxpool_backward(dout, am, dx)
+    for n in range(5):
+        o1, a1 = np.empty(shape[1:], np.float32)[None], np.empty(shape[1:], np.int64)[None]
+        k.maxpool_forward(x[n : n + 1], 2, 2, 2, 2, 0, 0, o1, a1)
+        np.testing.assert_array_equal(out[n], o1[0])
+        np.testing.assert_array_equal(am[n], a1[0])
+        d1 = np.empty_like(x[n : n + 1])
+        k.maxpool_backward(np.ascontiguousarray(dout[n : n + 1]), a1, d1)
+        np.testing.assert_array_equal(dx[n], d1[0])

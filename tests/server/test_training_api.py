@@ -23,28 +23,25 @@ from cnn_cli.redis_server import RedisServer
 from cnn_client import CnnClient, CnnClientError
 from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
-from server.training_servicer import job_message, with_timeouts
+from server.training_servicer import JobQueue, epoch_messages, job_message
 from tests.server.models import TrainedArtifact, publish_copy
 from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server, wait_for
 from tests.support.processes import ManagedProcess, free_port, python_module
 from worker.client import JobInfo
 
-EPOCHS = 2
+EPOCHS = 3
+#: Epochs of a job that must still be running when the test cancels it (~1 min).
+LONG_EPOCHS = 3000
 
 
 def tiny_spec(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
-    """A CNN on digits sized so that an epoch takes about a second on two shared cores.
-
-    Watch polls the job state (CNN_WATCH_INTERVAL_S, 0.2 s), so it sees every epoch only when
-    epochs last longer than that; a smaller model trains an epoch in 50 ms.
-    """
+    """A small CNN on digits: an epoch takes tens of milliseconds, far less than Watch's
+    polling interval (0.2 s), which must still send one message per epoch."""
     spec: dict[str, Any] = {
         "name": name,
         "dataset": {"name": "digits"},
         "architecture": [
-            {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": "same"},
-            {"type": "relu"},
-            {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": "same"},
+            {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same"},
             {"type": "relu"},
             {"type": "maxpool2d", "size": 2},
             {"type": "flatten"},
@@ -178,13 +175,18 @@ def finished(stack: Stack) -> tuple[str, list[pb.Job]]:
     return job_id, messages
 
 
-def test_watch_streams_progress_every_epoch_and_ends_with_the_final_status(
+def test_watch_streams_one_message_per_epoch_and_ends_with_the_final_status(
     finished: tuple[str, list[pb.Job]],
 ) -> None:
     job_id, messages = finished
     assert all(m.job_id == job_id for m in messages)
-    epochs = {m.progress.epoch for m in messages if m.HasField("progress")}
-    assert epochs == set(range(1, EPOCHS + 1))
+    epoch_ends = [
+        m.progress.epoch
+        for m in messages
+        if m.status == pb.JOB_STATUS_RUNNING and m.progress.phase == "evaluating"
+    ]
+    assert epoch_ends == list(range(1, EPOCHS + 1))  # each once, in order
+    assert len(messages) >= EPOCHS + 1
     final = messages[-1]
     assert final.status == pb.JOB_STATUS_FINISHED
     assert [m.status for m in messages[:-1]].count(pb.JOB_STATUS_FINISHED) == 0
@@ -193,6 +195,9 @@ def test_watch_streams_progress_every_epoch_and_ends_with_the_final_status(
     assert final.progress.epoch == final.progress.epochs == EPOCHS
     assert final.progress.step == final.progress.total_steps
     assert 0 < final.enqueued_at <= final.started_at <= final.ended_at
+    submitted = json.loads(final.spec_json)  # the validated spec, defaults filled in
+    assert submitted["name"] == "watched"
+    assert submitted["architecture"] == tiny_spec()["architecture"]
     # one message per change: no two consecutive messages are identical
     assert all(a != b for a, b in itertools.pairwise(messages))
 
@@ -213,12 +218,14 @@ def test_get_and_list_report_the_finished_job(
     assert job_id not in [j.job_id for j in none_failed]
 
 
-def test_watch_of_a_finished_job_sends_its_final_state_once(
+def test_watch_of_a_finished_job_sends_its_epochs_then_its_final_state_once(
     stack: Stack, finished: tuple[str, list[pb.Job]]
 ) -> None:
     job_id, messages = finished
     again = list(stack.stub().Watch(pb.WatchRequest(job_id=job_id), timeout=10))
-    assert again == [messages[-1]]
+    assert [m.progress.epoch for m in again[:-1]] == list(range(1, EPOCHS + 1))
+    assert {m.status for m in again[:-1]} == {pb.JOB_STATUS_RUNNING}
+    assert again[-1] == messages[-1]
 
 
 def test_cancelling_a_finished_job_is_failed_precondition(
@@ -262,7 +269,7 @@ def _digits_test_images() -> Any:
 def test_cancel_queued_and_running_jobs(stack: Stack) -> None:
     """One worker: a long job runs while the next waits; both are cancelled."""
     stub = stack.stub()
-    running = _submit(stub, tiny_spec("long", epochs=200))
+    running = _submit(stub, tiny_spec("long", epochs=LONG_EPOCHS))
     queued = _submit(stub, tiny_spec("waiting"))
 
     def status(job_id: str) -> int:
@@ -290,7 +297,7 @@ def test_watches_beyond_the_limit_are_refused_and_cancelled_ones_free_their_slot
     stack: Stack,
 ) -> None:
     stub = stack.stub()
-    long_job = _submit(stub, tiny_spec("occupied", epochs=200))
+    long_job = _submit(stub, tiny_spec("occupied", epochs=LONG_EPOCHS))
     try:
         streams = [stub.Watch(pb.WatchRequest(job_id=long_job), timeout=60) for _ in range(3)]
         for stream in streams:
@@ -393,11 +400,30 @@ def test_server_starts_and_classifies_when_redis_was_never_there(
 # -- pure helpers ------------------------------------------------------------------------------
 
 
-def test_redis_url_gets_short_timeouts_unless_it_sets_its_own() -> None:
-    assert with_timeouts("redis://h:1/0", 1.0) == (
-        "redis://h:1/0?socket_connect_timeout=1&socket_timeout=2"
-    )
-    assert "socket_timeout=9" in with_timeouts("redis://h:1/0?socket_timeout=9", 1.0)
+def test_job_queue_shares_one_redis_client_with_short_timeouts() -> None:
+    queue = JobQueue("redis://127.0.0.1:1/0", timeout_s=1.0)  # connects lazily: no Redis needed
+    options = queue._redis.connection_pool.connection_kwargs
+    assert (options["socket_connect_timeout"], options["socket_timeout"]) == (1.0, 2.0)
+    queue.close()
+
+
+def test_epoch_messages_send_each_epoch_once_in_order_as_running() -> None:
+    snapshots = [
+        {"epoch": e, "epochs": 3, "step": 4 * e, "total_steps": 12, "loss": 1.0 / e,
+         "train_accuracy": 0.5, "val_accuracy": 0.4, "images_per_s": 10.0, "eta_s": 1.0}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    info = JobInfo(id="j", status="finished", model="m", epochs=snapshots, spec={"name": "m"},
+                   result={"version": 1, "metrics": {"test_accuracy": 0.9}})  # fmt: skip
+    first, sent = epoch_messages(info, 0)
+    assert ([m.progress.epoch for m in first], sent) == ([1, 2, 3], 3)
+    assert {(m.status, m.progress.phase, m.model_version) for m in first} == {
+        (pb.JOB_STATUS_RUNNING, "evaluating", 0)
+    }
+    assert not first[0].metrics and first[0].ended_at == 0.0
+    assert first[0].spec_json == '{"name": "m"}'
+    assert epoch_messages(info, 2)[0][0].progress.epoch == 3
+    assert epoch_messages(info, 3) == ([], 3)
 
 
 def test_job_message_maps_worker_states_and_results() -> None:

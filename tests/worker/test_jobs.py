@@ -11,6 +11,7 @@ from core.artifacts import load_artifact
 from core.repository import ModelRepository
 from tests.worker.helpers import run_cli, tiny_spec, wait_for, write_spec
 from worker import client
+from worker.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +67,19 @@ def test_two_workers_two_jobs_same_name_get_distinct_versions(
     ) == 2
     assert sorted(i.result["version"] for i in infos if i.result) == [1, 2]
     assert ModelRepository(models_dir).versions("digits-race") == [1, 2]
+
+
+def test_a_finished_job_reports_each_epoch_and_the_submitted_spec(
+    start_worker, client_env: dict[str, str]
+) -> None:
+    start_worker()
+    spec = tiny_spec("digits-epochs", epochs=3)
+    info = client.poll(client.submit(spec), timeout=120)
+    assert info.status == "finished"
+    assert [e["epoch"] for e in info.epochs] == [1, 2, 3]
+    assert all(0.0 <= e["train_accuracy"] <= 1.0 and e["epochs"] == 3 for e in info.epochs)
+    assert info.epochs[-1]["step"] == info.epochs[-1]["total_steps"]
+    assert info.spec == parse_spec(spec).payload()  # the validated spec, defaults filled in
 
 
 @pytest.mark.parametrize(

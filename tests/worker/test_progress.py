@@ -58,6 +58,31 @@ def test_reporter_throttles_steps_but_keeps_epoch_ends_and_the_last_step() -> No
     assert reporter.first_step_at == pytest.approx(0.02)
 
 
+def test_every_epoch_end_is_appended_to_the_epoch_list() -> None:
+    writer = RecordingWriter()
+    reporter = ProgressReporter(writer, min_interval=60.0, clock=lambda: 0.0)  # type: ignore[arg-type]
+    for epoch in (1, 2):
+        for step in range(1, 4):  # throttled away except the first and the epoch's changes
+            reporter(progress(3 * (epoch - 1) + step, epoch=epoch, total=6))
+        reporter(progress(3 * epoch, epoch=epoch, phase="epoch_end", total=6))
+    lists = [u["epochs"] for u in writer.updates if "epochs" in u]
+    assert len(lists) == 2  # written with each epoch end, not with every step
+    assert [e["epoch"] for e in lists[-1]] == [1, 2]
+    assert lists[-1][1] == {**lists[-1][1], "step": 6, "loss": 0.5, "val_accuracy": None}
+    assert isinstance(lists[-1][1]["at"], float)
+
+
+def test_a_rerun_epoch_replaces_its_snapshot_and_the_list_is_bounded() -> None:
+    earlier = [{"epoch": e, "loss": 9.0} for e in (1, 2, 3)]  # a previous attempt's epochs
+    writer = RecordingWriter()
+    reporter = ProgressReporter(writer, epochs=earlier, max_epochs=3)  # type: ignore[arg-type]
+    reporter(progress(20, epoch=2, phase="epoch_end"))  # resumed from the epoch-1 checkpoint
+    assert [(e["epoch"], e["loss"]) for e in writer.updates[-1]["epochs"]] == [(1, 9.0), (2, 0.5)]
+    for epoch in (3, 4, 5):
+        reporter(progress(10 * epoch, epoch=epoch, phase="epoch_end"))
+    assert [e["epoch"] for e in writer.updates[-1]["epochs"]] == [3, 4, 5]
+
+
 def test_progress_is_json_safe() -> None:
     writer = RecordingWriter()
     reporter = ProgressReporter(writer)  # type: ignore[arg-type]
