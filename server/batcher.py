@@ -1,11 +1,15 @@
 """Dynamic batcher: concurrent requests of one model version share one forward pass.
 
-Each `Batcher` owns one thread, the only thread that calls its `run` function, and every
-forward pass in the process additionally holds `COMPUTE_LOCK`: Numba's parallel kernels are
-then never entered from two threads at once (the workqueue threading layer is not
-thread-safe), whatever the number of loaded models.
+Each `Batcher` owns one thread that runs queued batches; at most one forward pass of a batcher
+runs at a time, and every forward pass in the process holds `COMPUTE_LOCK`: Numba's parallel
+kernels are then never entered from two threads at once, whatever the number of loaded models
+and whichever thread (batcher or idle fast path) runs the pass.
 
 Batching policy (adaptive, so a lone client pays no queueing delay):
+- idle fast path: when this batcher's queue is empty, no forward pass of it is running and
+  `COMPUTE_LOCK` is free, `submit` runs the forward pass directly in the caller's thread
+  (still holding `COMPUTE_LOCK`), saving two thread hand-offs; requests that arrive meanwhile
+  queue up and are batched by the thread as soon as the inline pass ends;
 - the thread takes the oldest request and, without waiting, every queued request that fits
   into `max_batch_size` images;
 - only when there is contention (other requests were already queued, or the previous batch
@@ -52,10 +56,13 @@ class _Item:
 
 
 class Pending:
-    """The eventual result of one `Batcher.submit` call (one or more chunks)."""
+    """The eventual result of one `Batcher.submit` call (one or more chunks, or a value)."""
 
-    def __init__(self, items: list[_Item]) -> None:
+    __slots__ = ("_items", "_value")
+
+    def __init__(self, items: list[_Item], value: np.ndarray | None = None) -> None:
         self._items = items
+        self._value = value
 
     def result(self, timeout: float | None) -> np.ndarray:
         """Wait for the output rows of all chunks, in order.
@@ -64,6 +71,8 @@ class Pending:
             DeadlineExceeded: not done within `timeout` seconds (queued chunks are cancelled).
             Exception: whatever the forward pass raised.
         """
+        if self._value is not None:
+            return self._value
         deadline = None if timeout is None else time.monotonic() + timeout
         parts = []
         for item in self._items:
@@ -86,12 +95,15 @@ class Batcher:
     """Collect submitted (n, ...) arrays into batches and run `run` on them in one thread.
 
     Args:
-        run: the forward function, (B, ...) -> (B, K); called only from this batcher's thread.
+        run: the forward function, (B, ...) -> (B, K); never called twice at once, always
+            under `COMPUTE_LOCK`, from the batcher thread or (idle fast path) a submitter.
         name: used for the thread name and logs.
         max_batch_size: most rows per call of `run`.
         max_queue_delay_s: longest wait for more requests under contention, seconds.
         max_queue_size: most rows waiting; beyond it `submit` raises LimitExceeded.
         observe: called after each batch with (rows, requests, seconds of `run`).
+        inline_when_idle: allow the idle fast path (`run` in the submitting thread); without
+            it every pass runs in the batcher thread.
     """
 
     def __init__(
@@ -103,6 +115,7 @@ class Batcher:
         max_queue_delay_s: float,
         max_queue_size: int,
         observe: BatchObserver | None = None,
+        inline_when_idle: bool = True,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -112,10 +125,12 @@ class Batcher:
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
         self._observe = observe
+        self._inline = inline_when_idle
         self._queue: collections.deque[_Item] = collections.deque()
         self._queued_rows = 0
         self._cond = threading.Condition(threading.Lock())
         self._closed = False
+        self._busy = False  # a forward pass of this batcher runs (inline or in the thread)
         self._last_requests = 1
         self.batches = 0
         self.rows = 0
@@ -128,24 +143,52 @@ class Batcher:
     def submit(self, x: np.ndarray) -> Pending:
         """Queue rows `x` (n >= 1, ...) for inference; returns a handle for the result.
 
+        When the batcher is idle (nothing queued, no pass running, `COMPUTE_LOCK` free) and
+        `x` fits into one batch, the forward pass runs right here, in the caller's thread, and
+        the returned handle already holds the result.
+
         Raises:
             BatcherClosed: the batcher is closed.
             LimitExceeded: the queue holds max_queue_size rows already.
+            Exception: whatever an inline forward pass raised.
         """
         n = int(x.shape[0])
-        items = [_Item(x[i : i + self.max_batch_size]) for i in range(0, n, self.max_batch_size)]
         with self._cond:
             if self._closed:
                 raise BatcherClosed(f"model {self.name} is being unloaded")
-            if self._queued_rows + n > self.max_queue_size:
-                raise LimitExceeded(
-                    f"inference queue of model {self.name} is full ({self._queued_rows} images "
-                    f"queued, limit max_queue_size={self.max_queue_size}); retry later"
-                )
-            self._queue.extend(items)
-            self._queued_rows += n
-            self._cond.notify()
-        return Pending(items)
+            inline = (
+                self._inline
+                and n <= self.max_batch_size
+                and not self._busy
+                and not self._queue
+                and COMPUTE_LOCK.acquire(blocking=False)
+            )
+            if inline:
+                self._busy = True
+            else:
+                if self._queued_rows + n > self.max_queue_size:
+                    raise LimitExceeded(
+                        f"inference queue of model {self.name} is full ({self._queued_rows} "
+                        f"images queued, limit max_queue_size={self.max_queue_size}); retry later"
+                    )
+                step = self.max_batch_size
+                items = [_Item(x[i : i + step]) for i in range(0, n, step)]
+                self._queue.extend(items)
+                self._queued_rows += n
+                self._cond.notify()
+                return Pending(items)
+        try:
+            out = self._forward(x, 1)
+        except BaseException:
+            log.exception("forward pass of %s failed (inline, %d rows)", self.name, n)
+            raise
+        finally:
+            with self._cond:
+                self._busy = False
+                self._last_requests = 1
+                if self._queue:
+                    self._cond.notify()
+        return Pending([], out)
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Refuse new work, finish what is queued, stop the thread."""
@@ -163,10 +206,11 @@ class Batcher:
     def _take(self) -> list[_Item] | None:
         """Block for the next batch; None once closed and drained."""
         with self._cond:
-            while not self._queue:
-                if self._closed:
+            while self._busy or not self._queue:
+                if self._closed and not self._busy and not self._queue:
                     return None
                 self._cond.wait()
+            self._busy = True
             batch = [self._queue.popleft()]
             rows = batch[0].size
             contended = bool(self._queue) or self._last_requests > 1
@@ -197,31 +241,49 @@ class Batcher:
             batch = self._take()
             if batch is None:
                 return
-            live = [item for item in batch if item.future.set_running_or_notify_cancel()]
-            if not live:
-                continue
-            x = live[0].x if len(live) == 1 else np.concatenate([i.x for i in live], axis=0)
-            started = time.perf_counter()
             try:
-                with COMPUTE_LOCK:
-                    out = self._run(x)
-            except BaseException as exc:  # delivered to every waiting request
-                log.exception("forward pass of %s failed (batch of %d)", self.name, len(x))
-                for item in live:
-                    item.future.set_exception(exc)
-                continue
-            elapsed = time.perf_counter() - started
-            self.batches += 1
-            self.rows += len(x)
-            stat = self.batch_stats.setdefault(len(x), [0, 0])
-            stat[0] += 1
-            stat[1] += int(elapsed * 1e9)
-            offset = 0
+                self._run_batch(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        live = [item for item in batch if item.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        x = live[0].x if len(live) == 1 else np.concatenate([i.x for i in live], axis=0)
+        COMPUTE_LOCK.acquire()
+        try:
+            out = self._forward(x, len(live))
+        except BaseException as exc:  # delivered to every waiting request
+            log.exception("forward pass of %s failed (batch of %d)", self.name, len(x))
             for item in live:
-                item.future.set_result(out[offset : offset + item.size])
-                offset += item.size
-            if self._observe is not None:
-                try:
-                    self._observe(len(x), len(live), elapsed)
-                except Exception:
-                    log.exception("batch observer failed")
+                item.future.set_exception(exc)
+            return
+        offset = 0
+        for item in live:
+            item.future.set_result(out[offset : offset + item.size])
+            offset += item.size
+
+    def _forward(self, x: np.ndarray, requests: int) -> np.ndarray:
+        """`run(x)`; the caller holds `COMPUTE_LOCK` (released here) and the busy flag."""
+        started = time.perf_counter()
+        try:
+            out = self._run(x)
+        finally:
+            COMPUTE_LOCK.release()
+        elapsed = time.perf_counter() - started
+        rows = len(x)
+        self.batches += 1
+        self.rows += rows
+        stat = self.batch_stats.get(rows)
+        if stat is None:
+            stat = self.batch_stats[rows] = [0, 0]
+        stat[0] += 1
+        stat[1] += int(elapsed * 1e9)
+        if self._observe is not None:
+            try:
+                self._observe(rows, requests, elapsed)
+            except Exception:
+                log.exception("batch observer failed")
+        return out

@@ -110,6 +110,7 @@ def run_client(
     workers = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
     for w in workers:
         w.start()
+    cpu = _cpu_in_window(None, start_at + warmup, start_at + warmup + duration)
     for w in workers:
         w.join()
     out.write_text(
@@ -118,12 +119,29 @@ def run_client(
                 "latencies": [x for xs in latencies for x in xs],
                 "errors": errors[:20],
                 "failed": len(errors),
+                "cpu_s": cpu,
             }
         )
     )
 
 
 # --- orchestration -------------------------------------------------------------------------
+
+
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system, all threads) used so far by `pid` (None: this process)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_in_window(pid: int | None, begin: float, end: float) -> float:
+    """Sleep until wall-clock `begin`, then `end`; CPU seconds `pid` used in between."""
+    time.sleep(max(0.0, begin - time.time()))
+    before = _process_cpu(pid)
+    time.sleep(max(0.0, end - time.time()))
+    return _process_cpu(pid) - before
 
 
 def _wait_port(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> int:
@@ -156,7 +174,13 @@ def _wait_model(address: str, timeout: float = 120.0) -> None:
 
 
 def _level(
-    address: str, kind: str, concurrency: int, processes: int, duration: float, workdir: Path
+    address: str,
+    kind: str,
+    concurrency: int,
+    processes: int,
+    duration: float,
+    workdir: Path,
+    server_pid: int,
 ) -> dict[str, Any]:
     procs = min(processes, concurrency)
     per = [concurrency // procs + (1 if i < concurrency % procs else 0) for i in range(procs)]
@@ -188,15 +212,18 @@ def _level(
         )
         for n, out in zip(per, outs, strict=True)
     ]
+    server_cpu = _cpu_in_window(server_pid, start_at + warmup, start_at + warmup + duration)
     for child in children:
         if child.wait(timeout=duration + 120) != 0:
             raise RuntimeError(f"client process failed with {child.returncode}")
     lat: list[float] = []
     failed = 0
+    client_cpu = 0.0
     for out in outs:
         data = json.loads(out.read_text())
         lat.extend(data["latencies"])
         failed += data["failed"]
+        client_cpu += data["cpu_s"]
     arr = np.asarray(lat)
     return {
         "concurrency": concurrency,
@@ -205,6 +232,10 @@ def _level(
         "p50_us": float(np.percentile(arr, 50) * 1e6) if len(arr) else float("nan"),
         "p99_us": float(np.percentile(arr, 99) * 1e6) if len(arr) else float("nan"),
         "throughput": len(lat) / duration,
+        # CPU time per completed request in the measured window, microseconds
+        "server_cpu_us": server_cpu / max(len(lat), 1) * 1e6,
+        "client_cpu_us": client_cpu / max(len(lat), 1) * 1e6,
+        "cpu_busy": (server_cpu + client_cpu) / duration / (os.cpu_count() or 1),
     }
 
 
@@ -313,9 +344,13 @@ def run_benchmark(args: argparse.Namespace) -> int:
             model_b1 = _model_batch1_latency(models_dir)
             rows = []
             for c in levels:
-                floor = _level(echo_address, "echo", c, args.processes, args.duration, work)
+                floor = _level(
+                    echo_address, "echo", c, args.processes, args.duration, work, echo.pid
+                )
                 before = _batch_stats(address)
-                real = _level(address, "classify", c, args.processes, args.duration, work)
+                real = _level(
+                    address, "classify", c, args.processes, args.duration, work, server.pid
+                )
                 after = _batch_stats(address)
                 images, passes = after[0] - before[0], after[1] - before[1]
                 real["mean_batch"] = images / passes if passes else float("nan")
@@ -329,17 +364,25 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     proc.kill()
     print()
     print(f"model batch-1 forward (local, median): {model_b1 * 1e6:.0f} us")
+    print("cpu/req: server (or echo server) and client CPU microseconds per request;")
+    print("busy: share of all cores used by server + clients during the measured window")
     header = (
-        f"{'conc':>4}  {'echo p50':>9} {'echo p99':>9} {'echo req/s':>10}  "
-        f"{'p50':>9} {'p99':>9} {'req/s':>9} {'batch':>6} {'failed':>6}"
+        f"{'conc':>4} | {'echo p50':>8} {'p99':>8} {'req/s':>6} {'cpu/req':>7} {'client':>6} "
+        f"{'busy':>4} | {'p50':>8} {'p99':>8} {'req/s':>6} {'cpu/req':>7} {'client':>6} "
+        f"{'busy':>4} {'batch':>5} {'failed':>6}"
     )
     print(header)
     print("-" * len(header))
     for floor, real in rows:
+        cells = []
+        for r in (floor, real):
+            cells.append(
+                f"{r['p50_us']:>6.0f}us {r['p99_us']:>6.0f}us {r['throughput']:>6.0f} "
+                f"{r['server_cpu_us']:>5.0f}us {r['client_cpu_us']:>4.0f}us {r['cpu_busy']:>4.0%}"
+            )
         print(
-            f"{real['concurrency']:>4}  {floor['p50_us']:>7.0f}us {floor['p99_us']:>7.0f}us "
-            f"{floor['throughput']:>10.0f}  {real['p50_us']:>7.0f}us {real['p99_us']:>7.0f}us "
-            f"{real['throughput']:>9.0f} {real['mean_batch']:>6.2f} {real['failed']:>6}"
+            f"{real['concurrency']:>4} | {cells[0]} | {cells[1]} {real['mean_batch']:>5.2f} "
+            f"{real['failed']:>6}"
         )
     by_c = {real["concurrency"]: (floor, real) for floor, real in rows}
     status = 0

@@ -133,7 +133,14 @@ def test_full_queue_is_resource_exhausted_and_closed_batcher_refuses() -> None:
         gate.wait(5)
         return x
 
-    batcher = Batcher(slow, name="m:1", max_batch_size=1, max_queue_delay_s=0, max_queue_size=2)
+    batcher = Batcher(
+        slow,
+        name="m:1",
+        max_batch_size=1,
+        max_queue_delay_s=0,
+        max_queue_size=2,
+        inline_when_idle=False,
+    )
     first = batcher.submit(np.zeros((1, 1)))
     time.sleep(0.05)  # the first is running, the queue is empty
     batcher.submit(np.zeros((2, 1)))
@@ -154,6 +161,7 @@ def test_result_past_deadline_is_deadline_exceeded() -> None:
         max_batch_size=1,
         max_queue_delay_s=0,
         max_queue_size=9,
+        inline_when_idle=False,
     )
     try:
         with pytest.raises(DeadlineExceeded):
@@ -161,6 +169,90 @@ def test_result_past_deadline_is_deadline_exceeded() -> None:
     finally:
         gate.set()
         batcher.close()
+
+
+def test_idle_batcher_runs_the_pass_in_the_submitting_thread() -> None:
+    threads: list[str] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        threads.append(threading.current_thread().name)
+        return x + 1
+
+    batcher = Batcher(run, name="t", max_batch_size=4, max_queue_delay_s=1.0, max_queue_size=9)
+    try:
+        np.testing.assert_array_equal(batcher.submit(np.zeros((2, 1))).result(5), np.ones((2, 1)))
+        assert threads == [threading.current_thread().name]
+        assert (batcher.batches, batcher.rows, batcher.batch_stats[2][0]) == (1, 2, 1)
+    finally:
+        batcher.close()
+
+
+def test_requests_arriving_during_an_inline_pass_are_batched_by_the_thread() -> None:
+    gate = threading.Event()
+    entered = threading.Event()
+    calls: list[tuple[int, str]] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        calls.append((len(x), threading.current_thread().name))
+        if len(calls) == 1:
+            entered.set()
+            gate.wait(5)
+        return x * 2
+
+    batcher = Batcher(run, name="t", max_batch_size=16, max_queue_delay_s=0, max_queue_size=99)
+    results: dict[int, np.ndarray] = {}
+
+    def client(i: int) -> None:
+        results[i] = batcher.submit(np.full((1, 1), float(i))).result(5)
+
+    first = threading.Thread(target=client, args=(0,), name="first")
+    first.start()
+    assert entered.wait(5)
+    others = [threading.Thread(target=client, args=(i,)) for i in range(1, 6)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 5
+    while batcher.queued_rows < 5 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    gate.set()
+    for t in [first, *others]:
+        t.join(5)
+    batcher.close()
+    assert calls == [(1, "first"), (5, "batcher-t")]
+    for i in range(6):
+        np.testing.assert_array_equal(results[i], np.full((1, 1), 2.0 * i))
+
+
+def test_forward_passes_never_overlap_across_batchers_and_threads() -> None:
+    inside = [0]
+    overlaps = [0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        inside[0] += 1
+        if inside[0] > 1:
+            overlaps[0] += 1
+        time.sleep(0.0002)
+        inside[0] -= 1
+        return x
+
+    batchers = [
+        Batcher(run, name=f"m{i}", max_batch_size=8, max_queue_delay_s=0.0005, max_queue_size=999)
+        for i in range(2)
+    ]
+
+    def client(i: int) -> None:
+        for _ in range(30):
+            batchers[i % 2].submit(np.zeros((1, 1))).result(10)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for b in batchers:
+        b.close()
+    assert overlaps[0] == 0
+    assert sum(b.rows for b in batchers) == 360
 
 
 def test_forward_error_reaches_every_request_of_the_batch() -> None:

@@ -15,8 +15,8 @@ from worker import client
 
 pytestmark = pytest.mark.integration
 
-#: ~410 steps (several seconds) with a checkpoint every 10 steps: long enough to hit mid-run.
-LONG = {"epochs": 10, "checkpoint_every": 10}
+#: ~1230 steps (a few seconds) with a checkpoint every 10 steps: long enough to hit mid-run.
+LONG = {"epochs": 30, "checkpoint_every": 10}
 
 
 def _progress_step(job_id: str) -> int:
@@ -34,7 +34,7 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
     start_worker, client_env: dict[str, str], models_dir: Path
 ) -> None:
     worker = start_worker()
-    job_id = client.submit(tiny_spec("digits-timeout", epochs=30, timeout_s=3))
+    job_id = client.submit(tiny_spec("digits-timeout", epochs=3000, timeout_s=3))
     info = client.poll(job_id, timeout=60)
 
     assert info.status == "failed"

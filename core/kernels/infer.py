@@ -1,0 +1,449 @@
+"""Whole-network inference kernel: ONE compiled call runs a compiled layer program over a batch.
+
+A program (built by :mod:`core.inference`) is an int64 table, one row per fused op, plus a typed
+list of weight arrays (views of the model's own parameters, so in-place weight updates are seen).
+Ops read one per-sample activation buffer and write the other (ping-pong) inside per-task scratch:
+
+- ``OP_CONV``: grouped/strided/dilated/padded conv as im2col + BLAS GEMM, with the bias, an
+  optional BatchNorm (eval: ``y = (conv + b) * s + t``, s = gamma / sqrt(var + eps),
+  t = beta - mean * s, computed per call from the live running stats) and an activation fused
+  into the copy-out. Stride 1 uses the shifted-plane lowering of :mod:`core.kernels.conv`.
+- ``OP_DENSE``: (B, I) @ (I, O) + b, then the activation; one GEMM per chunk of samples.
+- ``OP_MAXPOOL`` / ``OP_AVGPOOL`` / ``OP_GAP``: as :mod:`core.kernels.pool` (max ignores padding,
+  average divides by the in-input pixel count; an empty window gives 0).
+- ``OP_AFFINE``: a BatchNorm that follows no conv (per-channel scale/shift) + activation, in place.
+- ``OP_ACT``: a stand-alone activation, in place. Flatten and dropout (eval) are no-ops.
+
+The batch is split into T tasks (T = scratch rows), each running the whole network over its
+samples in chunks of ``chunk`` samples (so dense layers are GEMMs and the activations stay in
+cache). One task runs on the calling thread (no thread-pool wake-up): batch-1 latency is one
+dispatch. The last op's (chunk, K) output goes to ``out`` as logits or as a float64-computed
+softmax.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from core.kernels.conv import _im2col_sample
+
+# op codes
+OP_CONV = 0
+OP_DENSE = 1
+OP_MAXPOOL = 2
+OP_AVGPOOL = 3
+OP_GAP = 4
+OP_AFFINE = 5
+OP_ACT = 6
+
+# activation codes
+ACT_NONE = 0
+ACT_RELU = 1
+ACT_LEAKY = 2
+ACT_SIGMOID = 3
+ACT_TANH = 4
+
+# program row fields
+F_OP = 0
+F_ACT = 1
+F_IN = 2  # per-sample input elements
+F_OUT = 3  # per-sample output elements
+F_C = 4
+F_H = 5
+F_W = 6
+F_F = 7
+F_OH = 8
+F_OW = 9
+F_G = 10  # groups
+F_KH = 11
+F_KW = 12
+F_SH = 13
+F_SW = 14
+F_PT = 15
+F_PL = 16
+F_DH = 17
+F_DW = 18
+F_WI = 19  # weight index in the array list (-1: none)
+F_BI = 20  # bias index (-1: none)
+F_BN = 21  # BatchNorm gamma index; beta, mean, var follow (-1: none)
+F_SB = 22  # conv: samples per GEMM
+F_ROWS = 23  # conv: output rows per GEMM band
+F_WG = 24  # conv: grid width (OW + dw*(KW-1) for stride 1, else OW)
+F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
+NFIELDS = 26
+
+# layout fields (offsets into a scratch row)
+L_A = 0
+L_B = 1
+L_COLS = 2
+L_RES = 3
+L_XP = 4
+L_CHUNK = 5
+L_ACT = 6  # elements per buffer A / B
+NLAYOUT = 7
+
+
+@numba.njit(cache=True)
+def _activate(v, act, alpha):
+    """Activation over a flat 1-D array, in place."""
+    if act == ACT_RELU:
+        for i in range(v.shape[0]):
+            if not v[i] > 0:
+                v[i] = 0
+    elif act == ACT_LEAKY:
+        a = v.dtype.type(alpha)
+        for i in range(v.shape[0]):
+            if not v[i] > 0:
+                v[i] = v[i] * a
+    elif act == ACT_SIGMOID:
+        for i in range(v.shape[0]):
+            e = v[i]
+            if e >= 0:
+                v[i] = 1 / (1 + math.exp(-e))
+            else:
+                z = math.exp(e)
+                v[i] = z / (1 + z)
+    elif act == ACT_TANH:
+        for i in range(v.shape[0]):
+            v[i] = math.tanh(v[i])
+
+
+@numba.njit(cache=True)
+def _channel_affine(arrays, p, eps, f_, dtype_one):
+    """Per-output-channel (scale, shift) of y = (z + bias) * scale + shift for op row p."""
+    scale = np.empty(f_, dtype_one.dtype)
+    shift = np.empty(f_, dtype_one.dtype)
+    bi, bn = p[F_BI], p[F_BN]
+    for f in range(f_):
+        b = arrays[bi][f] if bi >= 0 else dtype_one[0] * 0
+        if bn >= 0:
+            invstd = 1.0 / math.sqrt(float(arrays[bn + 3][f]) + eps)
+            s = dtype_one.dtype.type(float(arrays[bn][f]) * invstd)
+            t = dtype_one.dtype.type(float(arrays[bn + 1][f]) - float(arrays[bn + 2][f]) * s)
+            scale[f] = s
+            shift[f] = b * s + t
+        else:
+            scale[f] = 1
+            shift[f] = b
+    return scale, shift
+
+
+@numba.njit(cache=True)
+def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf):
+    """OP_CONV over nb samples: src (nb * C*H*W) -> dst (nb * F*OH*OW)."""
+    c_, h_, w_ = p[F_C], p[F_H], p[F_W]
+    f_, oh, ow = p[F_F], p[F_OH], p[F_OW]
+    groups, kh, kw = p[F_G], p[F_KH], p[F_KW]
+    sh, sw, pt, pl, dh, dw = p[F_SH], p[F_SW], p[F_PT], p[F_PL], p[F_DH], p[F_DW]
+    sb, rows, wg, plane = p[F_SB], p[F_ROWS], p[F_WG], p[F_PLANE]
+    unit = plane > 0
+    cg = c_ // groups
+    fg = f_ // groups
+    k = cg * kh * kw
+    in_size, out_size = p[F_IN], p[F_OUT]
+    wm = arrays[p[F_WI]].reshape(f_, k)
+    one = np.ones(1, src.dtype)
+    scale, shift = _channel_affine(arrays, p, eps, f_, one)
+    act = p[F_ACT]
+    for s0 in range(0, nb, sb):
+        s1 = min(s0 + sb, nb)
+        if unit:
+            for s in range(s0, s1):  # zero-padded grid planes of each sample
+                xp = xp_buf[(s - s0) * c_ * plane : (s - s0 + 1) * c_ * plane]
+                xp[:] = 0
+                xs = src[s * in_size : (s + 1) * in_size]
+                for c in range(c_):
+                    for y in range(h_):
+                        d0 = c * plane + (y + pt) * wg + pl
+                        r0 = (c * h_ + y) * w_
+                        for z in range(w_):
+                            xp[d0 + z] = xs[r0 + z]
+        for oy0 in range(0, oh, rows):
+            oy1 = min(oy0 + rows, oh)
+            length = (oy1 - oy0) * wg
+            m = (s1 - s0) * length
+            cols = cols_buf[: k * m].reshape(k, m)
+            res = res_buf[: fg * m].reshape(fg, m)
+            for g in range(groups):
+                for s in range(s0, s1):
+                    q0 = (s - s0) * length
+                    if unit:
+                        for c in range(cg):
+                            base = (s - s0) * c_ * plane + (g * cg + c) * plane
+                            for i in range(kh):
+                                for j in range(kw):
+                                    off = base + i * dh * wg + j * dw + oy0 * wg
+                                    d = cols[(c * kh + i) * kw + j]
+                                    for q in range(length):
+                                        d[q0 + q] = xp_buf[off + q]
+                    else:
+                        xn = src[s * in_size : (s + 1) * in_size].reshape(c_, h_, w_)
+                        _im2col_sample(
+                            xn, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols[:, q0:]
+                        )
+                np.dot(wm[g * fg : (g + 1) * fg], cols, res)
+                for s in range(s0, s1):
+                    q0 = (s - s0) * length
+                    ys = dst[s * out_size : (s + 1) * out_size]
+                    for f in range(fg):
+                        fo = g * fg + f
+                        a = scale[fo]
+                        b = shift[fo]
+                        r = res[f]
+                        for oy in range(oy0, oy1):
+                            d0 = (fo * oh + oy) * ow
+                            r0 = q0 + (oy - oy0) * wg
+                            for ox in range(ow):
+                                ys[d0 + ox] = r[r0 + ox] * a + b
+                        _activate(ys[(fo * oh + oy0) * ow : (fo * oh + oy1) * ow], act, alpha)
+
+
+@numba.njit(cache=True)
+def _dense(p, alpha, arrays, src, dst, nb):
+    i_, o_ = p[F_IN], p[F_OUT]
+    x2 = src[: nb * i_].reshape(nb, i_)
+    y2 = dst[: nb * o_].reshape(nb, o_)
+    np.dot(x2, arrays[p[F_WI]].reshape(i_, o_), y2)
+    if p[F_BI] >= 0:
+        b = arrays[p[F_BI]]
+        for n in range(nb):
+            for o in range(o_):
+                y2[n, o] += b[o]
+    _activate(dst[: nb * o_], p[F_ACT], alpha)
+
+
+@numba.njit(cache=True)
+def _pool(p, src, dst, nb, is_max):
+    c_, h_, w_ = p[F_C], p[F_H], p[F_W]
+    oh, ow = p[F_OH], p[F_OW]
+    kh, kw, sh, sw, pt, pl = p[F_KH], p[F_KW], p[F_SH], p[F_SW], p[F_PT], p[F_PL]
+    fast = is_max and kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0
+    for r in range(nb * c_):
+        x = src[r * h_ * w_ : (r + 1) * h_ * w_]
+        y = dst[r * oh * ow : (r + 1) * oh * ow]
+        if fast:
+            for oy in range(oh):
+                a0 = 2 * oy * w_
+                a1 = a0 + w_
+                for ox in range(ow):
+                    v = x[a0 + 2 * ox]
+                    u = x[a0 + 2 * ox + 1]
+                    if u > v:
+                        v = u
+                    u = x[a1 + 2 * ox]
+                    if u > v:
+                        v = u
+                    u = x[a1 + 2 * ox + 1]
+                    if u > v:
+                        v = u
+                    y[oy * ow + ox] = v
+            continue
+        for oy in range(oh):
+            y0 = max(oy * sh - pt, 0)
+            y1 = min(oy * sh - pt + kh, h_)
+            for ox in range(ow):
+                x0 = max(ox * sw - pl, 0)
+                x1 = min(ox * sw - pl + kw, w_)
+                if y1 <= y0 or x1 <= x0:
+                    y[oy * ow + ox] = 0
+                    continue
+                if is_max:
+                    best = x[y0 * w_ + x0]
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            v = x[iy * w_ + ix]
+                            if v > best:
+                                best = v
+                    y[oy * ow + ox] = best
+                else:
+                    acc = 0.0
+                    for iy in range(y0, y1):
+                        for ix in range(x0, x1):
+                            acc += x[iy * w_ + ix]
+                    y[oy * ow + ox] = acc / ((y1 - y0) * (x1 - x0))
+
+
+@numba.njit(cache=True)
+def _gap(p, src, dst, nb):
+    hw = p[F_H] * p[F_W]
+    for r in range(nb * p[F_C]):
+        acc = 0.0
+        for q in range(r * hw, (r + 1) * hw):
+            acc += src[q]
+        dst[r] = acc / hw
+
+
+@numba.njit(cache=True)
+def _affine(p, alpha, eps, arrays, buf, nb):
+    c_ = p[F_C]
+    hw = p[F_IN] // c_
+    one = np.ones(1, buf.dtype)
+    scale, shift = _channel_affine(arrays, p, eps, c_, one)
+    for r in range(nb * c_):
+        a = scale[r % c_]
+        b = shift[r % c_]
+        for q in range(r * hw, (r + 1) * hw):
+            buf[q] = buf[q] * a + b
+    _activate(buf[: nb * p[F_IN]], p[F_ACT], alpha)
+
+
+@numba.njit(cache=True)
+def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax):
+    """Samples [n0, n1) through the whole program, ``layout[L_CHUNK]`` at a time."""
+    chunk, size = layout[L_CHUNK], layout[L_ACT]
+    buf_a = row[layout[L_A] : layout[L_A] + size]
+    buf_b = row[layout[L_B] : layout[L_B] + size]
+    cols = row[layout[L_COLS] : layout[L_RES]]
+    res = row[layout[L_RES] : layout[L_XP]]
+    xp = row[layout[L_XP] :]
+    in0 = x.shape[1]
+    k_ = out.shape[1]
+    for c0 in range(n0, n1, chunk):
+        nb = min(chunk, n1 - c0)
+        src = buf_a
+        dst = buf_b
+        for n in range(nb):
+            xr = x[c0 + n]
+            for j in range(in0):
+                src[n * in0 + j] = xr[j]
+        for i in range(prog.shape[0]):
+            p = prog[i]
+            op = p[F_OP]
+            alpha, eps = fparams[i, 0], fparams[i, 1]
+            if op == OP_CONV:
+                _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp)
+            elif op == OP_DENSE:
+                _dense(p, alpha, arrays, src, dst, nb)
+            elif op == OP_MAXPOOL:
+                _pool(p, src, dst, nb, True)
+            elif op == OP_AVGPOOL:
+                _pool(p, src, dst, nb, False)
+            elif op == OP_GAP:
+                _gap(p, src, dst, nb)
+            elif op == OP_AFFINE:
+                _affine(p, alpha, eps, arrays, src, nb)
+                continue
+            else:
+                _activate(src[: nb * p[F_IN]], p[F_ACT], alpha)
+                continue
+            src, dst = dst, src
+        for n in range(nb):
+            z = src[n * k_ : (n + 1) * k_]
+            if softmax:
+                m = float(z[0])
+                for j in range(k_):
+                    m = max(m, float(z[j]))
+                tot = 0.0
+                for j in range(k_):
+                    tot += math.exp(float(z[j]) - m)
+                for j in range(k_):
+                    out[c0 + n, j] = math.exp(float(z[j]) - m) / tot
+            else:
+                for j in range(k_):
+                    out[c0 + n, j] = z[j]
+
+
+@numba.njit(parallel=True, cache=True)
+def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax):
+    """out (N, K) = network(x (N, D)) as logits, or softmax probabilities if ``softmax``.
+
+    prog (ops, NFIELDS) int64, fparams (ops, 2) float64 (activation alpha, BatchNorm eps),
+    arrays: typed list of 1-D weight arrays, layout (NLAYOUT,) int64 offsets into a scratch row,
+    scratch (T, S): one row per task; task t takes samples [t*N/T, (t+1)*N/T).
+    """
+    n_ = x.shape[0]
+    tasks = min(scratch.shape[0], (n_ + layout[L_CHUNK] - 1) // layout[L_CHUNK])
+    if tasks <= 1:
+        _run_task(prog, fparams, arrays, layout, x, out, scratch[0], 0, n_, softmax)
+        return
+    for t in numba.prange(tasks):
+        n0 = t * n_ // tasks
+        n1 = (t + 1) * n_ // tasks
+        _run_task(prog, fparams, arrays, layout, x, out, scratch[t], n0, n1, softmax)
+
+
+def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softmax):
+    """Plain NumPy twin of :func:`run_program`: direct convolution sums, one op at a time."""
+    n_ = x.shape[0]
+    h = np.asarray(x, dtype=np.float64)
+    for i in range(prog.shape[0]):
+        p = [int(v) for v in prog[i]]
+        op, act = p[F_OP], p[F_ACT]
+        alpha, eps = float(fparams[i, 0]), float(fparams[i, 1])
+        c_, hh, ww, f_, oh, ow = p[F_C], p[F_H], p[F_W], p[F_F], p[F_OH], p[F_OW]
+        kh, kw, sh, sw, pt, pl, dh, dw = (p[j] for j in range(F_KH, F_DW + 1))
+        if op == OP_CONV:
+            groups = p[F_G]
+            cg, fg = c_ // groups, f_ // groups
+            w = np.asarray(arrays[p[F_WI]], np.float64).reshape(f_, cg, kh, kw)
+            xi = h.reshape(n_, c_, hh, ww)
+            pb = max(0, (oh - 1) * sh + (kh - 1) * dh + 1 - hh - pt)
+            pr = max(0, (ow - 1) * sw + (kw - 1) * dw + 1 - ww - pl)
+            xpad = np.pad(xi, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+            y = np.zeros((n_, f_, oh, ow))
+            for f in range(f_):
+                g = f // fg
+                for i_ in range(kh):
+                    for j in range(kw):
+                        patch = xpad[
+                            :,
+                            g * cg : (g + 1) * cg,
+                            i_ * dh : i_ * dh + (oh - 1) * sh + 1 : sh,
+                            j * dw : j * dw + (ow - 1) * sw + 1 : sw,
+                        ]
+                        y[:, f] += np.einsum("nchw,c->nhw", patch, w[f, :, i_, j])
+            h = _reference_affine(y, p, eps, arrays, f_)
+        elif op == OP_DENSE:
+            w = np.asarray(arrays[p[F_WI]], np.float64).reshape(p[F_IN], p[F_OUT])
+            h = h.reshape(n_, -1) @ w
+            if p[F_BI] >= 0:
+                h = h + np.asarray(arrays[p[F_BI]], np.float64)
+        elif op in (OP_MAXPOOL, OP_AVGPOOL):
+            xi = h.reshape(n_, c_, hh, ww)
+            y = np.zeros((n_, c_, oh, ow))
+            for oy in range(oh):
+                y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + kh, hh)
+                for ox in range(ow):
+                    x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + kw, ww)
+                    if y1 > y0 and x1 > x0:
+                        win = xi[:, :, y0:y1, x0:x1]
+                        y[:, :, oy, ox] = (
+                            win.max(axis=(2, 3)) if op == OP_MAXPOOL else win.mean(axis=(2, 3))
+                        )
+            h = y
+        elif op == OP_GAP:
+            h = h.reshape(n_, c_, hh * ww).mean(axis=2)
+        elif op == OP_AFFINE:
+            h = _reference_affine(h.reshape(n_, c_, -1), p, eps, arrays, c_)
+        h = _reference_activation(h, act, alpha).reshape(n_, -1)
+    if softmax:
+        h = np.exp(h - h.max(axis=1, keepdims=True))
+        h /= h.sum(axis=1, keepdims=True)
+    out[...] = h
+
+
+def _reference_affine(y, p, eps, arrays, channels):
+    shape = (1, channels) + (1,) * (y.ndim - 2)
+    if p[F_BI] >= 0:
+        y = y + np.asarray(arrays[p[F_BI]], np.float64).reshape(shape)
+    bn = p[F_BN]
+    if bn >= 0:
+        gamma, beta, mean, var = (np.asarray(arrays[bn + j], np.float64) for j in range(4))
+        s = gamma / np.sqrt(var + eps)
+        y = (y - mean.reshape(shape)) * s.reshape(shape) + beta.reshape(shape)
+    return y
+
+
+def _reference_activation(h, act, alpha):
+    if act == ACT_RELU:
+        return np.maximum(h, 0)
+    if act == ACT_LEAKY:
+        return np.where(h > 0, h, alpha * h)
+    if act == ACT_SIGMOID:
+        return 1 / (1 + np.exp(-h))
+    if act == ACT_TANH:
+        return np.tanh(h)
+    return h
