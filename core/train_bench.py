@@ -22,20 +22,9 @@ from typing import Any
 
 import numpy as np
 
-LENET: list[dict[str, Any]] = [
-    {"type": "conv2d", "filters": 6, "kernel_size": 5, "padding": 2},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 16, "kernel_size": 5},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 120},
-    {"type": "relu"},
-    {"type": "dense", "units": 84},
-    {"type": "relu"},
-    {"type": "dense", "units": 10},
-]
+from core.zoo import lenet5
+
+LENET = lenet5()
 
 
 def _subset(data: Any, limit: int | None) -> Any:

@@ -120,14 +120,12 @@ def encode_classify(
     """(N, K) probabilities -> ClassifyResponse with the top-k classes per image."""
     k = resolve_top_k(top_k, model.num_classes)
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(probabilities, order, axis=1)
     response = pb.ClassifyResponse(model=model.name, version=model.version)
     names = model.class_names
-    for row, idx in zip(probabilities, order, strict=True):
-        response.results.add(
-            class_indices=idx.tolist(),
-            class_names=[names[i] for i in idx],
-            probabilities=row[idx].tolist(),
-        )
+    add = response.results.add
+    for idx, probs in zip(order.tolist(), top.tolist(), strict=True):
+        add(class_indices=idx, class_names=[names[i] for i in idx], probabilities=probs)
     return response
 
 

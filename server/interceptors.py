@@ -26,6 +26,7 @@ def _token_ok(metadata: Any, token: str) -> bool:
 
 def _timed(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
     latency = metrics.LATENCY.labels(method)
+    counters: dict[str, Any] = {}  # status name -> counter child (label lookups cached)
 
     def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
         started = time.perf_counter()
@@ -34,7 +35,10 @@ def _timed(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             code = context.code() if hasattr(context, "code") else None
             name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-            metrics.REQUESTS.labels(method, name).inc()
+            counter = counters.get(name)
+            if counter is None:
+                counter = counters[name] = metrics.REQUESTS.labels(method, name)
+            counter.inc()
             latency.observe(time.perf_counter() - started)
 
     return wrapper
@@ -66,6 +70,8 @@ class ServiceInterceptor(grpc.ServerInterceptor):
 
     def __init__(self, auth_token: str | None) -> None:
         self._token = auth_token
+        # method -> (handler, timed handler): built once per method, not once per RPC
+        self._timed: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def intercept_service(
         self,
@@ -82,6 +88,11 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             and not _token_ok(handler_call_details.invocation_metadata, self._token)
         ):
             return _rejecting(handler, method)
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_timed(method, handler.unary_unary))
-        return handler
+        if handler.unary_unary is None:
+            return handler
+        cached = self._timed.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        timed = handler._replace(unary_unary=_timed(method, handler.unary_unary))
+        self._timed[method] = (handler, timed)
+        return timed

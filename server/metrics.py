@@ -57,9 +57,16 @@ DEFAULT_VERSION = Gauge(
 )
 
 
+_INFERENCE_CHILDREN: dict[str, tuple[Any, Any]] = {}
+
+
 def observe_inference(model: str, images: int, seconds: float) -> None:
-    INFERENCE_IMAGES.labels(model).inc(images)
-    INFERENCE_LATENCY.labels(model).observe(seconds)
+    children = _INFERENCE_CHILDREN.get(model)
+    if children is None:  # label lookups cached: this runs on every request
+        children = (INFERENCE_IMAGES.labels(model), INFERENCE_LATENCY.labels(model))
+        _INFERENCE_CHILDREN[model] = children
+    children[0].inc(images)
+    children[1].observe(seconds)
 
 
 def batch_observer(model: str) -> Any:

@@ -10,21 +10,9 @@ import pytest
 from core.errors import SpecError
 from core.model import Sequential
 from core.summary import ReceptiveField, summary_from_spec_file
+from core.zoo import lenet5
 
-LENET = [
-    {"type": "conv2d", "filters": 6, "kernel_size": 5, "padding": 2},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 16, "kernel_size": 5},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 120},
-    {"type": "relu"},
-    {"type": "dense", "units": 84},
-    {"type": "relu"},
-    {"type": "dense", "units": 10},
-]
+LENET = lenet5()
 
 
 def test_lenet_receptive_fields_follow_the_recurrence() -> None:

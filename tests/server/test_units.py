@@ -16,7 +16,7 @@ from PIL import Image
 from server.batcher import Batcher, BatcherClosed
 from server.errors import DeadlineExceeded, InvalidInput, LimitExceeded, ModelNotFound
 from server.images import check_image_shape, check_pixels, decode_image
-from server.model import InputSpec
+from server.model import InputSpec, ServedModel
 from server.registry import ModelRegistry, parse_version
 from server.settings import Settings, SettingsError, settings_table
 
@@ -267,6 +267,28 @@ def test_forward_error_reaches_every_request_of_the_batch() -> None:
             batcher.submit(np.zeros((1, 1))).result(5)
     finally:
         batcher.close()
+
+
+def test_served_model_preprocess_is_bit_identical_to_core(digits_artifact) -> None:  # type: ignore[no-untyped-def]
+    from core.artifacts import load_artifact, preprocess
+
+    loaded = load_artifact(digits_artifact.path)
+    spec = InputSpec.from_meta(loaded.meta)
+    model = ServedModel(
+        name="digits",
+        version=1,
+        spec=spec,
+        class_names=tuple(loaded.meta.class_names),
+        meta=loaded.meta,
+        network=loaded.model,
+        batcher=None,  # type: ignore[arg-type]
+    )
+    raw = np.random.default_rng(0).integers(0, 17, size=(5, *spec.shape), dtype=np.uint8)
+    got = model.preprocess(check_pixels(raw, spec, "batch"))
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, preprocess(loaded.meta, raw))
+    with pytest.raises(InvalidInput, match="expects"):
+        model.preprocess(np.zeros((1, 2, 8, 8), np.float32))
 
 
 # --- images --------------------------------------------------------------------------------
