@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Iterator
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +15,10 @@ from rq.serializers import JSONSerializer
 from tests.support.redis_server import RedisServer
 from worker import client
 from worker.cancellation import cancel_requested
-from worker.runner import TrainingWorker
-from worker.settings import WorkerSettings
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture()
-def keep_signal_handlers() -> Iterator[None]:
-    """`Worker.work` installs SIGINT/SIGTERM handlers in this process: put pytest's back."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
-
-
-class CancelOnDequeueWorker(TrainingWorker):
-    """Cancels each job after taking it off the queue and before its horse starts it."""
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        self.cancel_result = client.cancel(job.id, connection=self.connection)
-        super().execute_job(job, queue)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _enqueue(connection: Any) -> Job:
@@ -47,17 +28,27 @@ def _enqueue(connection: Any) -> Job:
 
 
 def test_job_cancelled_as_a_worker_dequeues_it_is_canceled_not_run(
-    redis_server: RedisServer, redis_url: str, tmp_path: Path, keep_signal_handlers: None
+    redis_server: RedisServer, redis_url: str, tmp_path: Path
 ) -> None:
     connection = redis_server.client()
     job = _enqueue(connection)
-    settings = WorkerSettings(redis_url=redis_url, models_dir=tmp_path / "models")
-    worker = CancelOnDequeueWorker(
-        ["training"], connection=connection, serializer=JSONSerializer, settings=settings
+    # A fresh process: this one ran Numba kernels, so it must not fork work horses.
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.worker.cancel_on_dequeue_worker",
+            redis_url,
+            str(tmp_path / "models"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    worker.work(burst=True, max_jobs=1, logging_level="WARNING")
+    assert run.returncode == 0, run.stdout + run.stderr
 
-    assert worker.cancel_result == "canceled"
+    assert "cancel_result=canceled" in run.stdout, run.stdout + run.stderr
     info = client.status(job.id, connection=connection)
     assert info.status == "canceled"
     assert info.attempts == 0 and info.error is None  # train_job never ran
