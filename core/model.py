@@ -7,6 +7,7 @@ its type and the shapes.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from core.errors import ArtifactError, ShapeError, SpecError
 from core.metrics import Metrics, classification_metrics
 
 if TYPE_CHECKING:
+    from core.inference import InferencePlan
     from core.layers import Layer
     from core.parameter import Parameter
     from core.summary import Summary
@@ -52,7 +54,14 @@ class Sequential:
 
     Build with :meth:`from_spec` (the usual way) or ``Sequential(layers, input_shape)`` from
     layer objects that are not built yet.
+
+    Inference (:meth:`logits`, :meth:`predict_proba`, :meth:`predict`, :meth:`evaluate`) runs
+    through a compiled :class:`core.inference.InferencePlan` (whole network in one call, fused
+    bias/BatchNorm/activation, reused buffers) when ``use_inference_plan`` is true and every layer
+    is supported; otherwise, and for :meth:`forward`, layer by layer.
     """
+
+    use_inference_plan: bool = True
 
     def __init__(
         self,
@@ -63,6 +72,9 @@ class Sequential:
         dtype: type | np.dtype = np.float32,
     ) -> None:
         self.layers: list[Layer] = list(layers)
+        self._plan: InferencePlan | None = None
+        self._plan_unsupported = False
+        self._plan_lock = threading.Lock()
         self.input_shape = _check_input_shape(input_shape)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
@@ -224,8 +236,34 @@ class Sequential:
         for param in self.parameters():
             param.zero_grad()
 
+    def inference_plan(self) -> InferencePlan | None:
+        """The compiled inference plan (built on first use, rebuilt when a parameter array was
+        replaced), or None when disabled or a layer is not supported by the engine."""
+        if not self.use_inference_plan or self._plan_unsupported:
+            return None
+        plan = self._plan
+        if plan is not None and plan.is_current():
+            return plan
+        from core.inference import InferencePlan, UnsupportedModel
+
+        with self._plan_lock:
+            if self._plan is None or not self._plan.is_current():
+                try:
+                    self._plan = InferencePlan.compile(self)
+                except UnsupportedModel:
+                    self._plan_unsupported = True
+                    return None
+            return self._plan
+
     def logits(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
-        """Inference-mode logits (N, K), computed in batches of ``batch_size``."""
+        """Inference-mode logits (N, K); the layer path computes them in batches of
+        ``batch_size`` (the compiled plan needs no batching: its memory does not grow with N)."""
+        plan = self.inference_plan()
+        if plan is not None:
+            return plan.logits(x)
+        return self._layer_logits(x, batch_size)
+
+    def _layer_logits(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         x = np.asarray(x)
         if x.ndim != 4 or tuple(x.shape[1:]) != self.input_shape:
             self._check_batch(x)  # raises the shape error
@@ -239,7 +277,10 @@ class Sequential:
 
     def predict_proba(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Class probabilities (N, K) float32 of normalised inputs (N, C, H, W)."""
-        return softmax(self.logits(x, batch_size).astype(np.float64)).astype(np.float32)
+        plan = self.inference_plan()
+        if plan is not None:
+            return plan.predict_proba(x)
+        return softmax(self._layer_logits(x, batch_size).astype(np.float64)).astype(np.float32)
 
     def predict(self, x: np.ndarray, batch_size: int = DEFAULT_BATCH) -> np.ndarray:
         """Most likely class (N,) int64."""

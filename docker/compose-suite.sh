@@ -65,10 +65,13 @@ teardown() {
 trap teardown EXIT
 
 # ---- images ----
-build_args=(--build-arg "BASE_IMAGE=$CNN_BASE_IMAGE")
+build_args=(--force-rm --build-arg "BASE_IMAGE=$CNN_BASE_IMAGE")
 [ "$ci" = 1 ] && build_args+=(--network none)
 started=$SECONDS
 log "docker build $CNN_IMAGE and $CNN_TESTS_IMAGE (base $CNN_BASE_IMAGE)"
+# The build stage is tagged too: its layers (the installed dependencies) are then never
+# "dangling", so pruning old images keeps them as the cache of the next build.
+"$DOCKER" build -q "${build_args[@]}" --target build -t "${CNN_IMAGE%:*}-build:local" . >/dev/null
 "$DOCKER" build -q "${build_args[@]}" --target app -t "$CNN_IMAGE" . >/dev/null
 "$DOCKER" build -q "${build_args[@]}" --target tests -t "$CNN_TESTS_IMAGE" . >/dev/null
 log "images built in $((SECONDS - started)) s"

@@ -8,3 +8,8 @@ echo "== ruff check";  .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .
 echo "== mypy";        .venv/bin/mypy
 echo "== pytest";      .venv/bin/pytest "$@"
+# The same integration suite against the docker compose stack (CI always; locally on request).
+if [ "${CI:-}" = true ] || [ "${CNN_COMPOSE_TESTS:-}" = 1 ]; then
+    echo "== compose integration suite"
+    scripts/compose_test.sh
+fi

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from core.kernels.blas import gemm
+
 
 @numba.njit(inline="always")
 def _valid_range(pad, k_off, stride, size, out_size):
@@ -161,7 +163,7 @@ def _lower(x, n, c0, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, unit, wg, xp, oy0, 
 
 
 @numba.njit(cache=True)
-def _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, wg, plane):
+def _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, wg, plane, fptr):
     """out[n0:n1, :, oy0:oy1] of :func:`conv2d_forward`."""
     c_ = x.shape[1]
     f_, cg, kh, kw = w.shape
@@ -203,7 +205,7 @@ def _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, 
                 cols,
                 s * length,
             )
-        np.dot(wm[g * fg : (g + 1) * fg], cols, res)
+        gemm(fptr, wm[g * fg : (g + 1) * fg], cols, res)
         for n in range(n0, n1):
             q0 = (n - n0) * length
             for f in range(fg):
@@ -218,7 +220,7 @@ def _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, 
 
 
 @numba.njit(parallel=True, cache=True)
-def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
+def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out, fptr=0):
     """out (N, F, OH, OW) = conv(x (N, C, H, W), w (F, C/G, KH, KW)) + b (F,).
 
     out[n,f,oy,ox] = b[f] + sum_{c,i,j} w[f,c,i,j] * x_pad[n, g*C/G+c, oy*sh-pt+i*dh, ox*sw-pl+j*dw]
@@ -226,7 +228,8 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
     (C/G*KH*KW, block*OH*Wg) so that small feature maps still make one reasonably sized GEMM;
     with block == 1 a large sample is cut into bands of output rows that fit the L2 cache, which
     are also what a batch of one is split over the threads by. A single task runs on the calling
-    thread (no pool wake-up)."""
+    thread (no pool wake-up). ``fptr``: the float32 GEMM of :func:`core.kernels.blas.gemm`
+    (0: ``np.dot``)."""
     n_ = x.shape[0]
     _, cg, kh, kw = w.shape
     oh, ow = out.shape[2], out.shape[3]
@@ -236,7 +239,7 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
     nblocks = (n_ + block - 1) // block
     ntasks = nblocks * nbands
     if ntasks == 1:
-        _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, 0, n_, 0, oh, out, unit, wg, plane)
+        _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, 0, n_, 0, oh, out, unit, wg, plane, fptr)
         return
     for t in numba.prange(ntasks):
         blk = t // nbands
@@ -245,10 +248,10 @@ def conv2d_forward(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
         n1 = min(n0 + block, n_)
         oy0 = band * rows
         oy1 = min(oy0 + rows, oh)
-        _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, wg, plane)
+        _forward_task(x, w, b, sh, sw, pt, pl, dh, dw, n0, n1, oy0, oy1, out, unit, wg, plane, fptr)
 
 
-def conv2d_forward_reference(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
+def conv2d_forward_reference(x, w, b, sh, sw, pt, pl, dh, dw, block, out, fptr=0):
     """Direct grouped convolution by nested loops: the oracle of :func:`conv2d_forward`."""
     n_, c_, h_, w_ = x.shape
     f_, cg, kh_, kw_ = w.shape
@@ -271,7 +274,9 @@ def conv2d_forward_reference(x, w, b, sh, sw, pt, pl, dh, dw, block, out):
 
 
 @numba.njit(cache=True)
-def _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, part, unit, wg, plane):
+def _backward_chunk(
+    x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, part, unit, wg, plane, fptr
+):
     """Samples c0 .. c1: dx rows overwritten, weight/bias gradient sums into part (F, K+1)."""
     c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
     f_, cg, kh, kw = w.shape
@@ -340,11 +345,11 @@ def _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, part,
                             for ox in range(ow, wg):  # junk grid columns add nothing
                                 d[ox] = 0
                         part[g * fg + f, k] += acc
-                np.dot(dg, cols.T, tmp)
+                gemm(fptr, dg, cols.T, tmp)
                 for f in range(fg):
                     for r in range(k):
                         part[g * fg + f, r] += tmp[f, r]
-                np.dot(wm[g * fg : (g + 1) * fg].T, dg, dcols)
+                gemm(fptr, wm[g * fg : (g + 1) * fg].T, dg, dcols)
                 for n in range(n0, n1):
                     q0 = (n - n0) * length
                     if not unit:
@@ -375,7 +380,7 @@ def _backward_chunk(x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, part,
 
 
 @numba.njit(parallel=True, cache=True)
-def conv2d_backward(x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial):
+def conv2d_backward(x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial, fptr=0):
     """Gradients of :func:`conv2d_forward`: dx (N, C, H, W) overwritten; dw_acc (F, C/G, KH, KW)
     and db_acc (F,) accumulated (+=). ``partial`` (T, F, C/G*KH*KW + 1) is scratch: the batch is
     split into T chunks (T = thread count), each summing its weight/bias gradient into partial[t]
@@ -390,14 +395,31 @@ def conv2d_backward(x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_ac
     if n_ <= block:
         chunks = 1
         _backward_chunk(
-            x, w, dout, sh, sw, pt, pl, dh, dw, block, 0, n_, dx, partial[0], unit, wg, plane
+            x, w, dout, sh, sw, pt, pl, dh, dw, block, 0, n_, dx, partial[0], unit, wg, plane, fptr
         )
     else:
         for t in numba.prange(chunks):
             c0 = t * n_ // chunks
             c1 = (t + 1) * n_ // chunks
             _backward_chunk(
-                x, w, dout, sh, sw, pt, pl, dh, dw, block, c0, c1, dx, partial[t], unit, wg, plane
+                x,
+                w,
+                dout,
+                sh,
+                sw,
+                pt,
+                pl,
+                dh,
+                dw,
+                block,
+                c0,
+                c1,
+                dx,
+                partial[t],
+                unit,
+                wg,
+                plane,
+                fptr,
             )
     dwa = dw_acc.reshape(f_, k)
     for f in range(f_):
@@ -408,7 +430,7 @@ def conv2d_backward(x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_ac
 
 
 def conv2d_backward_reference(
-    x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial
+    x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial, fptr=0
 ):
     """Plain-loop twin of :func:`conv2d_backward` (scatter form of the forward sum)."""
     n_, c_, h_, w_ = x.shape

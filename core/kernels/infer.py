@@ -28,6 +28,7 @@ import math
 import numba
 import numpy as np
 
+from core.kernels.blas import gemm
 from core.kernels.conv import _im2col_sample
 
 # op codes
@@ -73,7 +74,8 @@ F_SB = 22  # conv: samples per GEMM
 F_ROWS = 23  # conv: output rows per GEMM band
 F_WG = 24  # conv: grid width (OW + dw*(KW-1) for stride 1, else OW)
 F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
-NFIELDS = 26
+F_DIRECT = 26  # conv stride 1: 1 = direct accumulation over shifted planes (no im2col/GEMM)
+NFIELDS = 27
 
 # layout fields (offsets into a scratch row)
 L_A = 0
@@ -83,7 +85,8 @@ L_RES = 3
 L_XP = 4
 L_CHUNK = 5
 L_ACT = 6  # elements per buffer A / B
-NLAYOUT = 7
+L_MINTASK = 7  # fewest samples worth a parallel task (waking a pool thread costs ~10-20 us)
+NLAYOUT = 8
 
 
 @numba.njit(cache=True)
@@ -132,18 +135,125 @@ def _channel_affine(arrays, p, eps, f_, dtype_one):
 
 
 @numba.njit(cache=True)
-def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf):
-    """OP_CONV over nb samples: src (nb * C*H*W) -> dst (nb * F*OH*OW)."""
+def _direct_block(wm, f0, nf, xp, base, plane, cg, kh, kw, dh, dw, wg, length, acc):
+    """acc[t, :length] = sum over (c, i, j) of wm[f0 + t, (c*KH + i)*KW + j] times the shifted
+    plane slice xp[base + c*plane + i*dh*Wg + j*dw : ... + length], for t < nf <= 2.
+
+    Two filters per pass share each loaded input vector; more would exceed the number of runtime
+    alias checks LLVM's vectoriser accepts (the rows are slices of one scratch array)."""
+    d0 = acc[0, :length]
+    d1 = acc[1, :length]
+    for q in range(length):
+        d0[q] = 0
+        d1[q] = 0
+    for c in range(cg):
+        for i in range(kh):
+            for j in range(kw):
+                r = (c * kh + i) * kw + j
+                off = base + c * plane + i * dh * wg + j * dw
+                sp = xp[off : off + length]
+                a0 = wm[f0, r]
+                if nf == 2:
+                    a1 = wm[f0 + 1, r]
+                    for q in range(length):
+                        v = sp[q]
+                        d0[q] += a0 * v
+                        d1[q] += a1 * v
+                else:
+                    for q in range(length):
+                        d0[q] += a0 * sp[q]
+
+
+@numba.njit(cache=True)
+def _conv_pad(p, src, s0, s1, xp_buf):
+    """Zero-padded grid planes (C, plane) of samples [s0, s1) into xp_buf (stride 1 only)."""
+    c_, h_, w_ = p[F_C], p[F_H], p[F_W]
+    pt, pl, wg, plane = p[F_PT], p[F_PL], p[F_WG], p[F_PLANE]
+    in_size = p[F_IN]
+    for s in range(s0, s1):
+        xp = xp_buf[(s - s0) * c_ * plane : (s - s0 + 1) * c_ * plane]
+        xp[:] = 0
+        xs = src[s * in_size : (s + 1) * in_size]
+        for c in range(c_):
+            for y in range(h_):
+                d0 = c * plane + (y + pt) * wg + pl
+                r0 = (c * h_ + y) * w_
+                dp = xp[d0 : d0 + w_]
+                sp = xs[r0 : r0 + w_]
+                for z in range(w_):
+                    dp[z] = sp[z]
+
+
+@numba.njit(cache=True)
+def _conv_rows(
+    p, alpha, scale, shift, wm, src, dst, s0, s1, oy_lo, oy_hi, cols_buf, res_buf, xp_buf, fptr
+):
+    """GEMM path of OP_CONV: output rows [oy_lo, oy_hi) of samples [s0, s1), in bands of
+    ``p[F_ROWS]`` rows; stride 1 reads the padded planes already in xp_buf."""
     c_, h_, w_ = p[F_C], p[F_H], p[F_W]
     f_, oh, ow = p[F_F], p[F_OH], p[F_OW]
     groups, kh, kw = p[F_G], p[F_KH], p[F_KW]
     sh, sw, pt, pl, dh, dw = p[F_SH], p[F_SW], p[F_PT], p[F_PL], p[F_DH], p[F_DW]
-    sb, rows, wg, plane = p[F_SB], p[F_ROWS], p[F_WG], p[F_PLANE]
+    rows, wg, plane = p[F_ROWS], p[F_WG], p[F_PLANE]
     unit = plane > 0
     cg = c_ // groups
     fg = f_ // groups
     k = cg * kh * kw
     in_size, out_size = p[F_IN], p[F_OUT]
+    act = p[F_ACT]
+    for oy0 in range(oy_lo, oy_hi, rows):
+        oy1 = min(oy0 + rows, oy_hi)
+        length = (oy1 - oy0) * wg
+        m = (s1 - s0) * length
+        cols = cols_buf[: k * m].reshape(k, m)
+        res = res_buf[: fg * m].reshape(fg, m)
+        for g in range(groups):
+            for s in range(s0, s1):
+                q0 = (s - s0) * length
+                if unit:
+                    for c in range(cg):
+                        base = (s - s0) * c_ * plane + (g * cg + c) * plane
+                        for i in range(kh):
+                            for j in range(kw):
+                                off = base + i * dh * wg + j * dw + oy0 * wg
+                                d = cols[(c * kh + i) * kw + j, q0 : q0 + length]
+                                sp = xp_buf[off : off + length]
+                                for q in range(length):
+                                    d[q] = sp[q]
+                else:
+                    xn = src[s * in_size : (s + 1) * in_size].reshape(c_, h_, w_)
+                    _im2col_sample(xn, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols[:, q0:])
+            gemm(fptr, wm[g * fg : (g + 1) * fg], cols, res)
+            for s in range(s0, s1):
+                q0 = (s - s0) * length
+                ys = dst[s * out_size : (s + 1) * out_size]
+                for f in range(fg):
+                    fo = g * fg + f
+                    a = scale[fo]
+                    b = shift[fo]
+                    for oy in range(oy0, oy1):
+                        d0 = (fo * oh + oy) * ow
+                        r0 = q0 + (oy - oy0) * wg
+                        yr = ys[d0 : d0 + ow]
+                        rr = res[f, r0 : r0 + ow]
+                        for ox in range(ow):
+                            yr[ox] = rr[ox] * a + b
+                    _activate(ys[(fo * oh + oy0) * ow : (fo * oh + oy1) * ow], act, alpha)
+
+
+@numba.njit(cache=True)
+def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
+    """OP_CONV over nb samples: src (nb * C*H*W) -> dst (nb * F*OH*OW)."""
+    c_ = p[F_C]
+    f_, oh, ow = p[F_F], p[F_OH], p[F_OW]
+    groups, kh, kw = p[F_G], p[F_KH], p[F_KW]
+    dh, dw = p[F_DH], p[F_DW]
+    sb, wg, plane = p[F_SB], p[F_WG], p[F_PLANE]
+    unit = plane > 0
+    cg = c_ // groups
+    fg = f_ // groups
+    k = cg * kh * kw
+    out_size = p[F_OUT]
     wm = arrays[p[F_WI]].reshape(f_, k)
     one = np.ones(1, src.dtype)
     scale, shift = _channel_affine(arrays, p, eps, f_, one)
@@ -151,62 +261,55 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf):
     for s0 in range(0, nb, sb):
         s1 = min(s0 + sb, nb)
         if unit:
-            for s in range(s0, s1):  # zero-padded grid planes of each sample
-                xp = xp_buf[(s - s0) * c_ * plane : (s - s0 + 1) * c_ * plane]
-                xp[:] = 0
-                xs = src[s * in_size : (s + 1) * in_size]
-                for c in range(c_):
-                    for y in range(h_):
-                        d0 = c * plane + (y + pt) * wg + pl
-                        r0 = (c * h_ + y) * w_
-                        for z in range(w_):
-                            xp[d0 + z] = xs[r0 + z]
-        for oy0 in range(0, oh, rows):
-            oy1 = min(oy0 + rows, oh)
-            length = (oy1 - oy0) * wg
-            m = (s1 - s0) * length
-            cols = cols_buf[: k * m].reshape(k, m)
-            res = res_buf[: fg * m].reshape(fg, m)
-            for g in range(groups):
-                for s in range(s0, s1):
-                    q0 = (s - s0) * length
-                    if unit:
-                        for c in range(cg):
-                            base = (s - s0) * c_ * plane + (g * cg + c) * plane
-                            for i in range(kh):
-                                for j in range(kw):
-                                    off = base + i * dh * wg + j * dw + oy0 * wg
-                                    d = cols[(c * kh + i) * kw + j]
-                                    for q in range(length):
-                                        d[q0 + q] = xp_buf[off + q]
-                    else:
-                        xn = src[s * in_size : (s + 1) * in_size].reshape(c_, h_, w_)
-                        _im2col_sample(
-                            xn, g * cg, kh, kw, sh, sw, pt, pl, dh, dw, oh, ow, cols[:, q0:]
+            _conv_pad(p, src, s0, s1, xp_buf)
+        if p[F_DIRECT]:
+            length = oh * wg
+            acc = res_buf[: 2 * length].reshape(2, length)
+            for s in range(s0, s1):
+                ys = dst[s * out_size : (s + 1) * out_size]
+                for g in range(groups):
+                    base = (s - s0) * c_ * plane + g * cg * plane
+                    for f0 in range(0, fg, 2):
+                        nf = min(2, fg - f0)
+                        _direct_block(
+                            wm[g * fg : (g + 1) * fg],
+                            f0,
+                            nf,
+                            xp_buf,
+                            base,
+                            plane,
+                            cg,
+                            kh,
+                            kw,
+                            dh,
+                            dw,
+                            wg,
+                            length,
+                            acc,
                         )
-                np.dot(wm[g * fg : (g + 1) * fg], cols, res)
-                for s in range(s0, s1):
-                    q0 = (s - s0) * length
-                    ys = dst[s * out_size : (s + 1) * out_size]
-                    for f in range(fg):
-                        fo = g * fg + f
-                        a = scale[fo]
-                        b = shift[fo]
-                        r = res[f]
-                        for oy in range(oy0, oy1):
-                            d0 = (fo * oh + oy) * ow
-                            r0 = q0 + (oy - oy0) * wg
-                            for ox in range(ow):
-                                ys[d0 + ox] = r[r0 + ox] * a + b
-                        _activate(ys[(fo * oh + oy0) * ow : (fo * oh + oy1) * ow], act, alpha)
+                        for t in range(nf):
+                            fo = g * fg + f0 + t
+                            a = scale[fo]
+                            b = shift[fo]
+                            for oy in range(oh):
+                                yr = ys[(fo * oh + oy) * ow : (fo * oh + oy + 1) * ow]
+                                rr = acc[t, oy * wg : oy * wg + ow]
+                                for ox in range(ow):
+                                    yr[ox] = rr[ox] * a + b
+                            _activate(ys[fo * oh * ow : (fo + 1) * oh * ow], act, alpha)
+            continue
+        _conv_rows(
+            p, alpha, scale, shift, wm, src, dst, s0, s1, 0, oh, cols_buf, res_buf, xp_buf, fptr
+        )
 
 
 @numba.njit(cache=True)
-def _dense(p, alpha, arrays, src, dst, nb):
+def _dense(p, alpha, arrays, src, dst, nb, fptr):
     i_, o_ = p[F_IN], p[F_OUT]
     x2 = src[: nb * i_].reshape(nb, i_)
     y2 = dst[: nb * o_].reshape(nb, o_)
-    np.dot(x2, arrays[p[F_WI]].reshape(i_, o_), y2)
+    # a few rows: SciPy's OpenBLAS (np.dot) measured 3-4x faster than NumPy's (gemv-like shape)
+    gemm(fptr if nb >= 8 else 0, x2, arrays[p[F_WI]].reshape(i_, o_), y2)
     if p[F_BI] >= 0:
         b = arrays[p[F_BI]]
         for n in range(nb):
@@ -291,8 +394,9 @@ def _affine(p, alpha, eps, arrays, buf, nb):
 
 
 @numba.njit(cache=True)
-def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax):
-    """Samples [n0, n1) through the whole program, ``layout[L_CHUNK]`` at a time."""
+def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax, fptr):
+    """Samples [n0, n1) through the whole program, ``layout[L_CHUNK]`` at a time, in scratch
+    row ``row``."""
     chunk, size = layout[L_CHUNK], layout[L_ACT]
     buf_a = row[layout[L_A] : layout[L_A] + size]
     buf_b = row[layout[L_B] : layout[L_B] + size]
@@ -314,9 +418,9 @@ def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax):
             op = p[F_OP]
             alpha, eps = fparams[i, 0], fparams[i, 1]
             if op == OP_CONV:
-                _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp)
+                _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
             elif op == OP_DENSE:
-                _dense(p, alpha, arrays, src, dst, nb)
+                _dense(p, alpha, arrays, src, dst, nb, fptr)
             elif op == OP_MAXPOOL:
                 _pool(p, src, dst, nb, True)
             elif op == OP_AVGPOOL:
@@ -347,28 +451,29 @@ def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax):
 
 
 @numba.njit(parallel=True, cache=True)
-def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax):
+def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     """out (N, K) = network(x (N, D)) as logits, or softmax probabilities if ``softmax``.
 
     prog (ops, NFIELDS) int64, fparams (ops, 2) float64 (activation alpha, BatchNorm eps),
     arrays: typed list of 1-D weight arrays, layout (NLAYOUT,) int64 offsets into a scratch row,
-    scratch (T, S): one row per task; task t takes samples [t*N/T, (t+1)*N/T).
+    scratch (T, S): one row per task; task t takes samples [t*N/T, (t+1)*N/T); fptr: the
+    float32 GEMM of :func:`core.kernels.blas.gemm` (0: ``np.dot``).
     """
     n_ = x.shape[0]
-    tasks = min(scratch.shape[0], (n_ + layout[L_CHUNK] - 1) // layout[L_CHUNK])
+    tasks = min(scratch.shape[0], n_ // max(1, layout[L_MINTASK]))
     if tasks <= 1:
-        _run_task(prog, fparams, arrays, layout, x, out, scratch[0], 0, n_, softmax)
+        _run_task(prog, fparams, arrays, layout, x, out, scratch[0], 0, n_, softmax, fptr)
         return
     for t in numba.prange(tasks):
         n0 = t * n_ // tasks
         n1 = (t + 1) * n_ // tasks
-        _run_task(prog, fparams, arrays, layout, x, out, scratch[t], n0, n1, softmax)
+        _run_task(prog, fparams, arrays, layout, x, out, scratch[t], n0, n1, softmax, fptr)
 
 
-def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softmax):
+def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     """Plain NumPy twin of :func:`run_program`: direct convolution sums, one op at a time."""
     n_ = x.shape[0]
-    h = np.asarray(x, dtype=np.float64)
+    h: np.ndarray = np.asarray(x, dtype=np.float64)
     for i in range(prog.shape[0]):
         p = [int(v) for v in prog[i]]
         op, act = p[F_OP], p[F_ACT]
@@ -397,8 +502,8 @@ def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softma
                         y[:, f] += np.einsum("nchw,c->nhw", patch, w[f, :, i_, j])
             h = _reference_affine(y, p, eps, arrays, f_)
         elif op == OP_DENSE:
-            w = np.asarray(arrays[p[F_WI]], np.float64).reshape(p[F_IN], p[F_OUT])
-            h = h.reshape(n_, -1) @ w
+            wd = np.asarray(arrays[p[F_WI]], np.float64).reshape(p[F_IN], p[F_OUT])
+            h = h.reshape(n_, -1) @ wd
             if p[F_BI] >= 0:
                 h = h + np.asarray(arrays[p[F_BI]], np.float64)
         elif op in (OP_MAXPOOL, OP_AVGPOOL):

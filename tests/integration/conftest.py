@@ -6,7 +6,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -35,11 +34,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         if isinstance(stack, LocalProcesses):
             report.sections.append(("stack logs", stack.logs()))
     return report
-
-
-@pytest.fixture()
-def workdir(tmp_path: Path) -> Path:
-    return tmp_path
 
 
 def unique(prefix: str) -> str:
