@@ -46,38 +46,10 @@ from core.layers import Conv2D, Layer  # noqa: E402
 from core.losses import softmax_cross_entropy  # noqa: E402
 from core.model import Sequential  # noqa: E402
 from core.optim import Adam  # noqa: E402
+from core.zoo import lenet5, vgg_small  # noqa: E402
 
-LENET: list[dict[str, Any]] = [
-    {"type": "conv2d", "filters": 6, "kernel_size": 5, "padding": 2},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 16, "kernel_size": 5},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 120},
-    {"type": "relu"},
-    {"type": "dense", "units": 84},
-    {"type": "relu"},
-    {"type": "dense", "units": 10},
-]
-
-VGG: list[dict[str, Any]] = [
-    {"type": "conv2d", "filters": 32, "kernel_size": 3, "padding": 1},
-    {"type": "relu"},
-    {"type": "conv2d", "filters": 32, "kernel_size": 3, "padding": 1},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": 1},
-    {"type": "relu"},
-    {"type": "conv2d", "filters": 64, "kernel_size": 3, "padding": 1},
-    {"type": "relu"},
-    {"type": "maxpool2d", "size": 2},
-    {"type": "flatten"},
-    {"type": "dense", "units": 256},
-    {"type": "relu"},
-    {"type": "dense", "units": 10},
-]
+LENET = lenet5()
+VGG = vgg_small()
 
 ARCHS: dict[str, tuple[list[dict[str, Any]], tuple[int, int, int]]] = {
     "LeNet-5": (LENET, (1, 28, 28)),
@@ -293,7 +265,7 @@ def _bench_ours(net: Net, in_shape: tuple[int, int, int], budget: float, warm: i
     opt = Adam(net.params, lr=1e-3)
     step = lambda: _train_step(net, opt, x64, y64)  # noqa: E731
     _warm(step, warm)
-    res = Result(train_ips=_throughput(step, 64, budget, 5))
+    res = Result(train_ips=_throughput(step, 64, budget, 5), train_cpu=_cpu_ips(64))
     model = net.model
     _warm(lambda: model.predict_proba(x1), warm)
     res.lat1_us = _median_us(lambda: model.predict_proba(x1), budget / 2)

@@ -75,7 +75,8 @@ F_ROWS = 23  # conv: output rows per GEMM band
 F_WG = 24  # conv: grid width (OW + dw*(KW-1) for stride 1, else OW)
 F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
 F_DIRECT = 26  # conv stride 1: 1 = direct accumulation over shifted planes (no im2col/GEMM)
-NFIELDS = 27
+F_COMPACT = 27  # conv stride 1: 1 = lower only the OW valid columns of each grid row (narrow maps)
+NFIELDS = 28
 
 # layout fields (offsets into a scratch row)
 L_A = 0
@@ -195,6 +196,8 @@ def _conv_rows(
     groups, kh, kw = p[F_G], p[F_KH], p[F_KW]
     sh, sw, pt, pl, dh, dw = p[F_SH], p[F_SW], p[F_PT], p[F_PL], p[F_DH], p[F_DW]
     rows, wg, plane = p[F_ROWS], p[F_WG], p[F_PLANE]
+    compact = p[F_COMPACT] > 0
+    cw = ow if compact else wg  # columns per output row in the column matrix
     unit = plane > 0
     cg = c_ // groups
     fg = f_ // groups
@@ -203,7 +206,7 @@ def _conv_rows(
     act = p[F_ACT]
     for oy0 in range(oy_lo, oy_hi, rows):
         oy1 = min(oy0 + rows, oy_hi)
-        length = (oy1 - oy0) * wg
+        length = (oy1 - oy0) * cw
         m = (s1 - s0) * length
         cols = cols_buf[: k * m].reshape(k, m)
         res = res_buf[: fg * m].reshape(fg, m)
@@ -217,6 +220,13 @@ def _conv_rows(
                             for j in range(kw):
                                 off = base + i * dh * wg + j * dw + oy0 * wg
                                 d = cols[(c * kh + i) * kw + j, q0 : q0 + length]
+                                if compact:  # only the OW valid columns of each grid row
+                                    for oy in range(oy1 - oy0):
+                                        dr = d[oy * ow : (oy + 1) * ow]
+                                        sp = xp_buf[off + oy * wg : off + oy * wg + ow]
+                                        for q in range(ow):
+                                            dr[q] = sp[q]
+                                    continue
                                 sp = xp_buf[off : off + length]
                                 for q in range(length):
                                     d[q] = sp[q]
@@ -233,7 +243,7 @@ def _conv_rows(
                     b = shift[fo]
                     for oy in range(oy0, oy1):
                         d0 = (fo * oh + oy) * ow
-                        r0 = q0 + (oy - oy0) * wg
+                        r0 = q0 + (oy - oy0) * cw
                         yr = ys[d0 : d0 + ow]
                         rr = res[f, r0 : r0 + ow]
                         for ox in range(ow):

@@ -86,3 +86,19 @@ def test_conv_kernels_with_numpy_blas_match_reference(stride: int, groups: int) 
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
     for fast, slow in zip(grads[0][:3], grads[1][:3], strict=True):
         np.testing.assert_allclose(fast, slow, rtol=1e-4, atol=1e-3)
+
+
+def test_numpy_blas_stays_pinned_while_any_caller_is_inside() -> None:
+    from threadpoolctl import threadpool_info
+
+    def numpy_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if "numpy" in i["filepath"]]
+
+    before = numpy_threads()
+    outer = blas.numpy_blas(1)
+    outer.__enter__()
+    with blas.numpy_blas(1):
+        pass
+    assert all(t == 1 for t in numpy_threads())  # the inner exit did not restore
+    outer.__exit__(None, None, None)
+    assert numpy_threads() == before
