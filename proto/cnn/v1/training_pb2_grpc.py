@@ -81,8 +81,10 @@ class TrainingServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Follow a job: the current state immediately, then one message per progress update or
-        status change; the stream ends after the job reaches a final status.
+        """Follow a job: first one RUNNING message per epoch the job has already finished (so a
+        watcher that joins late, even after the end, still sees every epoch, in order), then the
+        current state, then one message per progress update, finished epoch or status change;
+        the stream ends after the job reaches a final status.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
