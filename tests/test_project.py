@@ -60,3 +60,9 @@ def test_cnn_help_lists_the_sub_commands() -> None:
     result = _run(str(Path(sys.executable).parent / "cnn"), "--help")
     for name in ("serve", "worker", "train", "summary", "inspect", "demo"):
         assert name in result.stdout
+
+
+def test_readme_lists_every_server_setting_as_the_server_prints_them() -> None:
+    table = _run(sys.executable, "-m", "server", "--settings-table")
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.strip() in (ROOT / "README.md").read_text()
