@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.processes import ManagedProcess, ProcessError, python_module
+from tests.support.processes import ManagedProcess, python_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,15 +77,3 @@ def start_server(
     except BaseException:
         process.stop()
         raise
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
-    """Poll `predicate()` until truthy; return its value or raise ProcessError on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise ProcessError(f"timed out after {timeout:.1f} s waiting for {what}")
-        time.sleep(interval)

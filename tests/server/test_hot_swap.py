@@ -15,7 +15,8 @@ import tritonclient.grpc as tc
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from tests.server.models import TrainedArtifact, local_probabilities, publish_broken, publish_copy
-from tests.server.serverproc import REPO_ROOT, wait_for
+from tests.server.serverproc import REPO_ROOT
+from tests.support.polling import wait_for
 
 
 def _classify(address: str, x: np.ndarray, version: int = 0) -> pb.ClassifyResponse:

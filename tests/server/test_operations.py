@@ -23,7 +23,8 @@ from tritonclient.utils import InferenceServerException
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from tests.server.models import TrainedArtifact, publish_copy, save_slow_model
-from tests.server.serverproc import ServerProcess, start_server, wait_for
+from tests.server.serverproc import ServerProcess, start_server
+from tests.support.polling import wait_for
 
 TOKEN = "s3cret-token"
 X = (np.arange(64, dtype=np.uint8).reshape(1, 1, 8, 8)) % 17
@@ -180,8 +181,8 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(
     wait_for(
         lambda: server.health() == health_pb2.HealthCheckResponse.NOT_SERVING,
         1.0,
-        0.02,
-        "NOT_SERVING",
+        interval=0.02,
+        what="NOT_SERVING",
     )
     thread.join(30)
     assert "error" not in outcome, outcome.get("error")

@@ -25,7 +25,8 @@ from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
 from server.training_servicer import JobQueue, epoch_messages, job_message
 from tests.server.models import TrainedArtifact, publish_copy
-from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server, wait_for
+from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server
+from tests.support.polling import wait_for
 from tests.support.processes import ManagedProcess, free_port, python_module
 from worker.client import JobInfo
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from core.repository import ModelRepository
+from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
-from tests.worker.helpers import run_cli, tiny_spec, wait_for
+from tests.worker.helpers import run_cli, tiny_spec
 from worker import client
 
 pytestmark = pytest.mark.integration
