@@ -68,6 +68,13 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server log"
 
 
+def _abort(context: grpc.ServicerContext, exc: Exception, where: str) -> None:
+    """End the RPC with `exc`'s status (context.abort raises); log what is not a domain error."""
+    if not isinstance(exc, ServerError):
+        log.exception("unhandled error in %s", where)
+    context.abort(*status_of(exc))
+
+
 def map_errors(method: F) -> F:
     """Decorate a unary servicer method `(self, request, context)`: domain errors -> abort."""
 
@@ -75,12 +82,8 @@ def map_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         try:
             return method(self, request, context)
-        except ServerError as exc:
-            context.abort(exc.code, str(exc))
         except Exception as exc:
-            log.exception("unhandled error in %s", method.__qualname__)
-            code, message = status_of(exc)
-            context.abort(code, message)
+            _abort(context, exc, method.__qualname__)
 
     return wrapper  # type: ignore[return-value]
 
@@ -92,11 +95,7 @@ def map_stream_errors(method: F) -> F:
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         try:
             yield from method(self, request, context)
-        except ServerError as exc:
-            context.abort(exc.code, str(exc))
         except Exception as exc:
-            log.exception("unhandled error in %s", method.__qualname__)
-            code, message = status_of(exc)
-            context.abort(code, message)
+            _abort(context, exc, method.__qualname__)
 
     return wrapper  # type: ignore[return-value]
