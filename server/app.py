@@ -1,16 +1,18 @@
 """Assemble the gRPC server: servicers, health, reflection, watcher, interceptors.
 
-`create_server(settings)` returns `(server, port)`; binding port 0 lets tests run many servers
-side by side. The returned `Server` owns the lifecycle: `start()`, `drain_and_stop()`.
+A `grpc.aio` server: every RPC handler is a coroutine on one event loop (no handler threads,
+no thread hand-offs per request); blocking work (Redis calls of the Training API, long forward
+passes, model loading) runs in threads. `await create_server(settings)` returns
+`(server, port)`; binding port 0 lets tests run many servers side by side. The returned
+`Server` owns the lifecycle: `await start()`, `await drain_and_stop()`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import logging
-import threading
-import time
-from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -43,16 +45,20 @@ def server_version() -> str:
 
 
 class Server:
-    """A configured, not yet started gRPC server plus the model machinery behind it."""
+    """A configured, not yet started gRPC server plus the model machinery behind it.
+
+    Lives on the event loop that created it; `start` and `drain_and_stop` run there.
+    """
 
     def __init__(
         self,
         settings: Settings,
-        grpc_server: grpc.Server,
+        grpc_server: grpc.aio.Server,
         registry: ModelRegistry,
         watcher: RepositoryWatcher,
-        health_servicer: health.HealthServicer,
+        health_servicer: health.aio.HealthServicer,
         services: list[str],
+        blocking: ThreadPoolExecutor,
     ) -> None:
         self.settings = settings
         self.grpc_server = grpc_server
@@ -60,65 +66,66 @@ class Server:
         self.watcher = watcher
         self.health = health_servicer
         self._services = services
-        self._draining = threading.Event()
-        self._stopped = threading.Event()
+        self._blocking = blocking
+        self._draining = False
+        self._stopped = asyncio.Event()
+        self._health_gate: asyncio.Task[None] | None = None
         self.metrics_port: int | None = None
 
     def ready(self) -> bool:
         """Repository scanned at least once and not draining."""
-        return self.watcher.scanned.is_set() and not self._draining.is_set()
+        return self.watcher.scanned.is_set() and not self._draining
 
     def draining(self) -> bool:
         """True once `drain_and_stop` began."""
-        return self._draining.is_set()
+        return self._draining
 
-    def start(self) -> None:
+    async def start(self) -> None:
         """Start serving; health turns SERVING after the first repository scan."""
-        self.grpc_server.start()
+        await self.grpc_server.start()
         self.watcher.start()
-        threading.Thread(target=self._serve_when_scanned, name="health-gate", daemon=True).start()
+        self._health_gate = asyncio.create_task(self._serve_when_scanned(), name="health-gate")
         if self.settings.metrics_port is not None:
             self.metrics_port = metrics.serve(
                 self.settings.metrics_host, self.settings.metrics_port
             )
 
-    def _serve_when_scanned(self) -> None:
-        while not self.watcher.scanned.wait(0.1):
-            if self._draining.is_set():
+    async def _serve_when_scanned(self) -> None:
+        while not self.watcher.scanned.is_set():
+            await asyncio.sleep(0.05)
+            if self._draining:
                 return
-        if self._draining.is_set():
-            return
         for service in ("", *self._services):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         log.info(
             "repository %s scanned: serving %s",
             self.settings.models_dir,
             {n: self.registry.versions(n) for n in self.registry.names()} or "no models yet",
         )
 
-    def drain_and_stop(self, grace: float | None = None) -> None:
+    async def drain_and_stop(self, grace: float | None = None) -> None:
         """Graceful shutdown: health NOT_SERVING, refuse new RPCs, finish in-flight ones.
 
-        Blocks until in-flight RPCs finished (or `grace` seconds passed), then stops the
-        watcher and the batchers. Safe to call more than once.
+        Returns once in-flight RPCs finished (or `grace` seconds passed) and the watcher and
+        the batchers stopped. Safe to call more than once.
         """
-        if self._draining.is_set():
-            self._stopped.wait()
+        if self._draining:
+            await self._stopped.wait()
             return
-        self._draining.set()
+        self._draining = True
+        if self._health_gate is not None:
+            self._health_gate.cancel()
         grace = self.settings.shutdown_grace_s if grace is None else grace
         log.info("draining: health NOT_SERVING, finishing in-flight requests (grace %.1f s)", grace)
-        self.health.enter_graceful_shutdown()
+        await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_delay_s > 0:
-            time.sleep(self.settings.shutdown_delay_s)
-        self.grpc_server.stop(grace).wait()
-        self.watcher.stop()
+            await asyncio.sleep(self.settings.shutdown_delay_s)
+        await self.grpc_server.stop(grace)
+        await asyncio.get_running_loop().run_in_executor(self._blocking, self.watcher.stop)
         self.registry.close_all()
+        self._blocking.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
         log.info("stopped")
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self._stopped.wait(timeout)
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials:
@@ -132,7 +139,7 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials:
     )
 
 
-def _loader(settings: Settings) -> Loader:
+def _loader(settings: Settings, loop: asyncio.AbstractEventLoop) -> Loader:
     def load(path: Path, name: str, version: int) -> ServedModel:
         return load_version(
             path,
@@ -141,17 +148,19 @@ def _loader(settings: Settings) -> Loader:
             max_batch_size=settings.max_batch_size,
             max_queue_delay_s=settings.max_queue_delay_ms / 1000.0,
             max_queue_size=settings.max_queue_size,
+            loop=loop,
+            inline_max_s=settings.inline_forward_ms / 1000.0,
             observe=metrics.batch_observer(name),
         )
 
     return load
 
 
-def _add_training(settings: Settings, server: Server, grpc_server: grpc.Server) -> None:
-    """The Training API: jobs go to Redis through `worker.client` (no connection made here).
-
-    Watch streams hold a handler thread each, so at most half of the threads may watch.
-    """
+def _add_training(
+    settings: Settings, server: Server, grpc_server: grpc.aio.Server, blocking: ThreadPoolExecutor
+) -> None:
+    """The Training API: jobs go to Redis through `worker.client` (no connection made here);
+    its blocking Redis calls run in the `blocking` threads."""
     from server.training_servicer import JobQueue, TrainingServicer
     from worker.settings import SettingsError, WorkerSettings
 
@@ -164,19 +173,23 @@ def _add_training(settings: Settings, server: Server, grpc_server: grpc.Server) 
     )
     servicer = TrainingServicer(
         queue,
-        max_watches=min(settings.max_watches, max(1, settings.workers // 2)),
+        blocking=blocking,
+        max_watches=settings.max_watches,
         watch_interval_s=settings.watch_interval_s,
         draining=server.draining,
     )
     training_pb2_grpc.add_TrainingServicer_to_server(servicer, grpc_server)
 
 
-def create_server(settings: Settings) -> tuple[Server, int]:
+async def create_server(settings: Settings) -> tuple[Server, int]:
     """Build the server and bind `settings.grpc_address`; returns (server, bound port).
+
+    Await it on the event loop that will serve: every RPC handler runs there.
 
     Raises:
         RuntimeError: the address cannot be bound.
     """
+    loop = asyncio.get_running_loop()
     registry = ModelRegistry()
 
     def publish_loaded() -> None:
@@ -185,7 +198,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
     watcher = RepositoryWatcher(
         Path(settings.models_dir),
         registry,
-        _loader(settings),
+        _loader(settings, loop),
         interval_s=settings.poll_interval_s,
         max_versions=settings.max_versions,
         on_change=publish_loaded,
@@ -195,23 +208,23 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    grpc_server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="grpc"),
+    grpc_server = grpc.aio.server(
         interceptors=[ServiceInterceptor(settings.auth_token)],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
+    blocking = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="blocking")
     inference = InferenceService(registry, settings.request_timeout_s)
     limits = Limits(
         max_images_per_request=settings.max_images_per_request,
         max_image_side=settings.max_image_side,
     )
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_servicer = health.aio.HealthServicer()
     services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE]
     for service in ("", *services):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    server = Server(settings, grpc_server, registry, watcher, health_servicer, services)
+    server = Server(settings, grpc_server, registry, watcher, health_servicer, services, blocking)
 
     # The V2 stubs are imported here, inside the server process only (see server.codec_v2).
     from proto.inference import grpc_service_pb2_grpc
@@ -231,7 +244,7 @@ def create_server(settings: Settings) -> tuple[Server, int]:
         ),
         grpc_server,
     )
-    _add_training(settings, server, grpc_server)
+    _add_training(settings, server, grpc_server, blocking)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
         (*services, TRAINING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server

@@ -1,32 +1,35 @@
-"""Dynamic batcher: concurrent requests of one model version share one forward pass.
+"""Dynamic batcher on the server's event loop: concurrent requests of one model version share
+one forward pass.
 
-Each `Batcher` owns one thread that runs queued batches; at most one forward pass of a batcher
-runs at a time, and every forward pass in the process holds `COMPUTE_LOCK`: Numba's parallel
-kernels are then never entered from two threads at once, whatever the number of loaded models
-and whichever thread (batcher or idle fast path) runs the pass.
+The server is a `grpc.aio` server: every RPC handler runs on one asyncio event loop, so the
+batcher needs no locks of its own. `submit` (loop thread only) queues the request's rows and
+returns a `Pending`; a flush, scheduled with `call_soon` so that requests submitted in the same
+loop iteration join, takes the oldest request plus every queued request that fits into
+`max_batch_size` rows and runs the forward pass:
+- inline on the loop thread when the pass is expected to be short (measured seconds per row x
+  rows <= `inline_max_s`): no thread hand-off, which is what a lone client's latency needs;
+- otherwise in the process-wide compute thread, so the loop keeps accepting requests; those
+  queue up meanwhile and form the next batch as soon as the pass ends;
+- under contention (rows left in the queue, or the previous batch held several requests) a
+  flush waits up to `max_queue_delay_s` for more requests before running a batch that is not
+  full;
+- requests with more rows than `max_batch_size` are split into chunks at submission.
 
-Batching policy (adaptive, so a lone client pays no queueing delay):
-- idle fast path: when this batcher's queue is empty, no forward pass of it is running and
-  `COMPUTE_LOCK` is free, `submit` runs the forward pass directly in the caller's thread
-  (still holding `COMPUTE_LOCK`), saving two thread hand-offs; requests that arrive meanwhile
-  queue up and are batched by the thread as soon as the inline pass ends;
-- the thread takes the oldest request and, without waiting, every queued request that fits
-  into `max_batch_size` images;
-- only when there is contention (other requests were already queued, or the previous batch
-  had more than one request) does it wait up to `max_queue_delay_s` for more to arrive;
-- requests with more images than `max_batch_size` are split into chunks at submission.
+Every forward pass in the process holds `COMPUTE_LOCK`: Numba's parallel kernels are never
+entered from two threads at once, whichever thread (loop, compute thread, the repository
+watcher warming a new version) runs the pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,8 +39,13 @@ log = logging.getLogger(__name__)
 
 # Held around every forward pass (and model warm-up) in the process.
 COMPUTE_LOCK = threading.Lock()
+# Forward passes too long for the event loop run here, one at a time.
+_COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
 
 BatchObserver = Callable[[int, int, float], None]  # (images, requests, seconds)
+
+# Weight of the newest pass in the running estimate of forward seconds per row.
+_COST_SMOOTHING = 0.2
 
 
 class BatcherClosed(Unavailable):
@@ -47,8 +55,7 @@ class BatcherClosed(Unavailable):
 @dataclass
 class _Item:
     x: np.ndarray
-    future: Future[np.ndarray] = field(default_factory=Future)
-    enqueued: float = field(default_factory=time.perf_counter)
+    future: asyncio.Future[np.ndarray]
 
     @property
     def size(self) -> int:
@@ -56,234 +63,274 @@ class _Item:
 
 
 class Pending:
-    """The eventual result of one `Batcher.submit` call (one or more chunks, or a value)."""
+    """The eventual result of one `Batcher.submit` call (one or more chunks)."""
 
-    __slots__ = ("_items", "_value")
+    __slots__ = ("_items", "_loop")
 
-    def __init__(self, items: list[_Item], value: np.ndarray | None = None) -> None:
+    def __init__(self, items: list[_Item], loop: asyncio.AbstractEventLoop) -> None:
         self._items = items
-        self._value = value
+        self._loop = loop
 
-    def result(self, timeout: float | None) -> np.ndarray:
-        """Wait for the output rows of all chunks, in order.
+    async def result(self, timeout: float | None) -> np.ndarray:
+        """The output rows of all chunks, in order.
 
         Raises:
-            DeadlineExceeded: not done within `timeout` seconds (queued chunks are cancelled).
+            DeadlineExceeded: not done within `timeout` seconds (queued chunks are dropped).
             Exception: whatever the forward pass raised.
         """
-        if self._value is not None:
-            return self._value
-        deadline = None if timeout is None else time.monotonic() + timeout
-        parts = []
-        for item in self._items:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                parts.append(item.future.result(remaining))
-            except FutureTimeout:
-                self.cancel()
-                raise DeadlineExceeded(
-                    f"inference did not finish within the deadline ({timeout:.3f} s)"
-                ) from None
+        timer = None
+        if timeout is not None:
+            timer = self._loop.call_later(max(0.0, timeout), self._expire, timeout)
+        try:
+            parts = [await item.future for item in self._items]
+        except BaseException:
+            self.cancel()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
-    def cancel(self) -> None:
+    def _expire(self, timeout: float) -> None:
+        error = DeadlineExceeded(f"inference did not finish within the deadline ({timeout:.3f} s)")
         for item in self._items:
-            item.future.cancel()
+            if not item.future.done():
+                item.future.set_exception(error)
+
+    def cancel(self) -> None:
+        """Drop the chunks not yet run (and retrieve errors of the others: nothing is logged
+        as "never retrieved")."""
+        for item in self._items:
+            future = item.future
+            if not future.cancel() and not future.cancelled():
+                future.exception()
 
 
 class Batcher:
-    """Collect submitted (n, ...) arrays into batches and run `run` on them in one thread.
+    """Collect submitted (n, ...) arrays into batches and run `run` on them.
 
     Args:
-        run: the forward function, (B, ...) -> (B, K); never called twice at once, always
-            under `COMPUTE_LOCK`, from the batcher thread or (idle fast path) a submitter.
-        name: used for the thread name and logs.
+        run: the forward function, (B, ...) -> (B, K); never called twice at once in the
+            process (always under `COMPUTE_LOCK`).
+        loop: the server's event loop; `submit` must be called on it.
+        name: used in logs and messages.
         max_batch_size: most rows per call of `run`.
         max_queue_delay_s: longest wait for more requests under contention, seconds.
         max_queue_size: most rows waiting; beyond it `submit` raises LimitExceeded.
         observe: called after each batch with (rows, requests, seconds of `run`).
-        inline_when_idle: allow the idle fast path (`run` in the submitting thread); without
-            it every pass runs in the batcher thread.
+        inline_max_s: passes expected to take less than this run on the loop thread (0: never).
+        seconds_per_row: initial estimate of the forward cost (refined after every pass).
     """
 
     def __init__(
         self,
         run: Callable[[np.ndarray], np.ndarray],
         *,
+        loop: asyncio.AbstractEventLoop,
         name: str,
         max_batch_size: int,
         max_queue_delay_s: float,
         max_queue_size: int,
         observe: BatchObserver | None = None,
-        inline_when_idle: bool = True,
+        inline_max_s: float = 0.001,
+        seconds_per_row: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
         self._run = run
+        self._loop = loop
         self.name = name
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
         self.max_queue_size = max_queue_size
+        self.inline_max_s = inline_max_s
         self._observe = observe
-        self._inline = inline_when_idle
+        self._row_s = seconds_per_row
         self._queue: collections.deque[_Item] = collections.deque()
         self._queued_rows = 0
-        self._cond = threading.Condition(threading.Lock())
         self._closed = False
-        self._busy = False  # a forward pass of this batcher runs (inline or in the thread)
+        self._busy = False  # a forward pass of this batcher runs
+        self._flush_scheduled = False
+        self._hold_until: float | None = None  # waiting for more requests until then
         self._last_requests = 1
         self.batches = 0
         self.rows = 0
         self.batch_stats: dict[int, list[int]] = {}  # rows -> [count, total ns]
-        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
-        self._thread.start()
 
-    # --- client side ------------------------------------------------------------------------
+    # --- client side (event loop) -------------------------------------------------------
 
     def submit(self, x: np.ndarray) -> Pending:
         """Queue rows `x` (n >= 1, ...) for inference; returns a handle for the result.
 
-        When the batcher is idle (nothing queued, no pass running, `COMPUTE_LOCK` free) and
-        `x` fits into one batch, the forward pass runs right here, in the caller's thread, and
-        the returned handle already holds the result.
-
         Raises:
             BatcherClosed: the batcher is closed.
             LimitExceeded: the queue holds max_queue_size rows already.
-            Exception: whatever an inline forward pass raised.
         """
+        if self._closed:
+            raise BatcherClosed(f"model {self.name} is being unloaded")
         n = int(x.shape[0])
-        with self._cond:
-            if self._closed:
-                raise BatcherClosed(f"model {self.name} is being unloaded")
-            inline = (
-                self._inline
-                and n <= self.max_batch_size
-                and not self._busy
-                and not self._queue
-                and COMPUTE_LOCK.acquire(blocking=False)
+        if self._queued_rows + n > self.max_queue_size:
+            raise LimitExceeded(
+                f"inference queue of model {self.name} is full ({self._queued_rows} images "
+                f"queued, limit max_queue_size={self.max_queue_size}); retry later"
             )
-            if inline:
-                self._busy = True
-            else:
-                if self._queued_rows + n > self.max_queue_size:
-                    raise LimitExceeded(
-                        f"inference queue of model {self.name} is full ({self._queued_rows} "
-                        f"images queued, limit max_queue_size={self.max_queue_size}); retry later"
-                    )
-                step = self.max_batch_size
-                items = [_Item(x[i : i + step]) for i in range(0, n, step)]
-                self._queue.extend(items)
-                self._queued_rows += n
-                self._cond.notify()
-                return Pending(items)
-        try:
-            out = self._forward(x, 1)
-        except BaseException:
-            log.exception("forward pass of %s failed (inline, %d rows)", self.name, n)
-            raise
-        finally:
-            with self._cond:
-                self._busy = False
-                self._last_requests = 1
-                if self._queue:
-                    self._cond.notify()
-        return Pending([], out)
+        step = self.max_batch_size
+        create = self._loop.create_future
+        if n <= step:
+            items = [_Item(x, create())]
+        else:
+            items = [_Item(x[i : i + step], create()) for i in range(0, n, step)]
+        self._queue.extend(items)
+        self._queued_rows += n
+        if self._hold_until is not None and self._queued_rows >= step:
+            self._hold_until = None  # a full batch is waiting: stop holding
+            self._schedule_flush()
+        elif self._hold_until is None:
+            self._schedule_flush()
+        return Pending(items, self._loop)
 
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Refuse new work, finish what is queued, stop the thread."""
-        with self._cond:
+    def close(self) -> None:
+        """Refuse new work; queued work still runs. Callable from any thread."""
+        if self._loop.is_closed():
             self._closed = True
-            self._cond.notify_all()
-        self._thread.join(timeout)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._close)
+        except RuntimeError:  # the loop stopped meanwhile
+            self._closed = True
+
+    def _close(self) -> None:
+        self._closed = True
 
     @property
     def queued_rows(self) -> int:
         return self._queued_rows
 
-    # --- batcher thread ---------------------------------------------------------------------
+    # --- flushing (event loop) ----------------------------------------------------------
 
-    def _take(self) -> list[_Item] | None:
-        """Block for the next batch; None once closed and drained."""
-        with self._cond:
-            while self._busy or not self._queue:
-                if self._closed and not self._busy and not self._queue:
-                    return None
-                self._cond.wait()
-            self._busy = True
-            batch = [self._queue.popleft()]
-            rows = batch[0].size
-            contended = bool(self._queue) or self._last_requests > 1
-            while self._queue and rows + self._queue[0].size <= self.max_batch_size:
-                item = self._queue.popleft()
-                batch.append(item)
-                rows += item.size
-            if contended and self.max_queue_delay_s > 0 and rows < self.max_batch_size:
-                deadline = time.perf_counter() + self.max_queue_delay_s
-                while rows < self.max_batch_size and not self._closed:
-                    if self._queue:
-                        if rows + self._queue[0].size > self.max_batch_size:
-                            break
-                        item = self._queue.popleft()
-                        batch.append(item)
-                        rows += item.size
-                        continue
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-            self._queued_rows -= rows
-            self._last_requests = len(batch)
-            return batch
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled and not self._busy:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
-    def _loop(self) -> None:
-        while True:
-            batch = self._take()
-            if batch is None:
-                return
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._busy:
+            return
+        self._drop_done()
+        if not self._queue:
+            self._hold_until = None
+            return
+        now = time.perf_counter()
+        if self._hold_until is not None:
+            if now < self._hold_until and self._queued_rows < self.max_batch_size:
+                return  # the hold timer flushes later
+            self._hold_until = None
+        elif (
+            self.max_queue_delay_s > 0
+            and self._queued_rows < self.max_batch_size
+            and (len(self._queue) > 1 or self._last_requests > 1)
+        ):
+            self._hold_until = now + self.max_queue_delay_s
+            self._loop.call_later(self.max_queue_delay_s, self._end_hold)
+            return
+        batch = self._take()
+        x = batch[0].x if len(batch) == 1 else np.concatenate([i.x for i in batch], axis=0)
+        self._busy = True
+        if self._row_s * len(x) < self.inline_max_s and COMPUTE_LOCK.acquire(blocking=False):
             try:
-                self._run_batch(batch)
-            finally:
-                with self._cond:
-                    self._busy = False
-
-    def _run_batch(self, batch: list[_Item]) -> None:
-        live = [item for item in batch if item.future.set_running_or_notify_cancel()]
-        if not live:
+                out, seconds = self._forward(x)
+            except BaseException as exc:
+                self._failed(batch, exc)
+            else:
+                self._deliver(batch, out, seconds)
             return
-        x = live[0].x if len(live) == 1 else np.concatenate([i.x for i in live], axis=0)
-        COMPUTE_LOCK.acquire()
+        task = self._loop.run_in_executor(_COMPUTE, self._forward_locked, x)
+        task.add_done_callback(lambda done: self._finished(batch, done))
+
+    def _end_hold(self) -> None:
+        if self._hold_until is not None:
+            self._hold_until = 0.0  # expired: the next flush runs what is queued
+            self._schedule_flush()
+
+    def _drop_done(self) -> None:
+        """Forget queued items whose request is gone (cancelled or past its deadline)."""
+        while self._queue and self._queue[0].future.done():
+            self._queued_rows -= self._queue.popleft().size
+
+    def _take(self) -> list[_Item]:
+        batch = [self._queue.popleft()]
+        rows = batch[0].size
+        while self._queue and rows + self._queue[0].size <= self.max_batch_size:
+            item = self._queue.popleft()
+            if item.future.done():
+                self._queued_rows -= item.size
+                continue
+            batch.append(item)
+            rows += item.size
+        self._queued_rows -= rows
+        self._last_requests = len(batch)
+        return batch
+
+    def _finished(self, batch: list[_Item], done: asyncio.Future[tuple[np.ndarray, float]]) -> None:
         try:
-            out = self._forward(x, len(live))
-        except BaseException as exc:  # delivered to every waiting request
-            log.exception("forward pass of %s failed (batch of %d)", self.name, len(x))
-            for item in live:
-                item.future.set_exception(exc)
-            return
-        offset = 0
-        for item in live:
-            item.future.set_result(out[offset : offset + item.size])
-            offset += item.size
+            out, seconds = done.result()
+        except BaseException as exc:
+            self._failed(batch, exc)
+        else:
+            self._deliver(batch, out, seconds)
 
-    def _forward(self, x: np.ndarray, requests: int) -> np.ndarray:
-        """`run(x)`; the caller holds `COMPUTE_LOCK` (released here) and the busy flag."""
+    def _deliver(self, batch: list[_Item], out: np.ndarray, seconds: float) -> None:
+        offset = 0
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(out[offset : offset + item.size])
+            offset += item.size
+        self._record(len(out), len(batch), seconds)
+        self._next()
+
+    def _failed(self, batch: list[_Item], exc: BaseException) -> None:
+        log.error(
+            "forward pass of %s failed (batch of %d requests)", self.name, len(batch), exc_info=exc
+        )
+        for item in batch:
+            if not item.future.done():
+                item.future.set_exception(exc)
+        self._next()
+
+    def _next(self) -> None:
+        self._busy = False
+        if self._queue:
+            self._schedule_flush()
+
+    # --- the forward pass ---------------------------------------------------------------
+
+    def _forward_locked(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """`run(x)` in the compute thread, waiting for `COMPUTE_LOCK`."""
+        COMPUTE_LOCK.acquire()
+        return self._forward(x)
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """`run(x)` and its duration; the caller holds `COMPUTE_LOCK` (released here)."""
         started = time.perf_counter()
         try:
             out = self._run(x)
         finally:
             COMPUTE_LOCK.release()
-        elapsed = time.perf_counter() - started
-        rows = len(x)
+        return out, time.perf_counter() - started
+
+    def _record(self, rows: int, requests: int, seconds: float) -> None:
+        per_row = seconds / max(rows, 1)
+        self._row_s += _COST_SMOOTHING * (per_row - self._row_s) if self._row_s else per_row
         self.batches += 1
         self.rows += rows
         stat = self.batch_stats.get(rows)
         if stat is None:
             stat = self.batch_stats[rows] = [0, 0]
         stat[0] += 1
-        stat[1] += int(elapsed * 1e9)
+        stat[1] += int(seconds * 1e9)
         if self._observe is not None:
             try:
-                self._observe(rows, requests, elapsed)
+                self._observe(rows, requests, seconds)
             except Exception:
                 log.exception("batch observer failed")
-        return out

@@ -29,17 +29,17 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         self._limits = limits
 
     @map_errors
-    def Classify(self, request: pb.ClassifyRequest, context: grpc.ServicerContext):
+    async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext):
         version = _version(request.version)
 
         def images_for(model: ServedModel) -> np.ndarray:
             return codec.decode_images(request, model, self._limits)
 
-        result = self._inference.predict(request.model, version, images_for, context)
+        result = await self._inference.predict(request.model, version, images_for, context)
         return codec.encode_classify(result.model, result.probabilities, request.top_k)
 
     @map_errors
-    def ListModels(self, request: pb.ListModelsRequest, context: grpc.ServicerContext):
+    async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext):
         response = pb.ListModelsResponse()
         for name in self._registry.names():
             versions = self._registry.versions(name)
@@ -48,6 +48,6 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         return response
 
     @map_errors
-    def GetModel(self, request: pb.GetModelRequest, context: grpc.ServicerContext):
+    async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext):
         model = self._registry.get(request.model, _version(request.version))
         return codec.encode_model(model, self._registry.versions(model.name))

@@ -1,15 +1,16 @@
 """Domain errors carrying their gRPC status, and the one decorator that maps them.
 
-Servicer methods raise these (or let codec/registry code raise them); `map_errors` turns
-them into `context.abort(code, message)`. Anything else is a bug: it is logged with its
-traceback and reported to the client as INTERNAL without internals.
+Servicer methods (coroutines of the `grpc.aio` server) raise these, or let codec/registry code
+raise them; `map_errors` turns them into `await context.abort(code, message)`. Anything else
+is a bug: it is logged with its traceback and reported to the client as INTERNAL without
+internals.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -68,34 +69,42 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see server log"
 
 
-def _abort(context: grpc.ServicerContext, exc: Exception, where: str) -> None:
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception, where: str) -> None:
     """End the RPC with `exc`'s status (context.abort raises); log what is not a domain error."""
     if not isinstance(exc, ServerError):
         log.exception("unhandled error in %s", where)
-    context.abort(*status_of(exc))
+    await context.abort(*status_of(exc))
 
 
 def map_errors(method: F) -> F:
-    """Decorate a unary servicer method `(self, request, context)`: domain errors -> abort."""
+    """Decorate an async unary servicer method `(self, request, context)`: domain errors ->
+    abort with their status."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            _abort(context, exc, method.__qualname__)
+            await _abort(context, exc, method.__qualname__)
 
     return wrapper  # type: ignore[return-value]
 
 
 def map_stream_errors(method: F) -> F:
-    """Like `map_errors` for server-streaming methods (generators)."""
+    """Like `map_errors` for server-streaming methods (async generators)."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
         try:
-            yield from method(self, request, context)
+            async for item in method(self, request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
         except Exception as exc:
-            _abort(context, exc, method.__qualname__)
+            await _abort(context, exc, method.__qualname__)
 
     return wrapper  # type: ignore[return-value]

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 
 from server import metrics
+from server.batcher import BatcherClosed, Pending
 from server.model import ServedModel
 from server.registry import ModelRegistry
 
@@ -32,19 +33,19 @@ class InferenceService:
         self.registry = registry
         self._timeout = request_timeout_s
 
-    def timeout_for(self, context: grpc.ServicerContext | None) -> float:
+    def timeout_for(self, context: grpc.aio.ServicerContext | None) -> float:
         """Seconds the request may wait: its deadline, capped by the server's timeout."""
         remaining = context.time_remaining() if context is not None else None
         if remaining is None:
             return self._timeout
         return max(0.0, min(float(remaining), self._timeout))
 
-    def predict(
+    async def predict(
         self,
         name: str,
         version: int | None,
         images_for: ImagesFor,
-        context: grpc.ServicerContext | None,
+        context: grpc.aio.ServicerContext | None,
     ) -> Prediction:
         """Resolve `name`/`version`, decode images with `images_for(model)`, predict.
 
@@ -56,19 +57,22 @@ class InferenceService:
         """
         started = time.perf_counter()
 
-        def run(model: ServedModel) -> Prediction:
+        def submit(model: ServedModel) -> tuple[ServedModel, Pending]:
             try:
-                images = images_for(model)
-                pending = model.submit(images)
-                probs = pending.result(self.timeout_for(context))
+                return model, model.submit(images_for(model))
+            except BatcherClosed:
+                raise
             except Exception:
                 model.stats.record(False, time.perf_counter() - started)
                 raise
-            model.stats.record(True, time.perf_counter() - started)
-            return Prediction(model, probs)
 
-        result = self.registry.run(name, version, run)
-        metrics.observe_inference(
-            result.model.name, len(result.probabilities), time.perf_counter() - started
-        )
-        return result
+        model, pending = self.registry.run(name, version, submit)
+        try:
+            probabilities = await pending.result(self.timeout_for(context))
+        except BaseException:
+            model.stats.record(False, time.perf_counter() - started)
+            raise
+        seconds = time.perf_counter() - started
+        model.stats.record(True, seconds)
+        metrics.observe_inference(model.name, len(probabilities), seconds)
+        return Prediction(model, probabilities)

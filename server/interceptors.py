@@ -1,10 +1,11 @@
-"""Server interceptor: bearer-token authentication and per-RPC metrics."""
+"""Server interceptor: bearer-token authentication, per-RPC metrics, undecodable requests."""
 
 from __future__ import annotations
 
 import hmac
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -24,30 +25,81 @@ def _token_ok(metadata: Any, token: str) -> bool:
     return False
 
 
+class _Undecodable:
+    """Stands in for a request whose bytes are not the method's message type."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that returns `_Undecodable` instead of raising.
+
+    grpc.aio reports a raising deserializer as UNKNOWN "Unexpected DecodeError"; this way the
+    handler can answer INVALID_ARGUMENT naming the expected message type.
+    """
+    if deserialize is None:
+        return None
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:
+            return _Undecodable(f"{type(exc).__name__}: {exc}")
+
+    return parse
+
+
+async def _reject_undecodable(
+    request: _Undecodable, context: grpc.aio.ServicerContext, method: str
+) -> None:
+    await context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request body is not a valid message for {method} ({request.reason})",
+    )
+
+
 def _timed(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
     latency = metrics.LATENCY.labels(method)
     counters: dict[str, Any] = {}  # status name -> counter child (label lookups cached)
 
-    def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+    def record(context: grpc.aio.ServicerContext, started: float) -> None:
+        code = context.code()
+        name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+        counter = counters.get(name)
+        if counter is None:
+            counter = counters[name] = metrics.REQUESTS.labels(method, name)
+        counter.inc()
+        latency.observe(time.perf_counter() - started)
+
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         try:
-            return behavior(request, context)
+            if type(request) is _Undecodable:
+                await _reject_undecodable(request, context, method)
+            return await behavior(request, context)
         finally:
-            code = context.code() if hasattr(context, "code") else None
-            name = code.name if isinstance(code, grpc.StatusCode) else "OK"
-            counter = counters.get(name)
-            if counter is None:
-                counter = counters[name] = metrics.REQUESTS.labels(method, name)
-            counter.inc()
-            latency.observe(time.perf_counter() - started)
+            record(context, started)
+
+    return wrapper
+
+
+def _checked_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if type(request) is _Undecodable:
+            await _reject_undecodable(request, context, method)
+        async for item in behavior(request, context):
+            yield item
 
     return wrapper
 
 
 def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-    def deny(request: Any, context: grpc.ServicerContext) -> Any:
+    async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
         metrics.REQUESTS.labels(method, "UNAUTHENTICATED").inc()
-        context.abort(
+        await context.abort(
             grpc.StatusCode.UNAUTHENTICATED,
             "missing or invalid bearer token: send metadata 'authorization: Bearer <token>'",
         )
@@ -65,20 +117,25 @@ def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
     return grpc.stream_stream_rpc_method_handler(deny, **kwargs)
 
 
-class ServiceInterceptor(grpc.ServerInterceptor):
-    """Reject RPCs without the bearer token (when one is configured); time unary RPCs."""
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Reject RPCs without the bearer token (when one is configured); time unary RPCs; answer
+    requests that do not parse with INVALID_ARGUMENT (unary and server-streaming methods).
+
+    Every handler of the server is a coroutine (or async generator) function: this is a
+    `grpc.aio` server, and the wrappers are coroutines too.
+    """
 
     def __init__(self, auth_token: str | None) -> None:
         self._token = auth_token
         # method -> (handler, timed handler): built once per method, not once per RPC
         self._timed: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
@@ -88,11 +145,20 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             and not _token_ok(handler_call_details.invocation_metadata, self._token)
         ):
             return _rejecting(handler, method)
-        if handler.unary_unary is None:
-            return handler
         cached = self._timed.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        timed = handler._replace(unary_unary=_timed(method, handler.unary_unary))
-        self._timed[method] = (handler, timed)
-        return timed
+        if handler.unary_unary is not None:
+            wrapped = handler._replace(
+                unary_unary=_timed(method, handler.unary_unary),
+                request_deserializer=_tolerant(handler.request_deserializer),
+            )
+        elif handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
+            wrapped = handler._replace(
+                unary_stream=_checked_stream(method, handler.unary_stream),
+                request_deserializer=_tolerant(handler.request_deserializer),
+            )
+        else:
+            wrapped = handler
+        self._timed[method] = (handler, wrapped)
+        return wrapped

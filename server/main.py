@@ -8,16 +8,15 @@ is logged as "listening on HOST:PORT" and, with `--port-file`, written to a file
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from server.settings import Settings, SettingsError, settings_table
@@ -74,32 +73,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
-    log = logging.getLogger("server")
 
+    return asyncio.run(_serve(settings, args.port_file))
+
+
+async def _serve(settings: Settings, port_file: Path | None) -> int:
+    """Serve on this event loop until SIGTERM or SIGINT, then drain; returns the exit code."""
     from server.app import create_server
 
+    log = logging.getLogger("server")
     try:
-        server, port = create_server(settings)
+        server, port = await create_server(settings)
     except (RuntimeError, OSError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
-    stop = threading.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s", signal.Signals(signum).name)
+    def on_signal(signum: signal.Signals) -> None:
+        log.info("received %s", signum.name)
         stop.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.start()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await server.start()
     host = settings.grpc_address.rpartition(":")[0]
     log.info("settings %s", json.dumps(server.settings.describe()))
     log.info("listening on %s:%d (tls=%s)", host, port, settings.tls_enabled)
-    if args.port_file:
-        _write_port_file(args.port_file, port)
-    while not stop.wait(1.0):
-        pass
+    if port_file:
+        _write_port_file(port_file, port)
+    await stop.wait()
     started = time.monotonic()
-    server.drain_and_stop()
+    await server.drain_and_stop()
     log.info("shutdown complete in %.2f s", time.monotonic() - started)
     return 0

@@ -6,6 +6,7 @@ the model up (compiles/loads the Numba kernels) before the version becomes visib
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -165,9 +166,11 @@ def load_version(
     max_batch_size: int,
     max_queue_delay_s: float,
     max_queue_size: int,
+    loop: asyncio.AbstractEventLoop,
+    inline_max_s: float = 0.001,
     observe: BatchObserver | None = None,
 ) -> ServedModel:
-    """Load `path` (one version directory), warm it up and start its batcher.
+    """Load `path` (one version directory), warm it up and give it a batcher on `loop`.
 
     Raises:
         core.errors.ArtifactError (ValueError) and OSError: the version cannot be loaded.
@@ -195,11 +198,19 @@ def load_version(
         return np.asarray(network.predict_proba(x, batch_size=max(len(x), 1)), dtype=np.float32)
 
     # Warm-up outside the batcher: compiles (or loads from the Numba cache) every kernel, so
-    # the first real request after the swap is fast. Runs under the process compute lock.
+    # the first real request after the swap is fast; the second, warm pass tells the batcher
+    # what a forward pass costs. Runs under the process compute lock.
+    warm = np.zeros((2, *spec.shape), dtype=np.float32)
     with COMPUTE_LOCK:
-        run(np.zeros((2, *spec.shape), dtype=np.float32))
+        run(warm)
+        timed_from = time.perf_counter()
+        run(warm)
+        seconds_per_row = (time.perf_counter() - timed_from) / len(warm)
     batcher = Batcher(
         run,
+        loop=loop,
+        inline_max_s=inline_max_s,
+        seconds_per_row=seconds_per_row,
         name=f"{name}:{version}",
         max_batch_size=max_batch_size,
         max_queue_delay_s=max_queue_delay_s,

@@ -29,7 +29,13 @@ class Settings(BaseModel):
     grpc_address: str = Field(
         "127.0.0.1:50051", description="host:port to listen on; port 0 picks a free port."
     )
-    workers: int = Field(16, ge=1, le=1024, description="gRPC handler threads.")
+    workers: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Threads for blocking calls (the Training API's Redis requests); RPC "
+        "handlers themselves run on one asyncio event loop.",
+    )
     max_concurrent_rpcs: int = Field(
         512, ge=1, description="RPCs in progress beyond which new ones get RESOURCE_EXHAUSTED."
     )
@@ -49,6 +55,12 @@ class Settings(BaseModel):
         1.0,
         ge=0.0,
         description="Longest a request waits for others to join its batch (only under load), ms.",
+    )
+    inline_forward_ms: float = Field(
+        1.0,
+        ge=0.0,
+        description="Forward passes expected to take at most this long run on the event loop "
+        "(no thread hand-off); longer ones run in the compute thread, ms.",
     )
     max_queue_size: int = Field(
         1024, ge=1, description="Images waiting per model beyond which requests are refused."
@@ -75,10 +87,10 @@ class Settings(BaseModel):
         "UNAVAILABLE quickly when Redis is down).",
     )
     max_watches: int = Field(
-        8,
+        64,
         ge=1,
-        description="Concurrent Training.Watch streams (each holds a handler thread; at most "
-        "half of CNN_WORKERS are used); beyond it Watch returns RESOURCE_EXHAUSTED.",
+        description="Concurrent Training.Watch streams (a stream holds no thread between its "
+        "polls); beyond it Watch returns RESOURCE_EXHAUSTED.",
     )
     watch_interval_s: float = Field(
         0.2, gt=0.0, le=10.0, description="How often Training.Watch polls a job's state, s."

@@ -8,11 +8,11 @@ with short timeouts around `worker.client`, worker exceptions turned into `Serve
 `rq` is imported only by `worker/`; this module goes through `worker.client`, which validates
 with `worker.spec` before it contacts Redis, so an invalid spec never enqueues anything.
 
-Redis being down never affects classification: the Redis client (one connection pool for all
-handler threads, connecting lazily) has short timeouts, and its failures become UNAVAILABLE
-("job queue (Redis at URL) unreachable"). Those responses carry ``grpc-retry-pushback-ms: -1``
-so that clients with a gRPC retry policy do not retry what the server already retried (the
-answer then comes in about a second, not five).
+Redis being down never affects classification: the Redis client (one connection pool for the
+threads that run its blocking calls, connecting lazily) has short timeouts, and its failures
+become UNAVAILABLE ("job queue (Redis at URL) unreachable"). Those responses carry
+``grpc-retry-pushback-ms: -1`` so that clients with a gRPC retry policy do not retry what the
+server already retried (the answer then comes in about a second, not five).
 
 Watch sends one message per finished epoch: the worker appends each epoch end to the job's
 epoch list (`JobInfo.epochs`), and the stream sends every epoch it has not sent yet, oldest
@@ -22,15 +22,16 @@ interval.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import redis
@@ -91,6 +92,8 @@ class JobAlreadyEnded(ServerError):
 class QueueUnavailable(Unavailable):
     """Redis, which holds the job queue, cannot be reached."""
 
+
+T = TypeVar("T")
 
 #: Retries of a failed Redis command (after 0.2 s): rides out a blip, answers within seconds.
 REDIS_RETRIES = 1
@@ -285,9 +288,14 @@ def _job_id(value: str) -> str:
 class TrainingServicer(pb_grpc.TrainingServicer):
     """Translate `cnn.v1.Training` messages to `JobQueue` calls and back.
 
+    The server's handlers run on its event loop; every `JobQueue` call (blocking Redis I/O)
+    runs in `blocking`, a thread pool, so a slow or unreachable Redis never stalls
+    classification.
+
     Args:
         queue: the job queue.
-        max_watches: concurrent Watch streams (each occupies a handler thread while it lasts).
+        blocking: the executor for `JobQueue` calls.
+        max_watches: concurrent Watch streams (a stream holds no thread between polls).
         watch_interval_s: how often a Watch polls the job.
         draining: true once the server shuts down; open Watch streams then end (UNAVAILABLE).
         watch_grace_s: how long a Watch rides out Redis being unreachable (or the job hash
@@ -298,37 +306,46 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         self,
         queue: JobQueue,
         *,
-        max_watches: int = 8,
+        blocking: Executor,
+        max_watches: int = 64,
         watch_interval_s: float = 0.2,
         draining: Callable[[], bool] = lambda: False,
         watch_grace_s: float = 15.0,
     ) -> None:
         self._queue = queue
+        self._blocking = blocking
         self._max_watches = max_watches
-        self._watch_slots = threading.BoundedSemaphore(max_watches)
+        self._watching = 0
         self._interval = watch_interval_s
         self._draining = draining
         self._grace = watch_grace_s
 
-    @map_errors
-    def Submit(self, request: pb.SubmitRequest, context: grpc.ServicerContext) -> pb.SubmitResponse:
-        context.set_trailing_metadata(NO_CLIENT_RETRY)
-        return pb.SubmitResponse(job_id=self._queue.submit(request.spec_json))
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._blocking, fn, *args)
 
     @map_errors
-    def Get(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.Job:
+    async def Submit(
+        self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitResponse:
         context.set_trailing_metadata(NO_CLIENT_RETRY)
-        return job_message(self._queue.get(_job_id(request.job_id)))
+        return pb.SubmitResponse(job_id=await self._call(self._queue.submit, request.spec_json))
 
     @map_errors
-    def Cancel(self, request: pb.CancelRequest, context: grpc.ServicerContext) -> pb.CancelResponse:
+    async def Get(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:
         context.set_trailing_metadata(NO_CLIENT_RETRY)
-        status = self._queue.cancel(_job_id(request.job_id))
+        return job_message(await self._call(self._queue.get, _job_id(request.job_id)))
+
+    @map_errors
+    async def Cancel(
+        self, request: pb.CancelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelResponse:
+        context.set_trailing_metadata(NO_CLIENT_RETRY)
+        status = await self._call(self._queue.cancel, _job_id(request.job_id))
         return pb.CancelResponse(status=STATUS.get(status, pb.JOB_STATUS_UNSPECIFIED))
 
     @map_errors
-    def List(
-        self, request: pb.ListJobsRequest, context: grpc.ServicerContext
+    async def List(
+        self, request: pb.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListJobsResponse:
         context.set_trailing_metadata(NO_CLIENT_RETRY)
         if request.status not in pb.JobStatus.values():
@@ -336,37 +353,40 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         limit = min(request.limit or DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT)
         wanted = request.status
         # worker.client filters nothing: ask for everything when filtering by status.
-        infos = self._queue.list(MAX_LIST_LIMIT if wanted else limit)
+        infos = await self._call(self._queue.list, MAX_LIST_LIMIT if wanted else limit)
         messages = [job_message(info) for info in infos]
         if wanted:
             messages = [m for m in messages if m.status == wanted]
         return pb.ListJobsResponse(jobs=messages[:limit])
 
     @map_stream_errors
-    def Watch(self, request: pb.WatchRequest, context: grpc.ServicerContext) -> Iterator[pb.Job]:
+    async def Watch(
+        self, request: pb.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.Job]:
         context.set_trailing_metadata(NO_CLIENT_RETRY)
         job_id = _job_id(request.job_id)
-        if not self._watch_slots.acquire(blocking=False):
+        if self._watching >= self._max_watches:
             raise LimitExceeded(
                 f"{self._max_watches} Watch streams are open, the server's limit "
                 "(CNN_MAX_WATCHES): retry later or poll Training.Get"
             )
+        self._watching += 1
         try:
-            yield from self._follow(job_id, context)
+            async for message in self._follow(job_id):
+                yield message
         finally:
-            self._watch_slots.release()
+            self._watching -= 1
 
-    def _follow(self, job_id: str, context: grpc.ServicerContext) -> Iterator[pb.Job]:
+    async def _follow(self, job_id: str) -> AsyncIterator[pb.Job]:
         """Every finished epoch not sent yet, then the job's state, on every change, until the
-        job is final or the client left. Identical consecutive messages are sent once."""
-        gone = threading.Event()
-        context.add_callback(gone.set)  # the RPC ended (client cancelled, deadline): wake up
+        job is final. Identical consecutive messages are sent once. A client that leaves
+        (cancel, deadline) cancels the handler's task, which ends this generator."""
         last: bytes | None = None
         sent_epoch = 0
         trouble_since: float | None = None
         while True:
             try:
-                info = self._queue.get(job_id)
+                info = await self._call(self._queue.get, job_id)
                 message = job_message(info)
                 trouble_since = None
             except (JobNotFound, QueueUnavailable):
@@ -390,5 +410,4 @@ class TrainingServicer(pb_grpc.TrainingServicer):
                 raise Unavailable(
                     "the server is shutting down; watch again (the job keeps running)"
                 )
-            if gone.wait(self._interval) or not context.is_active():
-                return
+            await asyncio.sleep(self._interval)

@@ -52,21 +52,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._delay_us = max_queue_delay_us
 
     @map_errors
-    def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.ServicerContext):
+    async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext):
         return pb.ServerLiveResponse(live=True)
 
     @map_errors
-    def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.ServicerContext):
+    async def ServerReady(self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext):
         return pb.ServerReadyResponse(ready=self._ready())
 
     @map_errors
-    def ServerMetadata(self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext):
+    async def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+    ):
         return pb.ServerMetadataResponse(
             name=SERVER_NAME, version=self._version, extensions=list(EXTENSIONS)
         )
 
     @map_errors
-    def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.ServicerContext):
+    async def ModelReady(self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext):
         version = parse_version(request.version, "version")
         try:
             self._registry.get(request.name, version)
@@ -75,17 +77,19 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ModelReadyResponse(ready=self._ready())
 
     @map_errors
-    def ModelMetadata(self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext):
+    async def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+    ):
         model = self._registry.get(request.name, parse_version(request.version, "version"))
         return codec_v2.encode_metadata(model, self._registry.versions(model.name))
 
     @map_errors
-    def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.ServicerContext):
+    async def ModelConfig(self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext):
         model = self._registry.get(request.name, parse_version(request.version, "version"))
         return codec_v2.encode_config(model, self._max_batch_size, self._delay_us)
 
     @map_errors
-    def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.ServicerContext):
+    async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext):
         version = parse_version(request.model_version, "model_version")
         outputs: list[codec_v2.RequestedOutput] = []
 
@@ -93,11 +97,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             outputs[:] = codec_v2.requested_outputs(request, model)
             return codec_v2.decode_inputs(request, model, self._limits)
 
-        result = self._inference.predict(request.model_name, version, images_for, context)
+        result = await self._inference.predict(request.model_name, version, images_for, context)
         return codec_v2.encode_infer_response(request, result.model, result.probabilities, outputs)
 
     @map_errors
-    def ModelStatistics(self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext):
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+    ):
         version = parse_version(request.version, "version")
         if request.name:
             versions = [version] if version else self._registry.versions(request.name)
@@ -127,7 +133,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return response
 
     @map_errors
-    def RepositoryIndex(self, request: pb.RepositoryIndexRequest, context: grpc.ServicerContext):
+    async def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+    ):
         response = pb.RepositoryIndexResponse()
         for item in self._registry.index():
             if request.ready and item.state != READY:

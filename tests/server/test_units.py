@@ -5,6 +5,7 @@ Never imports `server.app`, `server.v2_servicer` or `server.codec_v2` (see test_
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.batcher import Batcher, BatcherClosed
+from server.batcher import COMPUTE_LOCK, Batcher, BatcherClosed
 from server.errors import DeadlineExceeded, InvalidInput, LimitExceeded, ModelNotFound
 from server.images import check_image_shape, check_pixels, decode_image
 from server.model import InputSpec, ServedModel
@@ -65,162 +66,156 @@ def test_settings_table_lists_every_variable() -> None:
         assert f"`CNN_{name.upper()}`" in table
 
 
-# --- batcher -------------------------------------------------------------------------------
+# --- batcher ---------------------------------------------------------------------------------
+# The batcher lives on the server's event loop: each test runs one loop with asyncio.run.
 
 
-def _double(calls: list[int]):  # type: ignore[no-untyped-def]
+def _batcher(run, **kwargs) -> Batcher:  # type: ignore[no-untyped-def]
+    options = {"max_batch_size": 8, "max_queue_delay_s": 0.0, "max_queue_size": 100}
+    options.update(kwargs)
+    return Batcher(run, loop=asyncio.get_running_loop(), name="m:1", **options)
+
+
+def _recording(calls: list[tuple[int, str]], seconds: float = 0.0):  # type: ignore[no-untyped-def]
     def run(x: np.ndarray) -> np.ndarray:
-        calls.append(len(x))
-        time.sleep(0.005)
+        calls.append((len(x), threading.current_thread().name))
+        if seconds:
+            time.sleep(seconds)
         return x * 2
 
     return run
 
 
-def test_lone_request_is_run_without_waiting_for_the_queue_delay() -> None:
-    calls: list[int] = []
-    batcher = Batcher(
-        _double(calls), name="t", max_batch_size=8, max_queue_delay_s=1.0, max_queue_size=100
-    )
-    try:
+def test_lone_fast_request_runs_inline_without_waiting_for_the_queue_delay() -> None:
+    calls: list[tuple[int, str]] = []
+
+    async def scenario() -> None:
+        batcher = _batcher(_recording(calls), max_queue_delay_s=1.0)
         started = time.perf_counter()
-        out = batcher.submit(np.ones((1, 2))).result(5)
+        out = await batcher.submit(np.ones((1, 2))).result(5)
         assert time.perf_counter() - started < 0.5
         np.testing.assert_array_equal(out, np.full((1, 2), 2.0))
-    finally:
-        batcher.close()
+        assert (batcher.batches, batcher.rows, batcher.batch_stats[1][0]) == (1, 1, 1)
+
+    asyncio.run(scenario())
+    assert calls == [(1, threading.current_thread().name)]  # the loop's own thread
 
 
-def test_concurrent_requests_share_forward_passes_and_get_their_own_rows() -> None:
-    calls: list[int] = []
-    batcher = Batcher(
-        _double(calls), name="t", max_batch_size=16, max_queue_delay_s=0.01, max_queue_size=1000
-    )
-    results: dict[int, np.ndarray] = {}
+def test_requests_of_one_loop_iteration_share_passes_and_get_their_own_rows() -> None:
+    calls: list[tuple[int, str]] = []
 
-    def client(i: int) -> None:
-        results[i] = batcher.submit(np.full((2, 3), float(i))).result(10)
+    async def scenario() -> None:
+        batcher = _batcher(_recording(calls), max_batch_size=16)
+        pending = [batcher.submit(np.full((2, 3), float(i))) for i in range(40)]
+        results = await asyncio.gather(*(p.result(5) for p in pending))
+        for i, out in enumerate(results):
+            np.testing.assert_array_equal(out, np.full((2, 3), 2.0 * i))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(40)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    batcher.close()
-    for i in range(40):
-        np.testing.assert_array_equal(results[i], np.full((2, 3), 2.0 * i))
-    assert sum(calls) == 80 and max(calls) <= 16
-    assert len(calls) < 40  # batched
+    asyncio.run(scenario())
+    sizes = [n for n, _ in calls]
+    assert sum(sizes) == 80 and max(sizes) <= 16 and len(sizes) == 5
 
 
 def test_request_larger_than_max_batch_is_split_into_chunks() -> None:
-    calls: list[int] = []
-    batcher = Batcher(
-        _double(calls), name="t", max_batch_size=4, max_queue_delay_s=0, max_queue_size=100
-    )
-    try:
+    calls: list[tuple[int, str]] = []
+
+    async def scenario() -> None:
+        batcher = _batcher(_recording(calls), max_batch_size=4)
         x = np.arange(10.0).reshape(10, 1)
-        np.testing.assert_array_equal(batcher.submit(x).result(5), x * 2)
-        assert max(calls) <= 4
-    finally:
-        batcher.close()
+        np.testing.assert_array_equal(await batcher.submit(x).result(5), x * 2)
+
+    asyncio.run(scenario())
+    assert [n for n, _ in calls] == [4, 4, 2]
 
 
-def test_full_queue_is_resource_exhausted_and_closed_batcher_refuses() -> None:
+def test_slow_pass_runs_in_the_compute_thread_and_arrivals_form_the_next_batch() -> None:
+    gate = threading.Event()
+    calls: list[tuple[int, str]] = []
+
+    def run(x: np.ndarray) -> np.ndarray:
+        calls.append((len(x), threading.current_thread().name))
+        if len(calls) == 1:
+            gate.wait(5)
+        return x + 1
+
+    async def scenario() -> None:
+        batcher = _batcher(run, max_batch_size=16, inline_max_s=0.0)
+        first = asyncio.ensure_future(batcher.submit(np.zeros((1, 1))).result(5))
+        while not calls:  # the first pass started in the compute thread
+            await asyncio.sleep(0.001)
+        others = [batcher.submit(np.full((1, 1), float(i))) for i in range(1, 6)]
+        assert batcher.queued_rows == 5
+        gate.set()
+        outs = await asyncio.gather(first, *(p.result(5) for p in others))
+        for i, out in enumerate(outs):
+            np.testing.assert_array_equal(out, np.full((1, 1), i + 1.0))
+
+    asyncio.run(scenario())
+    assert [n for n, _ in calls] == [1, 5]
+    assert all(name.startswith("compute") for _, name in calls)
+
+
+def test_under_contention_a_flush_waits_for_more_requests() -> None:
+    calls: list[tuple[int, str]] = []
+
+    async def scenario() -> None:
+        batcher = _batcher(_recording(calls), max_batch_size=64, max_queue_delay_s=0.05)
+        early = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]  # contended: 2 queued
+        await asyncio.sleep(0.01)  # within the hold: these join the same batch
+        late = [batcher.submit(np.zeros((1, 1))) for _ in range(3)]
+        await asyncio.gather(*(p.result(5) for p in early + late))
+
+    asyncio.run(scenario())
+    assert [n for n, _ in calls] == [5]
+
+
+def test_full_queue_is_resource_exhausted_and_closed_batcher_refuses_but_finishes() -> None:
     gate = threading.Event()
 
     def slow(x: np.ndarray) -> np.ndarray:
         gate.wait(5)
         return x
 
-    batcher = Batcher(
-        slow,
-        name="m:1",
-        max_batch_size=1,
-        max_queue_delay_s=0,
-        max_queue_size=2,
-        inline_when_idle=False,
-    )
-    first = batcher.submit(np.zeros((1, 1)))
-    time.sleep(0.05)  # the first is running, the queue is empty
-    batcher.submit(np.zeros((2, 1)))
-    with pytest.raises(LimitExceeded, match="max_queue_size=2"):
-        batcher.submit(np.zeros((1, 1)))
-    gate.set()
-    first.result(5)
-    batcher.close()
-    with pytest.raises(BatcherClosed):
-        batcher.submit(np.zeros((1, 1)))
-
-
-def test_result_past_deadline_is_deadline_exceeded() -> None:
-    gate = threading.Event()
-    batcher = Batcher(
-        lambda x: (gate.wait(5), x)[1],
-        name="t",
-        max_batch_size=1,
-        max_queue_delay_s=0,
-        max_queue_size=9,
-        inline_when_idle=False,
-    )
-    try:
-        with pytest.raises(DeadlineExceeded):
-            batcher.submit(np.zeros((1, 1))).result(0.05)
-    finally:
+    async def scenario() -> None:
+        batcher = _batcher(slow, max_batch_size=1, max_queue_size=2, inline_max_s=0.0)
+        first = batcher.submit(np.zeros((1, 1)))
+        await asyncio.sleep(0.05)  # the first is running, the queue is empty
+        queued = batcher.submit(np.zeros((2, 1)))
+        with pytest.raises(LimitExceeded, match="max_queue_size=2"):
+            batcher.submit(np.zeros((1, 1)))
+        batcher.close()  # from any thread; takes effect on the loop
+        await asyncio.sleep(0)
+        with pytest.raises(BatcherClosed):
+            batcher.submit(np.zeros((1, 1)))
         gate.set()
-        batcher.close()
+        assert (await first.result(5)).shape == (1, 1)
+        assert (await queued.result(5)).shape == (2, 1)  # queued work still ran
+
+    asyncio.run(scenario())
 
 
-def test_idle_batcher_runs_the_pass_in_the_submitting_thread() -> None:
-    threads: list[str] = []
-
-    def run(x: np.ndarray) -> np.ndarray:
-        threads.append(threading.current_thread().name)
-        return x + 1
-
-    batcher = Batcher(run, name="t", max_batch_size=4, max_queue_delay_s=1.0, max_queue_size=9)
-    try:
-        np.testing.assert_array_equal(batcher.submit(np.zeros((2, 1))).result(5), np.ones((2, 1)))
-        assert threads == [threading.current_thread().name]
-        assert (batcher.batches, batcher.rows, batcher.batch_stats[2][0]) == (1, 2, 1)
-    finally:
-        batcher.close()
-
-
-def test_requests_arriving_during_an_inline_pass_are_batched_by_the_thread() -> None:
+def test_result_past_deadline_is_deadline_exceeded_and_is_dropped_from_the_queue() -> None:
     gate = threading.Event()
-    entered = threading.Event()
     calls: list[tuple[int, str]] = []
 
     def run(x: np.ndarray) -> np.ndarray:
         calls.append((len(x), threading.current_thread().name))
-        if len(calls) == 1:
-            entered.set()
-            gate.wait(5)
-        return x * 2
+        gate.wait(5)
+        return x
 
-    batcher = Batcher(run, name="t", max_batch_size=16, max_queue_delay_s=0, max_queue_size=99)
-    results: dict[int, np.ndarray] = {}
+    async def scenario() -> None:
+        batcher = _batcher(run, max_batch_size=1, inline_max_s=0.0)
+        running = batcher.submit(np.zeros((1, 1)))
+        await asyncio.sleep(0.02)
+        with pytest.raises(DeadlineExceeded, match="deadline"):
+            await batcher.submit(np.zeros((1, 1))).result(0.05)
+        gate.set()
+        await running.result(5)
+        await asyncio.sleep(0.05)
+        assert batcher.queued_rows == 0
 
-    def client(i: int) -> None:
-        results[i] = batcher.submit(np.full((1, 1), float(i))).result(5)
-
-    first = threading.Thread(target=client, args=(0,), name="first")
-    first.start()
-    assert entered.wait(5)
-    others = [threading.Thread(target=client, args=(i,)) for i in range(1, 6)]
-    for t in others:
-        t.start()
-    deadline = time.monotonic() + 5
-    while batcher.queued_rows < 5 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    gate.set()
-    for t in [first, *others]:
-        t.join(5)
-    batcher.close()
-    assert calls == [(1, "first"), (5, "batcher-t")]
-    for i in range(6):
-        np.testing.assert_array_equal(results[i], np.full((1, 1), 2.0 * i))
+    asyncio.run(scenario())
+    assert len(calls) == 1  # the expired request was never computed
 
 
 def test_forward_passes_never_overlap_across_batchers_and_threads() -> None:
@@ -235,38 +230,50 @@ def test_forward_passes_never_overlap_across_batchers_and_threads() -> None:
         inside[0] -= 1
         return x
 
-    batchers = [
-        Batcher(run, name=f"m{i}", max_batch_size=8, max_queue_delay_s=0.0005, max_queue_size=999)
-        for i in range(2)
-    ]
+    stop = threading.Event()
 
-    def client(i: int) -> None:
-        for _ in range(30):
-            batchers[i % 2].submit(np.zeros((1, 1))).result(10)
+    def warm_ups() -> None:  # the watcher warms new versions under the same lock
+        while not stop.is_set():
+            with COMPUTE_LOCK:
+                run(np.zeros((1, 1)))
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for b in batchers:
-        b.close()
+    async def scenario() -> None:
+        batchers = [
+            _batcher(run, max_queue_delay_s=0.0005, inline_max_s=limit) for limit in (1.0, 0.0)
+        ]
+
+        async def client(i: int) -> None:
+            for _ in range(30):
+                await batchers[i % 2].submit(np.zeros((1, 1))).result(10)
+
+        await asyncio.gather(*(client(i) for i in range(12)))
+        assert sum(b.rows for b in batchers) == 360
+
+    thread = threading.Thread(target=warm_ups)
+    thread.start()
+    try:
+        asyncio.run(scenario())
+    finally:
+        stop.set()
+        thread.join()
     assert overlaps[0] == 0
-    assert sum(b.rows for b in batchers) == 360
 
 
-def test_forward_error_reaches_every_request_of_the_batch() -> None:
+@pytest.mark.parametrize("inline_max_s", [1.0, 0.0])
+def test_forward_error_reaches_every_request_of_the_batch(inline_max_s: float) -> None:
     def boom(x: np.ndarray) -> np.ndarray:
         raise RuntimeError("kernel failed")
 
-    batcher = Batcher(boom, name="t", max_batch_size=4, max_queue_delay_s=0, max_queue_size=9)
-    try:
-        with pytest.raises(RuntimeError, match="kernel failed"):
-            batcher.submit(np.zeros((1, 1))).result(5)
-        with pytest.raises(RuntimeError, match="kernel failed"):  # the thread survived
-            batcher.submit(np.zeros((1, 1))).result(5)
-    finally:
-        batcher.close()
+    async def scenario() -> None:
+        batcher = _batcher(boom, inline_max_s=inline_max_s)
+        pending = [batcher.submit(np.zeros((1, 1))) for _ in range(3)]
+        for p in pending:
+            with pytest.raises(RuntimeError, match="kernel failed"):
+                await p.result(5)
+        with pytest.raises(RuntimeError, match="kernel failed"):  # still serving
+            await batcher.submit(np.zeros((1, 1))).result(5)
+
+    asyncio.run(scenario())
 
 
 def test_served_model_preprocess_is_bit_identical_to_core(digits_artifact) -> None:  # type: ignore[no-untyped-def]
