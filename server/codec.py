@@ -13,7 +13,7 @@ import numpy as np
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from server.errors import InvalidInput, LimitExceeded
-from server.images import check_image_shape, check_pixels, decode_image
+from server.images import check_image_shape, check_pixels, decode_image, validate_pixels
 from server.model import ServedModel
 
 DEFAULT_TOP_K = 5
@@ -46,24 +46,25 @@ def tensor_to_array(tensor: pb.Tensor, field: str, max_elements: int) -> np.ndar
         raise InvalidInput(
             f"{field}.dtype is {name}; expected DATA_TYPE_UINT8 or DATA_TYPE_FLOAT32"
         )
-    shape = tuple(int(d) for d in tensor.shape)
-    if not shape or any(d < 1 for d in shape):
+    shape = tuple(tensor.shape[:])  # slicing copies the int64s in C, ~2x faster than iterating
+    if not shape or min(shape) < 1:
         raise InvalidInput(f"{field}.shape is {shape}; every dimension must be >= 1")
     count = 1
-    for d in shape:
+    for d in shape:  # stops at the first product over the limit: no huge ints from many dims
         count *= d
         if count > max_elements:
             raise LimitExceeded(
                 f"{field}.shape {shape} has more than {max_elements} elements (limit from "
                 "max_images_per_request x model input size)"
             )
+    data = tensor.data
     expected = count * dtype.itemsize
-    if len(tensor.data) != expected:
+    if len(data) != expected:
         raise InvalidInput(
-            f"{field}.data has {len(tensor.data)} bytes; shape {shape} of {dtype.name} needs "
+            f"{field}.data has {len(data)} bytes; shape {shape} of {dtype.name} needs "
             f"{expected} bytes"
         )
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
 
 
 def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> np.ndarray:
@@ -76,10 +77,10 @@ def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limit
     """
     spec = model.spec
     per_image = spec.channels * spec.height * spec.width
-    has_batch = request.HasField("batch")
-    if has_batch and len(request.images):
-        raise InvalidInput("give either 'images' or 'batch', not both")
-    if has_batch:
+    images = request.images
+    if request.HasField("batch"):
+        if len(images):
+            raise InvalidInput("give either 'images' or 'batch', not both")
         x = tensor_to_array(request.batch, "batch", limits.max_images_per_request * per_image)
         check_image_shape(x.shape, spec, "batch", batched=True)
         if x.shape[0] > limits.max_images_per_request:
@@ -88,25 +89,29 @@ def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limit
                 f"{limits.max_images_per_request}"
             )
         return check_pixels(x, spec, "batch")
-    n = len(request.images)
+    n = len(images)
     if n == 0:
         raise InvalidInput("no images: set 'images' (one or more) or 'batch'")
     if n > limits.max_images_per_request:
         raise LimitExceeded(
             f"images has {n} entries; max_images_per_request is {limits.max_images_per_request}"
         )
-    out = np.empty((n, *spec.shape), dtype=np.float32)
-    for i, image in enumerate(request.images):
-        field = f"images[{i}]"
+    shape = spec.shape
+    out = np.empty((n, *shape), dtype=np.float32)
+    for i, image in enumerate(images):
         kind = image.WhichOneof("data")
-        if kind == "encoded":
-            out[i] = decode_image(image.encoded, spec, limits.max_image_side, f"{field}.encoded")
-        elif kind == "tensor":
-            arr = tensor_to_array(image.tensor, f"{field}.tensor", per_image)
-            check_image_shape(arr.shape, spec, f"{field}.tensor", batched=False)
-            out[i] = check_pixels(arr, spec, f"{field}.tensor").reshape(spec.shape)
+        if kind == "tensor":
+            field = f"images[{i}].tensor"
+            arr = tensor_to_array(image.tensor, field, per_image)
+            check_image_shape(arr.shape, spec, field, batched=False)
+            # check_pixels' float32 result would be one more copy; out[i] = casts while copying.
+            validate_pixels(arr, spec, field)
+            out[i] = arr.reshape(shape)
+        elif kind == "encoded":
+            field = f"images[{i}].encoded"
+            out[i] = decode_image(image.encoded, spec, limits.max_image_side, field)
         else:
-            raise InvalidInput(f"{field} is empty: set 'encoded' or 'tensor'")
+            raise InvalidInput(f"images[{i}] is empty: set 'encoded' or 'tensor'")
     return out
 
 
@@ -114,17 +119,47 @@ def resolve_top_k(top_k: int, num_classes: int) -> int:
     return min(top_k or DEFAULT_TOP_K, num_classes)
 
 
+# Up to this many probabilities per request, sorting each row in Python (~0.4 us for 10
+# floats) beats the reference's numpy calls (~4 us fixed); above it numpy's speed wins.
+_PY_SORT_MAX = 64
+
+
+def rank_top_k(probabilities: np.ndarray, k: int) -> list[tuple[list[int], list[float]]]:
+    """(N, K) probabilities -> per row, the k largest (indices, values), largest first.
+
+    Ties keep index order and NaN sorts last: the order of a stable argsort of -p, exactly
+    `rank_top_k_reference`'s result, without its fixed numpy costs on small requests.
+    """
+    n, num = probabilities.shape
+    if n * num > _PY_SORT_MAX:
+        return rank_top_k_reference(probabilities, k)
+    out = []
+    for row in probabilities.tolist():
+        total = sum(row)
+        if total != total:  # NaN somewhere (or inf - inf): Python's sort has no order for NaN
+            return rank_top_k_reference(probabilities, k)
+        # reverse=True keeps equal keys in their original order: the sort stays stable.
+        idx = sorted(range(num), key=row.__getitem__, reverse=True)[:k]
+        out.append((idx, [row[i] for i in idx]))
+    return out
+
+
+def rank_top_k_reference(probabilities: np.ndarray, k: int) -> list[tuple[list[int], list[float]]]:
+    """The readable twin of `rank_top_k` (same signature and result); the test oracle."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(probabilities, order, axis=1)
+    return list(zip(order.tolist(), top.tolist(), strict=True))
+
+
 def encode_classify(
     model: ServedModel, probabilities: np.ndarray, top_k: int
 ) -> pb.ClassifyResponse:
     """(N, K) probabilities -> ClassifyResponse with the top-k classes per image."""
     k = resolve_top_k(top_k, model.num_classes)
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    top = np.take_along_axis(probabilities, order, axis=1)
     response = pb.ClassifyResponse(model=model.name, version=model.version)
     names = model.class_names
     add = response.results.add
-    for idx, probs in zip(order.tolist(), top.tolist(), strict=True):
+    for idx, probs in rank_top_k(probabilities, k):
         add(class_indices=idx, class_names=[names[i] for i in idx], probabilities=probs)
     return response
 

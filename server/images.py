@@ -6,7 +6,9 @@ of the field they came from, which every error message repeats.
 
 from __future__ import annotations
 
+import functools
 import io
+import math
 import warnings
 
 import numpy as np
@@ -17,9 +19,63 @@ from server.model import InputSpec
 
 ENCODED_FORMATS = frozenset({"PNG", "JPEG"})
 
+_UINT8 = np.dtype(np.uint8)
+# Up to this many bytes, `bytes.translate` (~1 ns/byte, no fixed cost) beats numpy's min/max
+# (~0.8 us fixed, then much faster per byte); the measured crossover is about 3 KiB.
+_BYTE_SCAN_MAX = 2048
+
 
 def check_pixels(x: np.ndarray, spec: InputSpec, field: str) -> np.ndarray:
     """Validate values of a raw (N, C, H, W) uint8/float array; return float32 (pixel range).
+
+    Raises:
+        InvalidInput: NaN/infinity, or values outside [pixel_min, pixel_max]; names `field`.
+    """
+    validate_pixels(x, spec, field)
+    return x.astype(np.float32, copy=False)
+
+
+def validate_pixels(x: np.ndarray, spec: InputSpec, field: str) -> None:
+    """The checks of `check_pixels` without the float32 conversion.
+
+    Accepts and rejects exactly what `check_pixels_reference` does, with its error message,
+    but cheaply for the small arrays of a typical request: uint8 needs no reduction when
+    every byte value is in range, and a byte scan instead of numpy's reductions (~0.8 us
+    fixed cost each) when it is small; floats take one min and one max (NaN propagates
+    through both) and only fall back to the exact per-element check when that fails.
+
+    Raises:
+        InvalidInput: NaN/infinity, or values outside [pixel_min, pixel_max]; names `field`.
+    """
+    dtype = x.dtype
+    if dtype == _UINT8:
+        allowed = _uint8_in_range(spec.pixel_min, spec.pixel_max)
+        if allowed is not None and x.size:
+            if x.nbytes <= _BYTE_SCAN_MAX:
+                bad = bool(x.tobytes().translate(None, allowed))
+            else:
+                bad = (spec.pixel_min > 0 and float(x.min()) < spec.pixel_min) or (
+                    spec.pixel_max < 255 and float(x.max()) > spec.pixel_max
+                )
+            if bad:
+                check_pixels_reference(x, spec, field)  # raises, naming the actual range
+    elif dtype.kind == "f":
+        if not x.size:
+            return
+        lo, hi = float(x.min()), float(x.max())
+        if not (
+            spec.pixel_min <= lo
+            and hi <= spec.pixel_max
+            and math.isfinite(lo)
+            and math.isfinite(hi)
+        ):
+            check_pixels_reference(x, spec, field)  # raises: NaN/inf first, then range
+    else:
+        check_pixels_reference(x, spec, field)
+
+
+def check_pixels_reference(x: np.ndarray, spec: InputSpec, field: str) -> np.ndarray:
+    """The readable twin of `check_pixels` (same signature and result); the test oracle.
 
     Raises:
         InvalidInput: NaN/infinity, or values outside [pixel_min, pixel_max]; names `field`.
@@ -42,21 +98,32 @@ def check_pixels(x: np.ndarray, spec: InputSpec, field: str) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
+@functools.lru_cache(maxsize=64)
+def _uint8_in_range(pixel_min: float, pixel_max: float) -> bytes | None:
+    """The byte values v with pixel_min <= v <= pixel_max; None when that is all 256."""
+    allowed = bytes(v for v in range(256) if pixel_min <= v <= pixel_max)
+    return None if len(allowed) == 256 else allowed
+
+
 def check_image_shape(shape: tuple[int, ...], spec: InputSpec, field: str, batched: bool) -> None:
     """Require (N, C, H, W) when `batched`, else (C, H, W) or (H, W) for one channel.
 
     Raises:
         InvalidInput: names `field`, the shape received and the shape expected.
     """
-    c, h, w = spec.shape
+    chw = spec.shape
+    shape = tuple(shape)
     if batched:
-        ok = len(shape) == 4 and shape[0] >= 1 and tuple(shape[1:]) == (c, h, w)
+        if len(shape) == 4 and shape[0] >= 1 and shape[1:] == chw:
+            return
+        c, h, w = chw
         expected = f"(N, {c}, {h}, {w}) with N >= 1"
     else:
-        ok = tuple(shape) == (c, h, w) or (c == 1 and tuple(shape) == (h, w))
+        if shape == chw or (chw[0] == 1 and shape == chw[1:]):
+            return
+        c, h, w = chw
         expected = f"({c}, {h}, {w})" + (f" or ({h}, {w})" if c == 1 else "")
-    if not ok:
-        raise InvalidInput(f"{field} has shape {tuple(shape)}, the model expects {expected}")
+    raise InvalidInput(f"{field} has shape {shape}, the model expects {expected}")
 
 
 def decode_image(data: bytes, spec: InputSpec, max_side: int, field: str) -> np.ndarray:
