@@ -10,9 +10,10 @@ loop iteration join, takes the oldest request plus every queued request that fit
   rows <= `inline_max_s`): no thread hand-off, which is what a lone client's latency needs;
 - otherwise in the process-wide compute thread, so the loop keeps accepting requests; those
   queue up meanwhile and form the next batch as soon as the pass ends;
-- under contention (rows left in the queue, or the previous batch held several requests) a
-  flush waits up to `max_queue_delay_s` for more requests before running a batch that is not
-  full;
+- under load (several requests queued, or the previous batch held several) a flush waits
+  for more requests: until a full batch is queued, no request arrived for a fifth of
+  `max_queue_delay_s`, or `max_queue_delay_s` passed (the loop keeps serving meanwhile);
+  a lone client never waits;
 - requests with more rows than `max_batch_size` are split into chunks at submission.
 
 Every forward pass in the process holds `COMPUTE_LOCK`: Numba's parallel kernels are never
@@ -43,6 +44,11 @@ COMPUTE_LOCK = threading.Lock()
 _COMPUTE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compute")
 
 BatchObserver = Callable[[int, int, float], None]  # (images, requests, seconds)
+
+# Under load a flush waits for more requests until no new one came for this share of the
+# queue delay (or the delay is over): closed-loop clients that just got their answers send
+# again within a round trip, then arrivals pause.
+_PAUSE = 0.2
 
 # Weight of the newest pass in the running estimate of forward seconds per row.
 _COST_SMOOTHING = 0.2
@@ -115,7 +121,7 @@ class Batcher:
         loop: the server's event loop; `submit` must be called on it.
         name: used in logs and messages.
         max_batch_size: most rows per call of `run`.
-        max_queue_delay_s: longest wait for more requests under contention, seconds.
+        max_queue_delay_s: longest wait for more requests under load, seconds.
         max_queue_size: most rows waiting; beyond it `submit` raises LimitExceeded.
         observe: called after each batch with (rows, requests, seconds of `run`).
         inline_max_s: passes expected to take less than this run on the loop thread (0: never).
@@ -152,6 +158,8 @@ class Batcher:
         self._busy = False  # a forward pass of this batcher runs
         self._flush_scheduled = False
         self._hold_until: float | None = None  # waiting for more requests until then
+        self._last_arrival = 0.0  # perf_counter of the newest submission during a wait
+        self._pause_s = max_queue_delay_s * _PAUSE
         self._last_requests = 1
         self.batches = 0
         self.rows = 0
@@ -182,11 +190,13 @@ class Batcher:
             items = [_Item(x[i : i + step], create()) for i in range(0, n, step)]
         self._queue.extend(items)
         self._queued_rows += n
-        if self._hold_until is not None and self._queued_rows >= step:
-            self._hold_until = None  # a full batch is waiting: stop holding
+        if self._hold_until is None:
             self._schedule_flush()
-        elif self._hold_until is None:
+        elif self._queued_rows >= step:
+            self._hold_until = None  # a full batch is waiting: go
             self._schedule_flush()
+        else:
+            self._last_arrival = time.perf_counter()
         return Pending(items, self._loop)
 
     def close(self) -> None:
@@ -232,7 +242,8 @@ class Batcher:
             and (len(self._queue) > 1 or self._last_requests > 1)
         ):
             self._hold_until = now + self.max_queue_delay_s
-            self._loop.call_later(self.max_queue_delay_s, self._end_hold)
+            self._last_arrival = now
+            self._loop.call_soon(self._check_hold)
             return
         batch = self._take()
         x = batch[0].x if len(batch) == 1 else np.concatenate([i.x for i in batch], axis=0)
@@ -248,10 +259,21 @@ class Batcher:
         task = self._loop.run_in_executor(_COMPUTE, self._forward_locked, x)
         task.add_done_callback(lambda done: self._finished(batch, done))
 
-    def _end_hold(self) -> None:
-        if self._hold_until is not None:
-            self._hold_until = 0.0  # expired: the next flush runs what is queued
-            self._schedule_flush()
+    def _check_hold(self) -> None:
+        """End the wait when its time is up or requests stopped arriving for a pause.
+
+        Checked once per loop iteration (`call_soon`), not with `call_later`: the event loop's
+        epoll timeouts have millisecond resolution, longer than the pauses that matter here.
+        While waiting, the loop keeps serving RPCs; it only polls instead of sleeping.
+        """
+        if self._hold_until is None:
+            return
+        now = time.perf_counter()
+        if now < self._hold_until and now - self._last_arrival < self._pause_s:
+            self._loop.call_soon(self._check_hold)
+            return
+        self._hold_until = 0.0  # the next flush runs what is queued
+        self._schedule_flush()
 
     def _drop_done(self) -> None:
         """Forget queued items whose request is gone (cancelled or past its deadline)."""

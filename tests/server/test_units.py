@@ -155,18 +155,32 @@ def test_slow_pass_runs_in_the_compute_thread_and_arrivals_form_the_next_batch()
     assert all(name.startswith("compute") for _, name in calls)
 
 
-def test_under_contention_a_flush_waits_for_more_requests() -> None:
+def test_under_load_a_flush_waits_until_arrivals_pause() -> None:
     calls: list[tuple[int, str]] = []
+    delay = 0.5  # the pause that ends a wait is a fifth of it: 0.1 s
 
     async def scenario() -> None:
-        batcher = _batcher(_recording(calls), max_batch_size=64, max_queue_delay_s=0.05)
-        early = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]  # contended: 2 queued
-        await asyncio.sleep(0.01)  # within the hold: these join the same batch
-        late = [batcher.submit(np.zeros((1, 1))) for _ in range(3)]
+        batcher = _batcher(_recording(calls), max_batch_size=8, max_queue_delay_s=delay)
+
+        async def burst(n: int) -> float:
+            started = time.perf_counter()
+            await asyncio.gather(*(batcher.submit(np.zeros((1, 1))).result(5) for _ in range(n)))
+            return time.perf_counter() - started
+
+        assert await burst(1) < 0.05  # a lone client never waits
+        assert 0.09 < await burst(3) < 0.4  # several queued: wait for a pause in arrivals
+        started = time.perf_counter()
+        early = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]
+        await asyncio.sleep(0.06)  # still arriving within the pause: these join the batch
+        late = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]
         await asyncio.gather(*(p.result(5) for p in early + late))
+        assert 0.15 < time.perf_counter() - started < delay + 0.2
+        assert await burst(8) < 0.05  # a full batch never waits
+        assert 0.09 < await burst(1) < 0.4  # after load: one short wait...
+        assert await burst(1) < 0.05  # ...then none
 
     asyncio.run(scenario())
-    assert [n for n, _ in calls] == [5]
+    assert [n for n, _ in calls] == [1, 3, 4, 8, 1, 1]
 
 
 def test_full_queue_is_resource_exhausted_and_closed_batcher_refuses_but_finishes() -> None:
