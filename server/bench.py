@@ -1,9 +1,13 @@
 """Latency/throughput benchmark: `python -m server.bench [--load h2load|python] [--duration S]`.
 
-Starts (in separate processes) the real server and a bare gRPC echo server, drives each at
-concurrency 1, 8 and 32, and prints per level p50/p99 latency, throughput and CPU per request
-of the server and of the load generator, next to the echo floor, the model's batch-1 forward
-latency measured locally, and the server's mean batch size (V2 model statistics).
+Starts (in separate processes) the real server and two bare gRPC echo servers, drives each
+at concurrency 1, 8 and 32, and prints per level p50/p99 latency, throughput and CPU per
+request of the server and of the load generator, next to the echo floor, the model's batch-1
+forward latency measured locally, and the server's mean batch size (V2 model statistics).
+
+The floor is an echo on the server's own stack (`grpc.aio`, one event loop), so the
+difference is exactly the server's work; a thread-pool `grpc.server` echo is measured too
+and printed for comparison (it answers a lone client faster here, but scales worse).
 
 Load generators (`--load`):
   h2load  (default) nghttp2's native HTTP/2 load generator (`scripts/setup.sh --bench`
@@ -60,31 +64,52 @@ H2LOAD_MARGIN_S = 0.25
 # --- echo server (floor) -------------------------------------------------------------------
 
 
-def create_echo_server(workers: int) -> tuple[Any, int]:
-    """A started gRPC server on 127.0.0.1 answering `/bench.Echo/Echo` with the request bytes.
-
-    Returns:
-        (server, port).
-    """
+def _echo_handler() -> Any:
     import grpc
 
-    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    def echo(request: bytes, context: Any) -> bytes:
         return request
 
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
-    server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    return server, port
+    async def echo_async(request: bytes, context: Any) -> bytes:
+        return request
+
+    return grpc, echo, echo_async
 
 
-def run_echo_server(port_file: Path, workers: int) -> None:
-    server, port = create_echo_server(workers)
-    port_file.write_text(str(port))
-    server.wait_for_termination()
+def run_echo_server(port_file: Path, stack: str, workers: int) -> None:
+    """Serve `/bench.Echo/Echo` (the request bytes back) on 127.0.0.1 until killed.
+
+    `stack` "aio" is the server's own stack (`grpc.aio`, handlers on one event loop): the
+    floor the targets use. "threads" is the classic `grpc.server` with a thread pool, shown
+    for comparison (faster at c=1 on this kind of machine, slower under load).
+    """
+    grpc, echo, echo_async = _echo_handler()
+    if stack == "threads":
+        handler = grpc.method_handlers_generic_handler(
+            "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+        )
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        port_file.write_text(str(port))
+        server.wait_for_termination()
+        return
+
+    import asyncio
+
+    async def serve() -> None:
+        handler = grpc.method_handlers_generic_handler(
+            "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo_async)}
+        )
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        port_file.write_text(str(port))
+        await server.wait_for_termination()
+
+    asyncio.run(serve())
 
 
 # --- request payload -----------------------------------------------------------------------
@@ -659,21 +684,25 @@ def run_benchmark(args: argparse.Namespace) -> int:
             cwd=ROOT,
             env=env,
         )
-        echo = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server.bench",
-                "--echo-server",
-                str(work / "echo.port"),
-                "--workers",
-                env.get("CNN_WORKERS", "16"),
-            ],
-            cwd=ROOT,
+        echo, echo_threads = (
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "server.bench",
+                    "--echo-server",
+                    str(work / f"echo-{stack}.port"),
+                    "--echo-stack",
+                    stack,
+                ],
+                cwd=ROOT,
+            )
+            for stack in ("aio", "threads")
         )
         try:
             address = f"127.0.0.1:{_wait_port(work / 'server.port', server)}"
-            echo_address = f"127.0.0.1:{_wait_port(work / 'echo.port', echo)}"
+            echo_address = f"127.0.0.1:{_wait_port(work / 'echo-aio.port', echo)}"
+            threads_address = f"127.0.0.1:{_wait_port(work / 'echo-threads.port', echo_threads)}"
             _wait_model(address)
             top = _top_class(address, payload)
             model_b1 = _model_batch1_latency(models_dir)
@@ -684,7 +713,9 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 return _level_h2load(h2load, addr, kind, c, args.duration, work, pid)
 
             rows = []
+            thread_rows = []
             for c in levels:
+                thread_rows.append(level(threads_address, "echo", c, echo_threads.pid))
                 floor = level(echo_address, "echo", c, echo.pid)
                 _check_classify(address, payload, top, f"before c={c}")
                 before, codes_before = _batch_stats(address), _scrape_codes(metrics_port)
@@ -706,7 +737,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     )
                 rows.append((floor, real))
         finally:
-            for proc in (server, echo):
+            for proc in (server, echo, echo_threads):
                 proc.terminate()
                 try:
                     proc.wait(timeout=15)
@@ -736,6 +767,13 @@ def run_benchmark(args: argparse.Namespace) -> int:
             f"{real['concurrency']:>4} | {cells[0]} | {cells[1]} {real['mean_batch']:>5.2f} "
             f"{real['failed']:>6}"
         )
+    print(
+        "thread-pool echo (grpc.server, 16 threads) for comparison: "
+        + ", ".join(
+            f"c={r['concurrency']} p50 {r['p50_us']:.0f}us {r['throughput']:.0f} req/s"
+            for r in thread_rows
+        )
+    )
     for floor, real in rows:
         if floor["failed"] or real["grpc_non_ok"]:
             print(
@@ -755,15 +793,22 @@ def run_benchmark(args: argparse.Namespace) -> int:
         )
     if 1 in by_c and 32 in by_c:
         ratio = by_c[32][1]["throughput"] / by_c[1][1]["throughput"]
+        echo_ratio = by_c[32][0]["throughput"] / by_c[1][0]["throughput"]
         ok = ratio >= 4
         status |= not ok
-        print(f"target c=32: throughput {ratio:.1f}x c=1 (>= 4x): {'PASS' if ok else 'FAIL'}")
+        print(
+            f"target c=32: throughput {ratio:.1f}x c=1 (>= 4x): {'PASS' if ok else 'FAIL'} "
+            f"(the echo floor itself: {echo_ratio:.1f}x)"
+        )
     print(
         json.dumps(
             {
                 "load": args.load,
                 "model_batch1_us": model_b1 * 1e6,
-                "levels": [{"echo": f, "server": r} for f, r in rows],
+                "levels": [
+                    {"echo": f, "server": r, "echo_threads": t}
+                    for (f, r), t in zip(rows, thread_rows, strict=True)
+                ],
             }
         )
     )
@@ -791,6 +836,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     # internal roles
     parser.add_argument("--echo-server", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--echo-stack", default="aio", help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=16, help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="classify", help=argparse.SUPPRESS)
@@ -800,7 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.echo_server:
-        run_echo_server(args.echo_server, args.workers)
+        run_echo_server(args.echo_server, args.echo_stack, args.workers)
         return 0
     if args.client:
         run_client(
