@@ -234,7 +234,7 @@ class Batcher:
         now = time.perf_counter()
         if self._hold_until is not None:
             if now < self._hold_until and self._queued_rows < self.max_batch_size:
-                return  # the hold timer flushes later
+                return  # still waiting: _check_hold flushes later
             self._hold_until = None
         elif (
             self.max_queue_delay_s > 0

@@ -195,3 +195,39 @@ def test_sigterm_drains_in_flight_requests_and_refuses_new_ones(
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     server.process.wait_for_log(r"shutdown complete", timeout=20)
     assert server.process._proc.wait(timeout=10) == 0  # type: ignore[union-attr]
+
+
+def test_long_forward_pass_runs_off_the_event_loop(
+    tmp_path: Path,
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    """Forward passes of up to a second each run in the compute thread: meanwhile the server's
+    event loop keeps answering (health, ListModels) within milliseconds."""
+    root = tmp_path / "models"
+    publish_copy(root, "slow", save_slow_model(tmp_path / "slow"))
+    server = server_factory(root)
+    x = (np.arange(64 * 64 * 64) % 256).astype(np.uint8).reshape(64, 1, 64, 64)
+    many = np.concatenate([x] * 4)  # 256 images: four passes of 64 back to back
+    done = threading.Event()
+
+    def slow_request() -> None:
+        with server.channel() as channel:
+            pb_grpc.ClassifierStub(channel).Classify(_request("slow", many), timeout=60)
+        done.set()
+
+    with server.channel() as channel:  # warm the batch-64 path and the cost estimate
+        pb_grpc.ClassifierStub(channel).Classify(_request("slow", x), timeout=30)
+    thread = threading.Thread(target=slow_request)
+    thread.start()
+    time.sleep(0.05)
+    answered = []
+    with server.channel() as channel:
+        stub = pb_grpc.ClassifierStub(channel)
+        while not done.is_set() and len(answered) < 20:
+            started = time.perf_counter()
+            stub.ListModels(pb.ListModelsRequest(), timeout=5)
+            assert server.health() == health_pb2.HealthCheckResponse.SERVING
+            answered.append(time.perf_counter() - started)
+    thread.join(30)
+    assert len(answered) >= 3, "the slow pass ended before the loop was probed"
+    assert max(answered) < 0.25, answered
