@@ -201,12 +201,9 @@ class Batcher:
 
     def close(self) -> None:
         """Refuse new work; queued work still runs. Callable from any thread."""
-        if self._loop.is_closed():
-            self._closed = True
-            return
         try:
             self._loop.call_soon_threadsafe(self._close)
-        except RuntimeError:  # the loop stopped meanwhile
+        except RuntimeError:  # the loop is closed: nothing can submit any more
             self._closed = True
 
     def _close(self) -> None:

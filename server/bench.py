@@ -64,7 +64,13 @@ H2LOAD_MARGIN_S = 0.25
 # --- echo server (floor) -------------------------------------------------------------------
 
 
-def _echo_handler() -> Any:
+def run_echo_server(port_file: Path, stack: str, workers: int) -> None:
+    """Serve `/bench.Echo/Echo` (the request bytes back) on 127.0.0.1 until killed.
+
+    `stack` "aio" is the server's own stack (`grpc.aio`, handlers on one event loop): the
+    floor the targets use. "threads" is the classic `grpc.server` with a thread pool, shown
+    for comparison (faster at c=1 on this kind of machine, slower under load).
+    """
     import grpc
 
     def echo(request: bytes, context: Any) -> bytes:
@@ -73,17 +79,6 @@ def _echo_handler() -> Any:
     async def echo_async(request: bytes, context: Any) -> bytes:
         return request
 
-    return grpc, echo, echo_async
-
-
-def run_echo_server(port_file: Path, stack: str, workers: int) -> None:
-    """Serve `/bench.Echo/Echo` (the request bytes back) on 127.0.0.1 until killed.
-
-    `stack` "aio" is the server's own stack (`grpc.aio`, handlers on one event loop): the
-    floor the targets use. "threads" is the classic `grpc.server` with a thread pool, shown
-    for comparison (faster at c=1 on this kind of machine, slower under load).
-    """
-    grpc, echo, echo_async = _echo_handler()
     if stack == "threads":
         handler = grpc.method_handlers_generic_handler(
             "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}

@@ -204,11 +204,6 @@ def decode_inputs(request: pb.ModelInferRequest, model: ServedModel, limits: Lim
 _ALL_OUTPUTS = tuple(RequestedOutput(name) for name in OUTPUT_NAMES)
 
 
-@functools.lru_cache(maxsize=1024)
-def _requested_output(name: str, classification: int) -> RequestedOutput:
-    return RequestedOutput(name, classification)  # frozen: one instance serves every request
-
-
 def requested_outputs(request: pb.ModelInferRequest, model: ServedModel) -> list[RequestedOutput]:
     """Validated output requests (all outputs when none are requested).
 
@@ -244,7 +239,7 @@ def requested_outputs(request: pb.ModelInferRequest, model: ServedModel) -> list
                     f"outputs[{i}].parameters['classification'] is {k}; it must be >= 1"
                 )
             k = min(k, model.num_classes)
-        out.append(_requested_output(name, k))
+        out.append(RequestedOutput(name, k))
     return out
 
 

@@ -127,8 +127,8 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, auth_token: str | None) -> None:
         self._token = auth_token
-        # method -> (handler, timed handler): built once per method, not once per RPC
-        self._timed: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        # method -> (handler, wrapped handler): built once per method, not once per RPC
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -145,7 +145,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             and not _token_ok(handler_call_details.invocation_metadata, self._token)
         ):
             return _rejecting(handler, method)
-        cached = self._timed.get(method)
+        cached = self._wrapped.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
         if handler.unary_unary is not None:
@@ -160,5 +160,5 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         else:
             wrapped = handler
-        self._timed[method] = (handler, wrapped)
+        self._wrapped[method] = (handler, wrapped)
         return wrapped
