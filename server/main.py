@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.settings_table:
-        print(settings_table())
+        print(settings_table(Settings))
         return 0
     try:
         settings = Settings.from_env()

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-ENV_PREFIX = "CNN_"
+from core.settings import ServiceSettings, SettingsError, redact_url, settings_table
 
-
-class SettingsError(ValueError):
-    """An environment variable holds an invalid value; the message names the variable."""
+__all__ = ["Settings", "SettingsError", "redact_url", "settings_table"]
 
 
-class Settings(BaseModel):
+class Settings(ServiceSettings):
     """Everything the server process can be configured with.
 
     Each field `foo_bar` is read from the environment variable `CNN_FOO_BAR`.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     models_dir: Path = Field(Path("models"), description="Model repository root directory.")
     grpc_address: str = Field(
@@ -96,7 +89,9 @@ class Settings(BaseModel):
         0.2, gt=0.0, le=10.0, description="How often Training.Watch polls a job's state, s."
     )
     auth_token: str | None = Field(
-        None, description="Bearer token required in `authorization` metadata; unset = no auth."
+        None,
+        description="Bearer token required in `authorization` metadata; unset = no auth.",
+        json_schema_extra={"secret": True},
     )
     tls_cert: Path | None = Field(None, description="PEM server certificate (enables TLS).")
     tls_key: Path | None = Field(None, description="PEM private key for tls_cert.")
@@ -135,7 +130,9 @@ class Settings(BaseModel):
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(f"must start with redis://, rediss:// or unix://, got {value!r}")
+            raise ValueError(
+                f"must start with redis://, rediss:// or unix://, got {redact_url(value)!r}"
+            )
         return value
 
     @field_validator("log_level", mode="before")
@@ -154,57 +151,3 @@ class Settings(BaseModel):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert is not None
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from `CNN_*` variables (empty values count as unset), then overrides.
-
-        Raises:
-            SettingsError: a variable is invalid or unknown-looking; the message names it.
-        """
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name in cls.model_fields:
-            raw = env.get(ENV_PREFIX + name.upper())
-            if raw is not None and raw.strip() != "":
-                values[name] = raw.strip()
-        values.update(overrides)
-        try:
-            return cls.model_validate(values)
-        except ValidationError as exc:
-            lines = []
-            for err in exc.errors():
-                loc = err.get("loc") or ()
-                var = ENV_PREFIX + str(loc[0]).upper() if loc else "settings"
-                lines.append(f"{var}: {err['msg']} (got {err.get('input')!r})")
-            raise SettingsError("invalid server settings: " + "; ".join(lines)) from None
-
-    def describe(self) -> dict[str, Any]:
-        """Settings for the start-up log line (the auth token is masked)."""
-        data = self.model_dump(mode="json")
-        if data.get("auth_token"):
-            data["auth_token"] = "***"
-        data["redis_url"] = redact_url(self.redis_url)
-        return data
-
-
-def redact_url(url: str) -> str:
-    """`url` with its password (if any) replaced by ``***``, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host
-    port = f":{parts.port}" if parts.port is not None else ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-
-
-def settings_table() -> str:
-    """Markdown table of all settings (env var, default, meaning) for the README."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        default = field.default
-        shown = "unset" if default is None else f"`{default}`"
-        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {field.description or ''} |")
-    return "\n".join(rows)

@@ -19,51 +19,8 @@ from server.errors import DeadlineExceeded, InvalidInput, LimitExceeded, ModelNo
 from server.images import check_image_shape, check_pixels, decode_image
 from server.model import InputSpec, ServedModel
 from server.registry import ModelRegistry, parse_version
-from server.settings import Settings, SettingsError, settings_table
 
 SPEC = InputSpec(1, 8, 8, "uint8", 0.0, 16.0, (4.9,), (6.0,))
-
-
-# --- settings ------------------------------------------------------------------------------
-
-
-def test_settings_defaults_work_locally() -> None:
-    settings = Settings.from_env({})
-    assert settings.grpc_address == "127.0.0.1:50051"
-    assert settings.auth_token is None and not settings.tls_enabled
-
-
-def test_settings_read_cnn_variables() -> None:
-    settings = Settings.from_env(
-        {
-            "CNN_MODELS_DIR": "/m",
-            "CNN_MAX_BATCH_SIZE": "8",
-            "CNN_LOG_LEVEL": "debug",
-            "CNN_AUTH_TOKEN": "",
-        }
-    )
-    assert str(settings.models_dir) == "/m" and settings.max_batch_size == 8
-    assert settings.log_level == "DEBUG" and settings.auth_token is None
-
-
-@pytest.mark.parametrize(
-    ("env", "needle"),
-    [
-        ({"CNN_MAX_BATCH_SIZE": "0"}, "CNN_MAX_BATCH_SIZE"),
-        ({"CNN_GRPC_ADDRESS": "nohost"}, "CNN_GRPC_ADDRESS"),
-        ({"CNN_TLS_CERT": "/c.pem"}, "CNN_TLS_KEY"),
-        ({"CNN_POLL_INTERVAL_S": "soon"}, "CNN_POLL_INTERVAL_S"),
-    ],
-)
-def test_invalid_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
-    with pytest.raises(SettingsError, match=needle):
-        Settings.from_env(env)
-
-
-def test_settings_table_lists_every_variable() -> None:
-    table = settings_table()
-    for name in Settings.model_fields:
-        assert f"`CNN_{name.upper()}`" in table
 
 
 # --- batcher ---------------------------------------------------------------------------------
