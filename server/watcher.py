@@ -6,7 +6,10 @@ Runs in one background thread. Each scan:
 - wanted versions that are not loaded yet are loaded newest first, warmed up, then added to
   the registry (an atomic swap: requests keep flowing to the previous default until then);
 - a version that fails to load is logged, recorded as UNAVAILABLE with the reason, and
-  skipped for good (published versions are immutable); the previous one keeps serving;
+  skipped while its files stay as they are; the previous one keeps serving. Versions the
+  worker publishes are immutable (renamed into place complete), but a directory copied in by
+  hand appears file by file: once any of its files changes (name, size or mtime) the version
+  is tried again, so a slow copy is served within a poll or two of its last file landing;
 - loaded versions that are no longer wanted (superseded or deleted) are removed from the
   registry and their batchers closed after finishing queued work.
 """
@@ -25,6 +28,25 @@ from server.registry import LOADING, UNAVAILABLE, ModelRegistry
 log = logging.getLogger(__name__)
 
 Loader = Callable[[Path, str, int], ServedModel]
+
+#: What a version directory looked like when it failed to load: (file name, size, mtime_ns).
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """The names, sizes and modification times of the files in `directory` (cheap: a few stats)."""
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError:
+        return ()
+    stamps = []
+    for entry in entries:
+        try:
+            stat = entry.stat()
+        except OSError:  # removed while we looked: the next scan sees the settled state
+            continue
+        stamps.append((entry.name, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)
 
 
 class RepositoryWatcher:
@@ -46,7 +68,8 @@ class RepositoryWatcher:
         self._interval_s = interval_s
         self._max_versions = max_versions
         self._on_change = on_change
-        self._failed: dict[tuple[str, int], str] = {}
+        # (name, version) -> the directory's fingerprint when it failed to load.
+        self._failed: dict[tuple[str, int], Fingerprint] = {}
         self._stop = threading.Event()
         self.scanned = threading.Event()  # set after the first complete scan
         self._thread: threading.Thread | None = None
@@ -90,7 +113,7 @@ class RepositoryWatcher:
         disk = self._disk_versions()
         changed = False
         for name, versions in sorted(disk.items()):
-            candidates = [v for v in versions if (name, v) not in self._failed]
+            candidates = [v for v in versions if not self._still_failed(name, v)]
             wanted = set(candidates[-self._max_versions :])
             for version in sorted(wanted, reverse=True):
                 if self._stop.is_set():
@@ -113,17 +136,35 @@ class RepositoryWatcher:
         if changed and self._on_change is not None:
             self._on_change()
 
+    def _still_failed(self, name: str, version: int) -> bool:
+        """True while a version that failed to load has not changed on disk since."""
+        failed_as = self._failed.get((name, version))
+        if failed_as is None:
+            return False
+        from core.repository import ModelRepository
+
+        if fingerprint(ModelRepository(self.root).path(name, version)) == failed_as:
+            return True
+        del self._failed[(name, version)]
+        log.info(
+            "model %s version %d changed on disk since it failed to load; retrying", name, version
+        )
+        return False
+
     def _load(self, name: str, version: int) -> bool:
         from core.repository import ModelRepository
 
         self._registry.set_state(name, version, LOADING)
         path = ModelRepository(self.root).path(name, version)
+        before = fingerprint(path)
         started = time.perf_counter()
         try:
             model = self._loader(path, name, version)
         except Exception as exc:
             reason = f"failed to load: {type(exc).__name__}: {exc}"
-            self._failed[(name, version)] = reason
+            # The fingerprint taken before loading: a file that landed during the attempt
+            # makes the next scan try again.
+            self._failed[(name, version)] = before
             self._registry.set_state(name, version, UNAVAILABLE, reason)
             log.error("model %s version %d %s; skipping it", name, version, reason)
             return False
