@@ -209,7 +209,7 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         ("grpc.so_reuseport", 0),
     ]
     grpc_server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(settings.auth_token)],
+        interceptors=[ServiceInterceptor(settings.auth_token, settings.max_inflight_bytes)],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

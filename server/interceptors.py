@@ -1,4 +1,5 @@
-"""Server interceptor: bearer-token authentication, per-RPC metrics, undecodable requests."""
+"""Server interceptor: bearer-token authentication, a budget of request bytes in flight,
+per-RPC metrics, undecodable requests."""
 
 from __future__ import annotations
 
@@ -34,22 +35,82 @@ class _Undecodable:
         self.reason = reason
 
 
-def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """A deserializer that returns `_Undecodable` instead of raising.
+class _OverBudget:
+    """Stands in for a request refused because too many request bytes are in flight."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+_MARKERS = (_Undecodable, _OverBudget)
+
+
+class InflightBytes:
+    """How many request bytes the server is handling right now, against a limit.
+
+    A request's bytes are reserved when it is deserialized and released when its handler
+    returns (grpc.aio calls the handler right after deserializing, with no await between).
+    Decoded tensors and images are a multiple of those bytes, so this bounds the memory that
+    concurrent requests can pin, whatever their number. Used only from the event loop thread.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._held: dict[int, int] = {}  # id(request) -> bytes reserved for it
+
+    def fits(self, size: int) -> bool:
+        return self.used + size <= self.limit
+
+    def reserve(self, request: Any, size: int) -> None:
+        self.used += size
+        self._held[id(request)] = size
+
+    def release(self, request: Any) -> None:
+        self.used -= self._held.pop(id(request), 0)
+
+
+def _tolerant(
+    deserialize: Callable[[bytes], Any] | None, budget: InflightBytes
+) -> Callable[[bytes], Any] | None:
+    """A deserializer that reserves the request's bytes and returns a marker instead of raising.
 
     grpc.aio reports a raising deserializer as UNKNOWN "Unexpected DecodeError"; this way the
-    handler can answer INVALID_ARGUMENT naming the expected message type.
+    handler can answer INVALID_ARGUMENT naming the expected message type (`_Undecodable`), or
+    RESOURCE_EXHAUSTED when the in-flight budget is spent (`_OverBudget`, nothing parsed).
     """
     if deserialize is None:
         return None
 
     def parse(data: bytes) -> Any:
+        if not budget.fits(len(data)):
+            return _OverBudget(len(data))
         try:
-            return deserialize(data)
+            request = deserialize(data)
         except Exception as exc:
             return _Undecodable(f"{type(exc).__name__}: {exc}")
+        budget.reserve(request, len(data))
+        return request
 
     return parse
+
+
+async def _reject_marker(
+    request: _Undecodable | _OverBudget,
+    context: grpc.aio.ServicerContext,
+    method: str,
+    budget: InflightBytes,
+) -> None:
+    if type(request) is _OverBudget:
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"server busy: {budget.used} request bytes in flight, this request's "
+            f"{request.size} would pass max_inflight_bytes={budget.limit} "
+            "(CNN_MAX_INFLIGHT_BYTES); retry later",
+        )
+    await _reject_undecodable(request, context, method)  # type: ignore[arg-type]
 
 
 async def _reject_undecodable(
@@ -61,7 +122,7 @@ async def _reject_undecodable(
     )
 
 
-def _timed(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> Callable[..., Any]:
     latency = metrics.LATENCY.labels(method)
     counters: dict[str, Any] = {}  # status name -> counter child (label lookups cached)
 
@@ -77,21 +138,27 @@ def _timed(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
         try:
-            if type(request) is _Undecodable:
-                await _reject_undecodable(request, context, method)
+            if type(request) in _MARKERS:
+                await _reject_marker(request, context, method, budget)
             return await behavior(request, context)
         finally:
+            budget.release(request)
             record(context, started)
 
     return wrapper
 
 
-def _checked_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+def _checked_stream(
+    method: str, behavior: Callable[..., Any], budget: InflightBytes
+) -> Callable[..., Any]:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        if type(request) is _Undecodable:
-            await _reject_undecodable(request, context, method)
-        async for item in behavior(request, context):
-            yield item
+        try:
+            if type(request) in _MARKERS:
+                await _reject_marker(request, context, method, budget)
+            async for item in behavior(request, context):
+                yield item
+        finally:
+            budget.release(request)
 
     return wrapper
 
@@ -121,14 +188,16 @@ def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Reject RPCs without the bearer token (when one is configured); time unary RPCs; answer
-    requests that do not parse with INVALID_ARGUMENT (unary and server-streaming methods).
+    requests that do not parse with INVALID_ARGUMENT and requests beyond the in-flight byte
+    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods).
 
     Every handler of the server is a coroutine (or async generator) function: this is a
     `grpc.aio` server, and the wrappers are coroutines too.
     """
 
-    def __init__(self, auth_token: str | None) -> None:
+    def __init__(self, auth_token: str | None, max_inflight_bytes: int) -> None:
         self._token = auth_token
+        self.inflight = InflightBytes(max_inflight_bytes)
         # method -> (handler, wrapped handler): built once per method, not once per RPC
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -152,13 +221,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return cached[1]
         if handler.unary_unary is not None:
             wrapped = handler._replace(
-                unary_unary=_timed(method, handler.unary_unary),
-                request_deserializer=_tolerant(handler.request_deserializer),
+                unary_unary=_timed(method, handler.unary_unary, self.inflight),
+                request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         elif handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             wrapped = handler._replace(
-                unary_stream=_checked_stream(method, handler.unary_stream),
-                request_deserializer=_tolerant(handler.request_deserializer),
+                unary_stream=_checked_stream(method, handler.unary_stream, self.inflight),
+                request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         else:
             wrapped = handler

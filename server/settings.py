@@ -35,6 +35,12 @@ class Settings(ServiceSettings):
     max_message_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request/response message, bytes."
     )
+    max_inflight_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="Request bytes being handled at once (all RPCs together) beyond which new "
+        "requests get RESOURCE_EXHAUSTED; at least max_message_bytes.",
+    )
     max_images_per_request: int = Field(
         256, ge=1, description="Most images one Classify / ModelInfer request may carry."
     )
@@ -139,6 +145,15 @@ class Settings(ServiceSettings):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _inflight_holds_one_message(self) -> Settings:
+        if self.max_inflight_bytes < self.max_message_bytes:
+            raise ValueError(
+                f"CNN_MAX_INFLIGHT_BYTES ({self.max_inflight_bytes}) must be at least "
+                f"CNN_MAX_MESSAGE_BYTES ({self.max_message_bytes})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

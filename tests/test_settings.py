@@ -108,6 +108,7 @@ def test_server_reads_cnn_variables() -> None:
         ({"CNN_GRPC_ADDRESS": "nohost"}, "CNN_GRPC_ADDRESS"),
         ({"CNN_TLS_CERT": "/c.pem"}, "CNN_TLS_KEY"),
         ({"CNN_POLL_INTERVAL_S": "soon"}, "CNN_POLL_INTERVAL_S"),
+        ({"CNN_MAX_INFLIGHT_BYTES": "2048"}, "at least CNN_MAX_MESSAGE_BYTES"),
     ],
 )
 def test_invalid_server_settings_name_the_variable(env: dict[str, str], needle: str) -> None:
