@@ -1,4 +1,4 @@
-"""Latency/throughput benchmark: `python -m server.bench [--load h2load|python] [--duration S]`.
+"""Latency/throughput benchmark: `python -m bench.serving [--load h2load|python] [--duration S]`.
 
 Starts (in separate processes) the real server and two bare gRPC echo servers, drives each
 at concurrency 1, 8 and 32, and prints per level p50/p99 latency, throughput and CPU per
@@ -467,7 +467,7 @@ def _level_python(
             [
                 sys.executable,
                 "-m",
-                "server.bench",
+                "bench.serving",
                 "--client",
                 address,
                 "--kind",
@@ -650,7 +650,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         h2load = shutil.which("h2load")
         if h2load is None:
             print(
-                "server.bench: h2load (Debian package nghttp2-client) is not installed; run "
+                "bench.serving: h2load (Debian package nghttp2-client) is not installed; run "
                 "scripts/setup.sh --bench, or use --load python",
                 file=sys.stderr,
             )
@@ -684,7 +684,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "server.bench",
+                    "bench.serving",
                     "--echo-server",
                     str(work / f"echo-{stack}.port"),
                     "--echo-stack",
@@ -812,7 +812,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m server.bench",
+        prog="python -m bench.serving",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

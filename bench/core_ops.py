@@ -1,6 +1,6 @@
 """Benchmark: this library vs PyTorch (CPU) vs ONNX Runtime, same architectures, same threads.
 
-Run ``python -m core.bench [--quick] [--threads N]``. Measures, in one process:
+Run ``python -m bench.core_ops [--quick] [--threads N]``. Measures, in one process:
 - training images/s at batch 64 with Adam (lr 1e-3) on LeNet-5 (1x28x28) and a small VGG
   (3x32x32), synthetic data;
 - inference latency at batch 1 (median, microseconds) and throughput at batch 64 (images/s) of
@@ -381,7 +381,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.core_ops", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="shorter measurements (~30 s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--arch", choices=sorted(ARCHS), action="append", help="only these nets")

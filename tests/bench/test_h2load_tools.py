@@ -1,4 +1,4 @@
-"""The pure parts of `server.bench`'s h2load load generator, on real data (no full benchmark).
+"""The pure parts of `bench.serving`'s h2load load generator, on real data (no full benchmark).
 
 Frames, h2load's log and summary, and the server's Prometheus counter; one test runs the real
 h2load for half a second against an in-process gRPC server (skipped without h2load).
@@ -16,8 +16,7 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from server import metrics
-from server.bench import (
+from bench.serving import (
     CLASSIFY_METHOD,
     LoggedRequest,
     _classify_payload,
@@ -28,6 +27,7 @@ from server.bench import (
     parse_h2load_log,
     parse_h2load_summary,
 )
+from server import metrics
 
 # --- gRPC frames ---------------------------------------------------------------------------
 

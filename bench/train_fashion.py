@@ -1,6 +1,6 @@
 """Benchmark: LeNet on the full Fashion-MNIST, this library vs PyTorch, side by side.
 
-    python -m core.train_bench [--epochs 10] [--batch-size 64] [--lr 0.001] [--limit N]
+    python -m bench.train_fashion [--epochs 10] [--batch-size 64] [--lr 0.001] [--limit N]
 
 Both runs use the same architecture, the same initial weights (copied from ours into the
 PyTorch modules), the same normalisation, epochs, batch size and optimizer (Adam); they differ
@@ -147,7 +147,7 @@ def run_torch(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.train_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.train_fashion", description=__doc__)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data = _subset(load_fashion_mnist(), args.limit)
     except DatasetError as exc:
-        print(f"train_bench: {exc}", file=sys.stderr)
+        print(f"train_fashion: {exc}", file=sys.stderr)
         return 2
     print(
         f"fashion-mnist: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test, LeNet, "
