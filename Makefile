@@ -15,8 +15,8 @@ compose-test: setup
 
 bench:
 	scripts/setup.sh --bench
-	.venv/bin/python -m core.bench
-	.venv/bin/python -m server.bench
+	.venv/bin/python -m bench.core_ops
+	.venv/bin/python -m bench.serving
 
 proto: setup
 	.venv/bin/python scripts/gen_proto.py

@@ -49,7 +49,7 @@ TASK_MIN_MACS = 1_000_000
 
 def _direct_rule(k: int, filters_per_group: int, plane: int) -> bool:
     """Stride-1 convs computed by direct shifted-plane accumulation instead of im2col + GEMM:
-    small reductions, where BLAS runs far from its peak (see core.bench's per-op table)."""
+    small reductions, where BLAS runs far from its peak (see bench.core_ops's per-op table)."""
     return filters_per_group <= 8
 
 

@@ -46,3 +46,14 @@ def vgg_small(classes: int = 10) -> Architecture:
         {"type": "relu"},
         {"type": "dense", "units": classes},
     ]
+
+
+def digits_cnn(classes: int = 10) -> Architecture:
+    """Small CNN for 1×8×8 digits: conv8@3×3 same, pool, dense classes (trains in seconds)."""
+    return [
+        {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same"},
+        {"type": "relu"},
+        {"type": "maxpool2d", "size": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": classes},
+    ]

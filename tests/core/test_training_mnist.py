@@ -11,8 +11,8 @@ import pytest
 from core.augment import Augmentation
 from core.datasets import load_dataset
 from core.model import Sequential
-from core.train_bench import LENET
 from core.training import TrainConfig, fit
+from core.zoo import lenet5
 
 
 @pytest.fixture()
@@ -31,7 +31,7 @@ def one_numba_thread() -> Iterator[None]:
 def test_lenet_reaches_95_percent_on_mnist_5k(one_numba_thread: None) -> None:
     data = load_dataset({"name": "mnist-5k"})
     assert data.x_test is not None and data.x_test.shape[0] == 1000
-    model = Sequential.from_spec(LENET, data.input_shape, seed=0)
+    model = Sequential.from_spec(lenet5(), data.input_shape, seed=0)
     config = TrainConfig(
         epochs=15,
         batch_size=64,

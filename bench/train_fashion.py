@@ -1,6 +1,6 @@
 """Benchmark: LeNet on the full Fashion-MNIST, this library vs PyTorch, side by side.
 
-    python -m core.train_bench [--epochs 10] [--batch-size 64] [--lr 0.001] [--limit N]
+    python -m bench.train_fashion [--epochs 10] [--batch-size 64] [--lr 0.001] [--limit N]
 
 Both runs use the same architecture, the same initial weights (copied from ours into the
 PyTorch modules), the same normalisation, epochs, batch size and optimizer (Adam); they differ
@@ -12,6 +12,7 @@ PyTorch is optional (``pip install torch``); ``--skip-torch`` runs ours only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -22,32 +23,36 @@ from typing import Any
 
 import numpy as np
 
+from core.datasets import Dataset
+from core.model import Sequential
 from core.zoo import lenet5
 
-LENET = lenet5()
 
-
-def _subset(data: Any, limit: int | None) -> Any:
-    from core.datasets import Dataset
-
+def _subset(data: Dataset, limit: int | None) -> Dataset:
+    """The first `limit` training images (all of them when `limit` is None or 0)."""
     if not limit:
         return data
-    return Dataset(
-        data.x_train[:limit],
-        data.y_train[:limit],
-        data.x_test,
-        data.y_test,
-        data.class_names,
-        data.pixel_range,
-        data.name,
-    )
+    return dataclasses.replace(data, x_train=data.x_train[:limit], y_train=data.y_train[:limit])
 
 
-def run_ours(data: Any, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    from core.model import Sequential
+def _test_split(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """(x_test, y_test); Fashion-MNIST always has them, the accuracies are measured on them.
+
+    Raises:
+        ValueError: the data set has no test split.
+    """
+    if data.x_test is None or data.y_test is None:
+        raise ValueError(f"data set {data.name!r}: no test split to measure accuracy on")
+    return data.x_test, data.y_test
+
+
+def run_ours(
+    data: Dataset, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Train LeNet-5 with `core.training.fit`; returns the results and the initial weights."""
     from core.training import Progress, TrainConfig, fit
 
-    model = Sequential.from_spec(LENET, data.input_shape, seed=args.seed)
+    model = Sequential.from_spec(lenet5(), data.input_shape, seed=args.seed)
     initial = model.named_arrays()
     config = TrainConfig(
         epochs=args.epochs,
@@ -73,40 +78,25 @@ def run_ours(data: Any, args: argparse.Namespace) -> tuple[dict[str, Any], dict[
 
 
 def run_torch(
-    data: Any, args: argparse.Namespace, initial: dict[str, np.ndarray]
+    data: Dataset, args: argparse.Namespace, initial: dict[str, np.ndarray]
 ) -> dict[str, Any]:
+    """Train the same LeNet-5 in PyTorch from the same `initial` weights and schedule."""
     import torch
     from torch import nn
 
+    from bench.torch_reference import torch_model
+
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    net = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(400, 120),
-        nn.ReLU(),
-        nn.Linear(120, 84),
-        nn.ReLU(),
-        nn.Linear(84, 10),
-    )
-    with torch.no_grad():  # same initial weights; our dense weight is (in, out)
-        for index, module in enumerate(net):
-            if isinstance(module, nn.Conv2d):
-                module.weight.copy_(torch.from_numpy(initial[f"{index}.weight"]))
-                module.bias.copy_(torch.from_numpy(initial[f"{index}.bias"]))  # type: ignore[union-attr]
-            elif isinstance(module, nn.Linear):
-                module.weight.copy_(torch.from_numpy(initial[f"{index}.weight"].T.copy()))
-                module.bias.copy_(torch.from_numpy(initial[f"{index}.bias"]))
+    ours = Sequential.from_spec(lenet5(), data.input_shape, seed=args.seed)
+    ours.load_named_arrays(initial)
+    net = torch_model(ours)  # same layers, our initial weights copied over
     norm = data.normalisation
     x_train = torch.from_numpy(norm.apply(data.x_train))
     y_train = torch.from_numpy(data.y_train)
-    x_test = torch.from_numpy(norm.apply(data.x_test))
-    y_test = torch.from_numpy(data.y_test)
+    x_test_array, y_test_array = _test_split(data)
+    x_test = torch.from_numpy(norm.apply(x_test_array))
+    y_test = torch.from_numpy(y_test_array)
     from core.schedules import schedule_from_config
 
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
@@ -147,7 +137,7 @@ def run_torch(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.train_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bench.train_fashion", description=__doc__)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -169,15 +159,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from core.errors import DatasetError
 
     args.threads = args.threads or os.cpu_count() or 1
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
+    numba.set_num_threads(min(args.threads, int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))))
 
     try:
         data = _subset(load_fashion_mnist(), args.limit)
     except DatasetError as exc:
-        print(f"train_bench: {exc}", file=sys.stderr)
+        print(f"train_fashion: {exc}", file=sys.stderr)
         return 2
+    n_test = _test_split(data)[0].shape[0]
     print(
-        f"fashion-mnist: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test, LeNet, "
+        f"fashion-mnist: {data.x_train.shape[0]} train / {n_test} test, LeNet, "
         f"{args.epochs} epochs, batch {args.batch_size}, adam lr {args.lr} {args.schedule}, "
         f"{args.threads} thread(s) on {os.cpu_count()} CPU(s)",
         flush=True,

@@ -1,4 +1,4 @@
-"""The pure parts of `server.bench`'s h2load load generator, on real data (no full benchmark).
+"""The pure parts of the serving benchmark's h2load driver, on real data (no full benchmark).
 
 Frames, h2load's log and summary, and the server's Prometheus counter; one test runs the real
 h2load for half a second against an in-process gRPC server (skipped without h2load).
@@ -16,18 +16,16 @@ import grpc
 import pytest
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from server import metrics
-from server.bench import (
-    CLASSIFY_METHOD,
+from bench.h2load import (
     LoggedRequest,
-    _classify_payload,
-    codes_delta,
-    grpc_codes,
     grpc_frame,
     h2load_command,
     parse_h2load_log,
     parse_h2load_summary,
 )
+from bench.payload import CLASSIFY_METHOD, ECHO_METHOD, ECHO_SERVICE, classify_payload
+from bench.server_probes import codes_delta, grpc_codes
+from server import metrics
 
 # --- gRPC frames ---------------------------------------------------------------------------
 
@@ -39,7 +37,7 @@ def test_frame_is_flag_zero_then_big_endian_length_then_message() -> None:
 
 
 def test_frame_of_the_classify_request_wraps_it_unchanged() -> None:
-    payload = _classify_payload()
+    payload = classify_payload()
     frame = grpc_frame(payload)
     assert frame[0] == 0 and int.from_bytes(frame[1:5], "big") == len(payload)
     assert frame[5:] == payload
@@ -157,7 +155,7 @@ def recording_server() -> Iterator[tuple[int, list[bytes]]]:
         return request
 
     handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+        ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
     )
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers((handler,))
@@ -174,10 +172,10 @@ def test_h2load_delivers_the_framed_request_and_logs_its_measured_phase(
     tmp_path: Path, recording_server: tuple[int, list[bytes]]
 ) -> None:
     port, received = recording_server
-    payload = _classify_payload()
+    payload = classify_payload()
     body, log = tmp_path / "request.grpc", tmp_path / "h2load.log"
     body.write_bytes(grpc_frame(payload))
-    url = f"http://127.0.0.1:{port}/bench.Echo/Echo"
+    url = f"http://127.0.0.1:{port}{ECHO_METHOD}"
     command = h2load_command(str(shutil.which("h2load")), url, body, log, 2, 0.2, 0.3)
     output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30)
     summary = parse_h2load_summary(output.stdout)
