@@ -1,18 +1,25 @@
 """Inference engine for :class:`core.model.Sequential`: the whole network in one compiled call.
 
 ``InferencePlan.compile(model)`` turns the layer list into a small program for
-:func:`core.kernels.infer.run_program`:
+:func:`core.kernels.infer.run_program`. Every layer describes its own step in
+:meth:`core.layers.Layer.plan_step` by calling one :class:`PlanBuilder` method (``conv``,
+``dense``, ``max_pool``, ``batch_norm``, ``activation``, ``identity``, ...); the builder knows
+no layer types, only the program's ops and the fusion rules:
 
-- conv2d / dense carry their bias and the activation that follows them; a batchnorm2d right after
-  a conv2d is fused into that conv's epilogue (``y = (conv + b) * s + t`` with s, t computed per
-  call from the live running statistics, so the plan never goes stale when weights or statistics
-  change in place); dropout (eval) and flatten vanish;
+- conv2d / dense carry their bias and the activation that follows them; a per-channel affine
+  (batchnorm2d) right after a conv2d is fused into that conv's epilogue (``y = (conv + b) * s + t``
+  with s, t computed per call from the live running statistics, so the plan never goes stale when
+  weights or statistics change in place); identity steps (dropout at eval, flatten) vanish;
 - weights are views of the model's own parameter arrays (no copies); a plan notices when a
   parameter array is *replaced* (:meth:`InferencePlan.is_current`) and the model recompiles it;
 - scratch memory (two activation buffers, the im2col column matrix, the GEMM result and the padded
   planes) is allocated once per thread count and reused, so no call page-faults fresh memory;
 - a batch is split over the Numba threads (whole network per chunk of samples); a batch that fits
   one chunk (e.g. batch 1) runs on the calling thread with no thread-pool wake-up.
+
+A layer without a step of its own (the base :meth:`~core.layers.Layer.plan_step`, or a subclass
+that overrides ``forward`` but inherits its parent's step) makes :meth:`InferencePlan.compile`
+raise :class:`UnsupportedModel`, and the model runs inference layer by layer instead.
 
 Results equal the layer-by-layer ``model.forward(x, training=False)`` to float32 rounding.
 Calls are serialised by a lock (the scratch is shared), so one plan may be used from any thread.
@@ -22,7 +29,8 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import numba
 import numpy as np
@@ -31,8 +39,10 @@ from core import kernels
 from core.errors import ShapeError
 from core.kernels import blas
 from core.kernels import infer as ik
+from core.parameter import Parameter
 
 if TYPE_CHECKING:
+    from core.layers import Layer
     from core.model import Sequential
 
 # Bytes of im2col column matrix per GEMM: lowered columns stay in the per-core L2 (1-2 MiB).
@@ -55,12 +65,35 @@ def _direct_rule(k: int, filters_per_group: int, plane: int) -> bool:
 
 DIRECT_CONV = _direct_rule
 
-_ACTIVATIONS = {"relu": ik.ACT_RELU, "leaky_relu": ik.ACT_LEAKY, "sigmoid": ik.ACT_SIGMOID}
-_ACTIVATIONS["tanh"] = ik.ACT_TANH
+_ACTIVATION_CODES = frozenset({ik.ACT_RELU, ik.ACT_LEAKY, ik.ACT_SIGMOID, ik.ACT_TANH})
+# Ops that an activation after them folds into (applied to their output in place).
+_TAKES_ACTIVATION = frozenset({ik.OP_CONV, ik.OP_DENSE, ik.OP_AFFINE, ik.OP_ACT})
 
 
 class UnsupportedModel(ValueError):
-    """The model holds a layer the inference engine does not know (use the layer path)."""
+    """The model holds a layer with no inference-plan step (the model uses the layer path)."""
+
+
+class PlanStepError(ValueError):
+    """A layer's ``plan_step`` described an op that does not fit the layer's shapes (a bug in
+    that layer; raised rather than swallowed, since the compiled kernels do not check bounds)."""
+
+
+@dataclass(frozen=True)
+class Live:
+    """The array at ``owner.<attribute>``, read by every call of the plan (a view, never copied).
+
+    In-place changes are seen; rebinding the attribute to another array makes the plan stale
+    (:meth:`InferencePlan.is_current`), and the model recompiles it.
+    """
+
+    owner: object
+    attribute: str
+
+
+# What a plan step may pass as an array: a Parameter (its ``value``, live), a Live attribute, or
+# a fixed array / number (a constant: the plan keeps its own copy, broadcast for a number).
+ArraySource: TypeAlias = Parameter | Live | np.ndarray | float
 
 
 class InferencePlan:
@@ -107,131 +140,14 @@ class InferencePlan:
 
     @classmethod
     def compile(cls, model: Sequential) -> InferencePlan:
-        """Program for ``model`` (eval mode); :class:`UnsupportedModel` for an unknown layer."""
-        from core import layers as L
-
-        dtype = np.dtype(model.dtype)
-        rows: list[np.ndarray] = []
-        fparams: list[tuple[float, float]] = []
-        labels: list[str] = []
-        arrays: list[np.ndarray] = []
-        watched: list[tuple[Any, str, np.ndarray]] = []
-        itemsize = dtype.itemsize
-        sizes = {"cols": 1, "res": 1, "xp": 1}
-        act_max = math.prod(model.input_shape)
-        for s in model.shapes:
-            act_max = max(act_max, math.prod(s))
-        chunk = max(1, min(MAX_CHUNK, ACT_BUDGET // (act_max * itemsize)))
-
-        def add(obj: Any, name: str) -> int:
-            arr = getattr(obj, name)
-            if arr.dtype != dtype or not arr.flags.c_contiguous:
-                raise UnsupportedModel(f"array {name} is not a contiguous {dtype} array")
-            watched.append((obj, name, arr))
-            arrays.append(arr.reshape(-1))
-            return len(arrays) - 1
-
-        def new_row(op: int, in_size: int, out_size: int, label: str) -> np.ndarray:
-            r = np.full(ik.NFIELDS, 0, np.int64)
-            r[ik.F_OP], r[ik.F_IN], r[ik.F_OUT] = op, in_size, out_size
-            r[ik.F_WI] = r[ik.F_BI] = r[ik.F_BN] = -1
-            rows.append(r)
-            fparams.append((0.0, 0.0))
-            labels.append(label)
-            return r
-
-        def image(r: np.ndarray, shape: tuple[int, ...], out: tuple[int, ...]) -> None:
-            r[ik.F_C], r[ik.F_H], r[ik.F_W] = shape
-            r[ik.F_F], r[ik.F_OH], r[ik.F_OW] = out
-
+        """Program for ``model`` (eval mode), each layer adding its own step through a
+        :class:`PlanBuilder`; :class:`UnsupportedModel` when a layer has no step."""
+        plan = PlanBuilder(model)
         in_shape: tuple[int, ...] = model.input_shape
         for index, layer in enumerate(model.layers):
-            out_shape = model.shapes[index]
-            in_size, out_size = math.prod(in_shape), math.prod(out_shape)
-            last = rows[-1] if rows else None
-            label = f"{index} {layer.type_name}"
-            if isinstance(layer, L.Flatten | L.Dropout):
-                if last is not None:
-                    labels[-1] += f"+{layer.type_name}"
-            elif isinstance(layer, L.Conv2D):
-                assert layer.weight is not None and layer.pads is not None
-                r = new_row(ik.OP_CONV, in_size, out_size, label)
-                image(r, in_shape, out_shape)
-                r[ik.F_G] = layer.groups
-                r[ik.F_KH], r[ik.F_KW] = layer.kernel
-                r[ik.F_SH], r[ik.F_SW] = layer.stride
-                r[ik.F_PT], r[ik.F_PL] = layer.pads[0], layer.pads[2]
-                r[ik.F_DH], r[ik.F_DW] = layer.dilation
-                r[ik.F_WI] = add(layer.weight, "value")
-                if layer.bias is not None:
-                    r[ik.F_BI] = add(layer.bias, "value")
-                _conv_tiling(r, chunk, itemsize, sizes)
-            elif isinstance(layer, L.Dense):
-                assert layer.weight is not None
-                r = new_row(ik.OP_DENSE, in_size, out_size, label)
-                r[ik.F_WI] = add(layer.weight, "value")
-                if layer.bias is not None:
-                    r[ik.F_BI] = add(layer.bias, "value")
-            elif isinstance(layer, L.MaxPool2D | L.AvgPool2D):
-                assert layer.pads is not None
-                op = ik.OP_MAXPOOL if isinstance(layer, L.MaxPool2D) else ik.OP_AVGPOOL
-                r = new_row(op, in_size, out_size, label)
-                image(r, in_shape, out_shape)
-                r[ik.F_KH], r[ik.F_KW] = layer.size
-                r[ik.F_SH], r[ik.F_SW] = layer.stride
-                r[ik.F_PT], r[ik.F_PL] = layer.pads[0], layer.pads[2]
-            elif isinstance(layer, L.GlobalAvgPool2D):
-                r = new_row(ik.OP_GAP, in_size, out_size, label)
-                r[ik.F_C], r[ik.F_H], r[ik.F_W] = in_shape
-            elif isinstance(layer, L.BatchNorm2D):
-                assert layer.weight is not None and layer.bias is not None
-                fuse = (
-                    last is not None
-                    and last[ik.F_OP] == ik.OP_CONV
-                    and last[ik.F_BN] < 0
-                    and last[ik.F_ACT] == ik.ACT_NONE
-                )
-                if fuse:
-                    assert last is not None
-                    r = last
-                    labels[-1] += "+batchnorm2d"
-                else:
-                    r = new_row(ik.OP_AFFINE, in_size, out_size, label)
-                    r[ik.F_C] = in_shape[0]
-                r[ik.F_BN] = add(layer.weight, "value")
-                add(layer.bias, "value")
-                add(layer, "running_mean")
-                add(layer, "running_var")
-                fparams[-1] = (fparams[-1][0], layer.eps)
-            elif layer.type_name in _ACTIVATIONS and type(layer) in L.LAYER_TYPES.values():
-                alpha = float(getattr(layer, "alpha", 0.0))
-                fusable = (ik.OP_CONV, ik.OP_DENSE, ik.OP_AFFINE, ik.OP_ACT)
-                if last is not None and last[ik.F_OP] in fusable and last[ik.F_ACT] == 0:
-                    r = last
-                    labels[-1] += f"+{layer.type_name}"
-                else:
-                    r = new_row(ik.OP_ACT, in_size, out_size, label)
-                r[ik.F_ACT] = _ACTIVATIONS[layer.type_name]
-                fparams[-1] = (alpha, fparams[-1][1])
-            else:
-                raise UnsupportedModel(f"layer {index} ({type(layer).__name__}) is not supported")
-            in_shape = out_shape
-        if not rows:
-            raise UnsupportedModel("the model has no computing layer")
-        sizes["chunk"] = chunk
-        sizes["act"] = act_max
-        sizes["macs"] = _macs(rows)
-        return cls(
-            np.stack(rows),
-            np.asarray(fparams, np.float64).reshape(-1, 2),
-            arrays,
-            watched,
-            model.input_shape,
-            model.num_classes,
-            dtype,
-            sizes,
-            labels,
-        )
+            plan.describe(index, layer, in_shape, model.shapes[index])
+            in_shape = model.shapes[index]
+        return plan.finish()
 
     def is_current(self) -> bool:
         """False when a parameter or buffer array the plan reads was replaced by another one."""
@@ -299,6 +215,316 @@ class InferencePlan:
             out.append((label, t - prev))
             prev = t
         return out
+
+
+class PlanBuilder:
+    """Collects the program of an :class:`InferencePlan` while each layer describes its step.
+
+    :meth:`describe` calls ``layer.plan_step(self)``; the step calls one of the op methods below
+    with the layer's own parameters and geometry (the shapes come from the model). The builder
+    applies the fusion rules, so a layer only says what it computes:
+
+    - :meth:`activation` folds into the op before it (conv, dense, affine or a stand-alone
+      activation) when that op has no activation yet, else it is a stand-alone in-place op;
+    - :meth:`batch_norm` / :meth:`channel_affine` fold into a conv before them that has neither an
+      affine nor an activation yet, else they are a stand-alone in-place per-channel affine;
+    - :meth:`identity` adds nothing (the buffers are flat, so a reshape is free).
+
+    Arrays are given as an :data:`ArraySource`. Op labels read ``"<index> <type>[+<type>...]"``.
+    """
+
+    def __init__(self, model: Sequential) -> None:
+        self.dtype = np.dtype(model.dtype)
+        act_max = max(math.prod(s) for s in (model.input_shape, *model.shapes))
+        self._act_max = act_max
+        self._chunk = max(1, min(MAX_CHUNK, ACT_BUDGET // (act_max * self.dtype.itemsize)))
+        self._sizes = {"cols": 1, "res": 1, "xp": 1}
+        self._rows: list[np.ndarray] = []
+        self._fparams: list[tuple[float, float]] = []  # (activation alpha, batchnorm eps) per op
+        self._labels: list[str] = []
+        self._arrays: list[np.ndarray] = []
+        self._watched: list[tuple[Any, str, np.ndarray]] = []
+        self._input_shape = model.input_shape
+        self._num_classes = model.num_classes
+        # the layer being described
+        self._index = -1
+        self._layer: Layer | None = None
+        self.in_shape: tuple[int, ...] = ()  # per-sample input shape of that layer
+        self.out_shape: tuple[int, ...] = ()  # per-sample output shape of that layer
+        self._steps = 0
+
+    # --- driving ----------------------------------------------------------------------------
+
+    def describe(
+        self, index: int, layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    ) -> None:
+        """Add layer ``index``'s step (its ``plan_step``) for the given per-sample shapes."""
+        self._index, self._layer = index, layer
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+        self._steps = 0
+        # A step inherited from above the class that defines forward() describes the parent's
+        # computation, not this one (the base Layer's step itself says "no step"). Imported
+        # here: core.layers imports this module.
+        from core.layers import Layer as BaseLayer
+
+        mro = type(layer).__mro__
+        step_owner = next(c for c in mro if "plan_step" in vars(c))
+        forward_owner = next(c for c in mro if "forward" in vars(c))
+        if step_owner is not BaseLayer and not issubclass(step_owner, forward_owner):
+            self.unsupported(
+                f"{type(layer).__name__} overrides forward() (in {forward_owner.__name__}) but "
+                f"inherits plan_step() from {step_owner.__name__}, which may compute something "
+                "else; define plan_step() next to forward()"
+            )
+        layer.plan_step(self)
+        if self._steps == 0:
+            self._fail("plan_step() added no step; call plan.identity() for a no-op layer")
+
+    def finish(self) -> InferencePlan:
+        """The compiled plan; :class:`UnsupportedModel` when no layer computes anything."""
+        if not self._rows:
+            raise UnsupportedModel("the model has no computing layer")
+        sizes = dict(self._sizes, chunk=self._chunk, act=self._act_max, macs=_macs(self._rows))
+        return InferencePlan(
+            np.stack(self._rows),
+            np.asarray(self._fparams, np.float64).reshape(-1, 2),
+            self._arrays,
+            self._watched,
+            self._input_shape,
+            self._num_classes,
+            self.dtype,
+            sizes,
+            self._labels,
+        )
+
+    # --- the ops a plan step can add --------------------------------------------------------
+
+    def unsupported(self, reason: str) -> NoReturn:
+        """This layer has no step: the model will run inference layer by layer."""
+        raise UnsupportedModel(f"{self._who()}: no inference-plan step: {reason}")
+
+    def identity(self) -> None:
+        """The layer computes nothing at inference (a reshape, dropout in eval mode)."""
+        self._steps += 1
+        if math.prod(self.in_shape) != math.prod(self.out_shape):
+            self._fail(f"identity step changes the size {self.in_shape} -> {self.out_shape}")
+        if self._labels:
+            self._labels[-1] += f"+{self._type_name()}"
+
+    def conv(
+        self,
+        weight: ArraySource,
+        bias: ArraySource | None,
+        *,
+        groups: int,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int, int, int],
+        dilation: tuple[int, int],
+    ) -> None:
+        """Grouped 2-D convolution, weight (F, C/groups, KH, KW), bias (F,) or None; padding
+        (top, bottom, left, right). Output F x H' x W', H' = 1 + (H + top + bottom -
+        dh*(KH-1) - 1) // sh."""
+        c, h, w = self._image(self.in_shape, "input")
+        f, oh, ow = self._image(self.out_shape, "output")
+        self._check_window(kernel, stride, padding, dilation)
+        if groups < 1 or c % groups or f % groups:
+            self._fail(f"groups {groups} must divide the input channels {c} and filters {f}")
+        r = self._new_row(ik.OP_CONV)
+        r[ik.F_C], r[ik.F_H], r[ik.F_W] = c, h, w
+        r[ik.F_F], r[ik.F_OH], r[ik.F_OW] = f, oh, ow
+        r[ik.F_G] = groups
+        r[ik.F_KH], r[ik.F_KW] = kernel
+        r[ik.F_SH], r[ik.F_SW] = stride
+        r[ik.F_PT], r[ik.F_PL] = padding[0], padding[2]
+        r[ik.F_DH], r[ik.F_DW] = dilation
+        r[ik.F_WI] = self._array("weight", weight, f * (c // groups) * kernel[0] * kernel[1])
+        if bias is not None:
+            r[ik.F_BI] = self._array("bias", bias, f)
+        _conv_tiling(r, self._chunk, self.dtype.itemsize, self._sizes)
+
+    def dense(self, weight: ArraySource, bias: ArraySource | None) -> None:
+        """y = x @ W + b on the flattened input: weight (I, O), bias (O,) or None."""
+        in_size, out_size = math.prod(self.in_shape), math.prod(self.out_shape)
+        r = self._new_row(ik.OP_DENSE)
+        r[ik.F_WI] = self._array("weight", weight, in_size * out_size)
+        if bias is not None:
+            r[ik.F_BI] = self._array("bias", bias, out_size)
+
+    def max_pool(
+        self, size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int, int, int]
+    ) -> None:
+        """Max over each window (padding never wins; an empty window gives 0)."""
+        self._pool(ik.OP_MAXPOOL, size, stride, padding)
+
+    def avg_pool(
+        self, size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int, int, int]
+    ) -> None:
+        """Mean over the in-input pixels of each window (an empty window gives 0)."""
+        self._pool(ik.OP_AVGPOOL, size, stride, padding)
+
+    def global_avg_pool(self) -> None:
+        """(C, H, W) -> (C,), the mean of each channel."""
+        c, h, w = self._image(self.in_shape, "input")
+        if self.out_shape != (c,):
+            self._fail(f"global average pooling of {self.in_shape} must output ({c},)")
+        r = self._new_row(ik.OP_GAP)
+        r[ik.F_C], r[ik.F_H], r[ik.F_W] = c, h, w
+
+    def batch_norm(
+        self,
+        gamma: ArraySource,
+        beta: ArraySource,
+        mean: ArraySource,
+        var: ArraySource,
+        *,
+        eps: float,
+    ) -> None:
+        """Per-channel y = (x - mean) * gamma / sqrt(var + eps) + beta over channel axis 0 of
+        the per-sample shape, the four (C,) arrays read live; fuses into a preceding conv."""
+        if self.in_shape != self.out_shape:
+            self._fail(
+                f"a per-channel affine keeps the shape, got {self.in_shape} -> {self.out_shape}"
+            )
+        c = self.in_shape[0]
+        last = self._rows[-1] if self._rows else None
+        if (
+            last is not None
+            and last[ik.F_OP] == ik.OP_CONV
+            and last[ik.F_BN] < 0
+            and last[ik.F_ACT] == ik.ACT_NONE
+        ):
+            r = last
+            self._fuse()
+        else:
+            r = self._new_row(ik.OP_AFFINE)
+            r[ik.F_C] = c
+        # the kernels read gamma at F_BN and beta, mean, var right after it in the array list
+        r[ik.F_BN] = self._array("gamma", gamma, c)
+        self._array("beta", beta, c)
+        self._array("mean", mean, c)
+        self._array("var", var, c)
+        self._fparams[-1] = (self._fparams[-1][0], float(eps))
+
+    def channel_affine(self, scale: ArraySource, shift: ArraySource = 0.0) -> None:
+        """Per-channel y = x * scale + shift (channel axis 0 of the per-sample shape); fuses into
+        a preceding conv like :meth:`batch_norm` (which it is, with mean 0, var 1, eps 0: exact)."""
+        self.batch_norm(scale, shift, 0.0, 1.0, eps=0.0)
+
+    def activation(self, kind: int, alpha: float = 0.0) -> None:
+        """Element-wise ``kind`` (an ``ACT_*`` code of :mod:`core.kernels.infer`; ``alpha`` is
+        the leaky slope); folds into the op before it when that op has no activation yet."""
+        if kind not in _ACTIVATION_CODES:
+            self._fail(f"unknown activation code {kind}; known: {sorted(_ACTIVATION_CODES)}")
+        if self.in_shape != self.out_shape:
+            self._fail(f"an activation keeps the shape, got {self.in_shape} -> {self.out_shape}")
+        last = self._rows[-1] if self._rows else None
+        if last is not None and last[ik.F_OP] in _TAKES_ACTIVATION and last[ik.F_ACT] == 0:
+            r = last
+            self._fuse()
+        else:
+            r = self._new_row(ik.OP_ACT)
+        r[ik.F_ACT] = kind
+        self._fparams[-1] = (float(alpha), self._fparams[-1][1])
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _pool(
+        self,
+        op: int,
+        size: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int, int, int],
+    ) -> None:
+        c, h, w = self._image(self.in_shape, "input")
+        oc, oh, ow = self._image(self.out_shape, "output")
+        if oc != c:
+            self._fail(f"pooling keeps the channels, got {self.in_shape} -> {self.out_shape}")
+        self._check_window(size, stride, padding, (1, 1))
+        r = self._new_row(op)
+        r[ik.F_C], r[ik.F_H], r[ik.F_W] = c, h, w
+        r[ik.F_F], r[ik.F_OH], r[ik.F_OW] = oc, oh, ow
+        r[ik.F_KH], r[ik.F_KW] = size
+        r[ik.F_SH], r[ik.F_SW] = stride
+        r[ik.F_PT], r[ik.F_PL] = padding[0], padding[2]
+
+    def _check_window(
+        self,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int, int, int],
+        dilation: tuple[int, int],
+    ) -> None:
+        """The output size must follow H' = 1 + (H + top + bottom - d*(K-1) - 1) // s: the
+        kernels size their padded planes from it and do not check bounds."""
+        if min(kernel + stride + dilation) < 1 or min(padding) < 0:
+            self._fail(
+                f"kernel {kernel}, stride {stride} and dilation {dilation} must be >= 1, "
+                f"padding {padding} >= 0"
+            )
+        (_, h, w), (_, oh, ow) = self.in_shape, self.out_shape
+        top, bottom, left, right = padding
+        want = (
+            1 + (h + top + bottom - dilation[0] * (kernel[0] - 1) - 1) // stride[0],
+            1 + (w + left + right - dilation[1] * (kernel[1] - 1) - 1) // stride[1],
+        )
+        if want != (oh, ow):
+            self._fail(
+                f"kernel {kernel}, stride {stride}, padding {padding}, dilation {dilation} give "
+                f"an output of {want[0]}x{want[1]} from {self.in_shape}, not {oh}x{ow}"
+            )
+
+    def _image(self, shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
+        if len(shape) != 3:
+            self._fail(f"this op needs a per-sample (C, H, W) {what}, got {shape}")
+        return shape[0], shape[1], shape[2]
+
+    def _new_row(self, op: int) -> np.ndarray:
+        self._steps += 1
+        r = np.zeros(ik.NFIELDS, np.int64)
+        r[ik.F_OP] = op
+        r[ik.F_IN], r[ik.F_OUT] = math.prod(self.in_shape), math.prod(self.out_shape)
+        r[ik.F_WI] = r[ik.F_BI] = r[ik.F_BN] = -1
+        self._rows.append(r)
+        self._fparams.append((0.0, 0.0))
+        self._labels.append(f"{self._index} {self._type_name()}")
+        return r
+
+    def _fuse(self) -> None:
+        self._steps += 1
+        self._labels[-1] += f"+{self._type_name()}"
+
+    def _array(self, name: str, source: ArraySource, size: int) -> int:
+        """Index of ``source`` in the plan's array list (live view, or a constant copy)."""
+        if isinstance(source, Parameter):
+            source = Live(source, "value")
+        if isinstance(source, Live):
+            arr = getattr(source.owner, source.attribute)
+            if not isinstance(arr, np.ndarray) or arr.dtype != self.dtype:
+                raise UnsupportedModel(
+                    f"{self._who()}: array {name} is not a {self.dtype} array (it is read in "
+                    "place, so it must have the model dtype)"
+                )
+            if not arr.flags.c_contiguous:
+                raise UnsupportedModel(f"{self._who()}: array {name} is not contiguous")
+            self._watched.append((source.owner, source.attribute, arr))
+        elif isinstance(source, np.ndarray):
+            arr = np.array(source, dtype=self.dtype, order="C")
+        else:
+            arr = np.full(size, source, self.dtype)
+        if arr.size != size:
+            self._fail(f"array {name} has {arr.size} elements, the op needs {size}")
+        self._arrays.append(arr.reshape(-1))
+        return len(self._arrays) - 1
+
+    def _type_name(self) -> str:
+        return self._layer.type_name if self._layer is not None else "?"
+
+    def _who(self) -> str:
+        return f"layer {self._index} ({self._type_name()}, {type(self._layer).__name__})"
+
+    def _fail(self, reason: str) -> NoReturn:
+        raise PlanStepError(f"{self._who()}: plan_step(): {reason}")
 
 
 def _macs(rows: list[np.ndarray]) -> int:

@@ -1,5 +1,7 @@
-"""CNN layers: each pairs ``forward`` with ``backward``, caches what backward needs and ADDS into
-its parameters' gradients.
+"""CNN layers. Each class owns everything about itself, side by side: ``forward``, ``backward``
+(caching what backward needs and ADDING into its parameters' gradients), ``spatial`` (its summary
+row's geometry) and ``plan_step`` (its op in the compiled inference plan, :mod:`core.inference`).
+Adding a layer is one class plus its tests (see docs/layers.md).
 
 Shapes are NCHW; ``build`` takes and returns per-sample shapes (no batch dim): (C, H, W) or (F,).
 Conv/pool output size: ``H' = 1 + (H + pad_top + pad_bottom - dilation * (KH - 1) - 1) // stride``.
@@ -9,51 +11,58 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, cast
 
 import numba
 import numpy as np
 
 from core import init, kernels
 from core.errors import ShapeError, SpecError
+from core.inference import Live, PlanBuilder
 from core.kernels import activations as act_k
 from core.kernels import batchnorm as bn_k
 from core.kernels import blas
 from core.kernels import conv as conv_k
 from core.kernels import dense as dense_k
+from core.kernels import infer as infer_k
 from core.kernels import pool as pool_k
 from core.parameter import Parameter
 
 _REQUIRED: Any = object()
-_SERIAL_BELOW = 1 << 15  # input elements under which a call runs its kernels on 1 thread
+SERIAL_BELOW = 1 << 15  # input elements under which a serial_when_small method uses 1 thread
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
-def _small_work_serial(fn: Any) -> Any:
-    """Wrap forward/backward: batch-1 or small inputs run the kernels on the calling thread only.
+def serial_when_small(method: _Method) -> _Method:
+    """Decorate a layer method whose Numba kernels always take their parallel (``prange``)
+    branch: for one sample, or fewer than ``SERIAL_BELOW`` elements, it runs them on the calling
+    thread only.
 
     Waking the Numba thread pool costs more than such calls take, and a parallel region stalls
-    whenever any pool thread is descheduled, which dominates batch-1 latency.
+    whenever any pool thread is descheduled, which dominates batch-1 latency. Kernels that choose
+    serial vs parallel from the work size themselves (conv, dense, maxpool, relu) and NumPy-only
+    layers do not need it (it would only add ~2 us of get/set_num_threads per call).
     ``numba.set_num_threads`` is thread-local, so concurrent callers are unaffected.
+    The method's first argument after ``self`` is its batch-first input (or output gradient).
     """
 
-    @functools.wraps(fn)
-    def wrapper(self: Layer, arr: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
-        if self._self_scheduling:
-            return fn(self, arr, *args, **kwargs)
-        shape = getattr(arr, "shape", ())
-        if (shape and shape[0] == 1) or getattr(arr, "size", 0) < _SERIAL_BELOW:
+    @functools.wraps(method)
+    def serial_if_small(self: Layer, arr: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        shape = getattr(arr, "shape", ())  # forward() may be given a list before _input()
+        if (shape and shape[0] == 1) or getattr(arr, "size", 0) < SERIAL_BELOW:
             prev = numba.get_num_threads()
             if prev > 1:
                 numba.set_num_threads(1)
                 try:
-                    return fn(self, arr, *args, **kwargs)
+                    return method(self, arr, *args, **kwargs)
                 finally:
                     numba.set_num_threads(prev)
-        return fn(self, arr, *args, **kwargs)
+        return method(self, arr, *args, **kwargs)
 
-    wrapper._serial_wrapped = True  # type: ignore[attr-defined]
-    return wrapper
+    return cast(_Method, serial_if_small)
 
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -157,22 +166,13 @@ class Layer:
     """Base layer.
 
     Subclasses set ``type_name`` and ``_defaults`` (option -> default, ``_REQUIRED`` if none),
-    parse options in ``_configure`` and allocate parameters in ``_build``.
+    parse options in ``_configure``, allocate parameters in ``_build``, and define ``forward``,
+    ``backward`` and ``plan_step`` next to each other. Methods whose kernels always run in
+    parallel carry :func:`serial_when_small`.
     """
 
     type_name: ClassVar[str] = ""
     _defaults: ClassVar[dict[str, Any]] = {}
-    # True when the layer's kernels decide serial vs parallel themselves from the work size (a
-    # kernel only wakes the Numba pool on its parallel branch), so the small-work wrapper would
-    # only add its ~2 us of get/set_num_threads per call.
-    _self_scheduling: ClassVar[bool] = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name in ("forward", "backward"):
-            fn = cls.__dict__.get(name)
-            if fn is not None and not getattr(fn, "_serial_wrapped", False):
-                setattr(cls, name, _small_work_serial(fn))
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self._defaults))
@@ -225,6 +225,14 @@ class Layer:
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        """Describe the eval-mode forward to the compiled inference plan by calling one
+        :class:`core.inference.PlanBuilder` op (after :meth:`build`; shapes come from the model).
+
+        This default has no step: a model holding the layer runs inference layer by layer.
+        """
+        plan.unsupported(f"{type(self).__name__} defines no plan_step()")
 
     def parameters(self) -> dict[str, Parameter]:
         return {}
@@ -308,7 +316,6 @@ class Conv2D(Layer):
     """
 
     type_name = "conv2d"
-    _self_scheduling = True
     _defaults: ClassVar[dict[str, Any]] = {
         "filters": _REQUIRED,
         "kernel_size": _REQUIRED,
@@ -413,6 +420,19 @@ class Conv2D(Layer):
             )
         return dx
 
+    def plan_step(self, plan: PlanBuilder) -> None:
+        """One conv op; a following batchnorm and activation fold into its epilogue."""
+        assert self.weight is not None and self.pads is not None
+        plan.conv(
+            self.weight,
+            self.bias,
+            groups=self.groups,
+            kernel=self.kernel,
+            stride=self.stride,
+            padding=self.pads,
+            dilation=self.dilation,
+        )
+
     _GEMM_COLUMNS: ClassVar[int] = 2048
 
     def _block(self, x: np.ndarray) -> int:
@@ -502,7 +522,6 @@ class MaxPool2D(_Pool2D):
     """
 
     type_name = "maxpool2d"
-    _self_scheduling = True
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -521,6 +540,10 @@ class MaxPool2D(_Pool2D):
         pool_k.maxpool_backward(dout, self._argmax, dx)
         return dx
 
+    def plan_step(self, plan: PlanBuilder) -> None:
+        assert self.pads is not None
+        plan.max_pool(self.size, self.stride, self.pads)
+
 
 class AvgPool2D(_Pool2D):
     """Average pooling: (N, C, H, W) -> (N, C, H', W'), H' = 1 + (H + top + bottom - size) // sh.
@@ -530,6 +553,7 @@ class AvgPool2D(_Pool2D):
 
     type_name = "avgpool2d"
 
+    @serial_when_small
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
         assert self.out_shape is not None
@@ -538,12 +562,17 @@ class AvgPool2D(_Pool2D):
         self._x_shape, self._out_shape = x.shape, out.shape
         return out
 
+    @serial_when_small
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dout = self._grad_input(dout, self._out_shape)
         assert self._x_shape is not None
         dx = np.empty(self._x_shape, self.dtype)
         pool_k.avgpool_backward(dout, *self._geometry(), dx)
         return dx
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        assert self.pads is not None
+        plan.avg_pool(self.size, self.stride, self.pads)
 
 
 class GlobalAvgPool2D(Layer):
@@ -572,6 +601,9 @@ class GlobalAvgPool2D(Layer):
         dx[...] = (dout / (h * w))[:, :, None, None]
         return dx
 
+    def plan_step(self, plan: PlanBuilder) -> None:
+        plan.global_avg_pool()
+
     def spatial(self) -> Spatial | None:
         if self.in_shape is None:
             return None
@@ -583,7 +615,6 @@ class Flatten(Layer):
     """(N, *shape) -> (N, prod(shape)), a view (no copy)."""
 
     type_name = "flatten"
-    _self_scheduling = True
 
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         return (math.prod(in_shape),)
@@ -597,6 +628,10 @@ class Flatten(Layer):
         dout = np.ascontiguousarray(dout, dtype=self.dtype)
         return dout.reshape(dout.shape[0], *self.in_shape)
 
+    def plan_step(self, plan: PlanBuilder) -> None:
+        """Nothing to compute: the plan's activation buffers are flat already."""
+        plan.identity()
+
 
 # ----------------------------------------------------------------------------- dense
 
@@ -608,7 +643,6 @@ class Dense(Layer):
     """
 
     type_name = "dense"
-    _self_scheduling = True
     _defaults: ClassVar[dict[str, Any]] = {"units": _REQUIRED, "use_bias": True, "init": "he"}
 
     def _configure(self) -> None:
@@ -662,6 +696,11 @@ class Dense(Layer):
         dense_k.dense_backward(dout, x, self.weight.value, dx, self.weight.grad, db)
         return dx.reshape(x.shape[0], *self.in_shape)
 
+    def plan_step(self, plan: PlanBuilder) -> None:
+        """One GEMM op; a following activation folds into it."""
+        assert self.weight is not None
+        plan.dense(self.weight, self.bias)
+
     def parameters(self) -> dict[str, Parameter]:
         params = {"weight": self.weight} if self.weight is not None else {}
         if self.bias is not None:
@@ -673,7 +712,8 @@ class Dense(Layer):
 
 
 class _Elementwise(Layer):
-    """Shape-preserving element-wise layer on flattened contiguous arrays."""
+    """Shape-preserving element-wise layer: ``_fwd``/``_bwd`` get C-contiguous batch-first
+    arrays of one shape and run a flat kernel over them (``.reshape(-1)`` is a view)."""
 
     def _configure(self) -> None:
         self._saved: np.ndarray | None = None
@@ -689,7 +729,7 @@ class _Elementwise(Layer):
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
         out = np.empty_like(x)
-        self._fwd(x.reshape(-1), out.reshape(-1))
+        self._fwd(x, out)
         self._saved = out if self._save_output else x
         return out
 
@@ -698,7 +738,7 @@ class _Elementwise(Layer):
         dout = self._grad_input(dout, None if saved is None else saved.shape)
         assert saved is not None
         dx = np.empty_like(dout)
-        self._bwd(dout.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+        self._bwd(dout, saved, dx)
         return dx
 
 
@@ -706,13 +746,16 @@ class ReLU(_Elementwise):
     """y = max(x, 0); dy/dx = 1 where x > 0 else 0."""
 
     type_name = "relu"
-    _self_scheduling = True
 
+    # no serial_when_small: the ReLU kernels run serially below PARALLEL_MIN by themselves
     def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
-        act_k.relu_forward(x, out)
+        act_k.relu_forward(x.reshape(-1), out.reshape(-1))
 
     def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
-        act_k.relu_backward(dout, saved, dx)
+        act_k.relu_backward(dout.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        plan.activation(infer_k.ACT_RELU)
 
 
 class LeakyReLU(_Elementwise):
@@ -730,11 +773,16 @@ class LeakyReLU(_Elementwise):
             )
         self.alpha = float(a)
 
+    @serial_when_small
     def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
-        act_k.leaky_relu_forward(x, self.alpha, out)
+        act_k.leaky_relu_forward(x.reshape(-1), self.alpha, out.reshape(-1))
 
+    @serial_when_small
     def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
-        act_k.leaky_relu_backward(dout, saved, self.alpha, dx)
+        act_k.leaky_relu_backward(dout.reshape(-1), saved.reshape(-1), self.alpha, dx.reshape(-1))
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        plan.activation(infer_k.ACT_LEAKY, alpha=self.alpha)
 
 
 class Sigmoid(_Elementwise):
@@ -743,11 +791,16 @@ class Sigmoid(_Elementwise):
     type_name = "sigmoid"
     _save_output = True
 
+    @serial_when_small
     def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
-        act_k.sigmoid_forward(x, out)
+        act_k.sigmoid_forward(x.reshape(-1), out.reshape(-1))
 
+    @serial_when_small
     def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
-        act_k.sigmoid_backward(dout, saved, dx)
+        act_k.sigmoid_backward(dout.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        plan.activation(infer_k.ACT_SIGMOID)
 
 
 class Tanh(_Elementwise):
@@ -756,11 +809,16 @@ class Tanh(_Elementwise):
     type_name = "tanh"
     _save_output = True
 
+    @serial_when_small
     def _fwd(self, x: np.ndarray, out: np.ndarray) -> None:
-        act_k.tanh_forward(x, out)
+        act_k.tanh_forward(x.reshape(-1), out.reshape(-1))
 
+    @serial_when_small
     def _bwd(self, dout: np.ndarray, saved: np.ndarray, dx: np.ndarray) -> None:
-        act_k.tanh_backward(dout, saved, dx)
+        act_k.tanh_backward(dout.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        plan.activation(infer_k.ACT_TANH)
 
 
 # ----------------------------------------------------------------------------- regularisation
@@ -800,6 +858,10 @@ class Dropout(Layer):
         dout = self._grad_input(dout, self._shape)
         return dout if self._mask is None else dout * self._mask
 
+    def plan_step(self, plan: PlanBuilder) -> None:
+        """Identity at inference."""
+        plan.identity()
+
 
 class BatchNorm2D(Layer):
     """Batch normalisation per channel of (N, C, H, W); weight (gamma) (C,), bias (beta) (C,).
@@ -832,6 +894,7 @@ class BatchNorm2D(Layer):
         self.running_var = np.ones(c, self.dtype)
         return in_shape
 
+    @serial_when_small
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
         assert self.weight is not None and self.bias is not None
@@ -862,6 +925,7 @@ class BatchNorm2D(Layer):
         self._cache = (x, mean.astype(self.dtype), invstd.astype(self.dtype), training)
         return out
 
+    @serial_when_small
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError(f"{self.type_name}: backward() called before forward()")
@@ -883,6 +947,18 @@ class BatchNorm2D(Layer):
             zero = np.zeros(c, self.dtype)
             bn_k.bn_apply(dout, (self.weight.value * invstd).astype(self.dtype), zero, dx)
         return dx
+
+    def plan_step(self, plan: PlanBuilder) -> None:
+        """Eval mode: a per-channel affine from the live running statistics; folds into a conv
+        right before it."""
+        assert self.weight is not None and self.bias is not None
+        plan.batch_norm(
+            self.weight,
+            self.bias,
+            Live(self, "running_mean"),
+            Live(self, "running_var"),
+            eps=self.eps,
+        )
 
     def parameters(self) -> dict[str, Parameter]:
         if self.weight is None or self.bias is None:
@@ -950,4 +1026,5 @@ __all__ = [
     "Spatial",
     "Tanh",
     "layer_from_config",
+    "serial_when_small",
 ]

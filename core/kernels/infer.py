@@ -1,8 +1,9 @@
 """Whole-network inference kernel: ONE compiled call runs a compiled layer program over a batch.
 
-A program (built by :mod:`core.inference`) is an int64 table, one row per fused op, plus a typed
-list of weight arrays (views of the model's own parameters, so in-place weight updates are seen).
-Ops read one per-sample activation buffer and write the other (ping-pong) inside per-task scratch:
+A program (built by :mod:`core.inference` from each layer's ``plan_step``) is an int64 table, one
+row per fused op, plus a typed list of weight arrays (views of the model's own parameters, so
+in-place weight updates are seen). Ops read one per-sample activation buffer and write the other
+(ping-pong) inside per-task scratch:
 
 - ``OP_CONV``: grouped/strided/dilated/padded conv as im2col + BLAS GEMM, with the bias, an
   optional BatchNorm (eval: ``y = (conv + b) * s + t``, s = gamma / sqrt(var + eps),
@@ -11,8 +12,9 @@ Ops read one per-sample activation buffer and write the other (ping-pong) inside
 - ``OP_DENSE``: (B, I) @ (I, O) + b, then the activation; one GEMM per chunk of samples.
 - ``OP_MAXPOOL`` / ``OP_AVGPOOL`` / ``OP_GAP``: as :mod:`core.kernels.pool` (max ignores padding,
   average divides by the in-input pixel count; an empty window gives 0).
-- ``OP_AFFINE``: a BatchNorm that follows no conv (per-channel scale/shift) + activation, in place.
-- ``OP_ACT``: a stand-alone activation, in place. Flatten and dropout (eval) are no-ops.
+- ``OP_AFFINE``: a per-channel affine (a BatchNorm, or a layer's ``channel_affine``: the same op
+  with mean 0, var 1, eps 0) that follows no conv + activation, in place.
+- ``OP_ACT``: a stand-alone activation, in place. Identity steps (flatten, dropout) add no op.
 
 The batch is split into T tasks (T = scratch rows), each running the whole network over its
 samples in chunks of ``chunk`` samples (so dense layers are GEMMs and the activations stay in

@@ -184,7 +184,7 @@ def test_unknown_layer_falls_back_to_layer_path() -> None:
     from core.layers import Dense, Flatten
 
     model = Sequential([Flatten(), Double(), Dense(units=2)], (1, 2, 2))
-    with pytest.raises(UnsupportedModel):
+    with pytest.raises(UnsupportedModel, match=r"layer 1 \(double, Double\).*no plan_step"):
         InferencePlan.compile(model)
     assert model.inference_plan() is None
     x = np.ones((3, 1, 2, 2), np.float32)
