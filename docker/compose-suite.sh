@@ -46,6 +46,9 @@ else
     compose=(docker-compose "${files[@]}")
 fi
 
+# Redis refuses anonymous use (docker-compose.yml): a fresh password for this run.
+export CNN_REDIS_PASSWORD=${CNN_REDIS_PASSWORD:-$(openssl rand -hex 24)}
+
 control=$(mktemp -d /tmp/cnn-compose-control.XXXXXX)
 chmod 0777 "$control"   # written by the tests container's non-root user
 export CNN_IT_CONTROL_HOST_DIR=$control
@@ -59,7 +62,7 @@ teardown() {
         "${compose[@]}" --profile tests down -v --remove-orphans >/dev/null 2>&1 \
             || "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
     fi
-    rm -rf "$control"
+    rm -rf "$control" "${tls_dir:-}"
     exit "$rc"
 }
 trap teardown EXIT
@@ -79,18 +82,22 @@ log "images built in $((SECONDS - started)) s"
 # ---- stack ----
 "${compose[@]}" --profile tests down -v --remove-orphans >/dev/null 2>&1 || true
 started=$SECONDS
-"${compose[@]}" up -d --no-build redis worker server
-server=$("${compose[@]}" ps -q server)
-for _ in $(seq 1 180); do
-    health=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$server")
-    [ "$health" = healthy ] && break
-    sleep 1
-done
-if [ "$health" != healthy ]; then
-    "${compose[@]}" ps
-    "${compose[@]}" logs --tail 100
+wait_healthy() {
+    # wait_healthy COMPOSE...: until the server container's own health check passes.
+    local server health=starting
+    server=$("$@" ps -q server)
+    for _ in $(seq 1 180); do
+        health=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$server")
+        [ "$health" = healthy ] && return 0
+        sleep 1
+    done
+    "$@" ps
+    "$@" logs --tail 100
     die "server not healthy after 180 s"
-fi
+}
+
+"${compose[@]}" up -d --no-build redis worker server
+wait_healthy "${compose[@]}"
 log "stack up and healthy in $((SECONDS - started)) s"
 "${compose[@]}" ps
 
@@ -138,5 +145,30 @@ log "suite finished in $((SECONDS - started)) s with status $rc"
 if [ "$rc" != 0 ]; then
     "${compose[@]}" ps
     "${compose[@]}" logs --tail 200 redis worker server
+    exit "$rc"
 fi
+
+# ---- TLS stage: the server again, with docker/compose.tls.yml (TLS + bearer token) ----
+# Its container must become healthy (the health check speaks TLS), and clients are served only
+# with the CA and the token (tests/integration/test_tls_stack.py).
+started=$SECONDS
+tls_dir=$(mktemp -d /tmp/cnn-compose-tls.XXXXXX)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=server \
+    -addext "subjectAltName=DNS:server,DNS:localhost" \
+    -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null
+chmod 0755 "$tls_dir" && chmod 0644 "$tls_dir"/*.pem   # read by the container's user cnn
+export CNN_TLS_DIR=$tls_dir CNN_AUTH_TOKEN
+CNN_AUTH_TOKEN=$(openssl rand -hex 16)
+tls_compose=("${compose[@]}" -f docker/compose.tls.yml)
+"${tls_compose[@]}" up -d --no-build --no-deps server
+wait_healthy "${tls_compose[@]}"
+log "server healthy with TLS and a token in $((SECONDS - started)) s"
+set +e
+"${tls_compose[@]}" run --rm -T -v "$tls_dir:/tls:ro" -e CNN_IT_TLS_CA=/tls/cert.pem \
+    -e CNN_IT_TOKEN="$CNN_AUTH_TOKEN" tests \
+    python -m pytest -p no:cacheprovider -ra tests/integration/test_tls_stack.py
+rc=$?
+set -e
+log "TLS stage finished with status $rc"
+[ "$rc" = 0 ] || "${tls_compose[@]}" logs --tail 100 server
 exit "$rc"

@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 . docker/lib.sh
 
 t0=$SECONDS
-apt_install_missing dockerd:docker.io docker-compose:docker-compose debootstrap:debootstrap
+apt_install_missing dockerd:docker.io docker-compose:docker-compose debootstrap:debootstrap \
+    openssl:openssl
 [ -x .venv/bin/python ] || scripts/setup.sh
 
 engine=$(docker/dockerd.sh start)
