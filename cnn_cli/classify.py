@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnn_cli.connection import add_connection_options, client_from_args
-from cnn_cli.main import CliError
+from cnn_cli.errors import CliError
 
 if TYPE_CHECKING:
     import numpy as np

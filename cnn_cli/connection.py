@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnn_cli.main import CliError
+from cnn_cli.errors import CliError
 
 if TYPE_CHECKING:
     from cnn_client import CnnClient

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cnn_cli.main import CliError
+from cnn_cli.errors import CliError
 from cnn_cli.processes import ProcessError
 from cnn_cli.stack import LocalStack
 

@@ -7,14 +7,10 @@ stays fast and a missing optional piece only affects the command that needs it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
-
-class CliError(Exception):
-    """A user-facing error: printed as one line, exit status 2."""
+from cnn_cli.errors import CliError
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -34,42 +30,6 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
     print_summary(args.spec, args.input_shape)
     return 0
-
-
-def _cmd_inspect(args: argparse.Namespace) -> int:
-    from core.pictures import inspect_model
-
-    image = Path(args.image)
-    if not image.is_file():
-        raise CliError(f"{args.image}: no such image file")
-    model_dir = _model_dir(args.model, args.version, args.models_dir)
-    for path in inspect_model(model_dir, image, args.out):
-        print(path)
-    return 0
-
-
-def _model_dir(model: str, version: int, models_dir: str | None) -> Path:
-    """A model version directory: `model` itself, or <models dir>/<model>/<version or newest>."""
-    path = Path(model)
-    if (path / "model.json").is_file():
-        return path
-    from core.repository import ModelRepository
-
-    root = Path(models_dir or os.environ.get("CNN_MODELS_DIR") or "models")
-    if not root.is_dir():
-        raise CliError(
-            f"{model!r} is not a model directory and the repository {root} does not exist "
-            "(pass --models-dir or set CNN_MODELS_DIR)"
-        )
-    repository = ModelRepository(root)
-    versions = repository.versions(model) if "/" not in model else []
-    if not versions:
-        known = ", ".join(repository.names()) or "none"
-        raise CliError(f"no model {model!r} in {root} (models there: {known})")
-    if version and version not in versions:
-        listed = ", ".join(map(str, versions))
-        raise CliError(f"model {model!r} has no version {version} in {root} (versions: {listed})")
-    return repository.path(model, version or max(versions))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -94,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
 
     from cnn_cli.classify import add_classify_command
+    from cnn_cli.inspect import add_inspect_command
     from cnn_cli.models import add_models_commands
     from cnn_cli.train import add_train_commands
 
@@ -111,19 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.set_defaults(func=_cmd_summary)
 
-    inspect = sub.add_parser(
-        "inspect", help="write first-layer kernels and feature maps of an image as PNG grids"
-    )
-    inspect.add_argument(
-        "model", help="a model name in the repository, or a version directory (model.json)"
-    )
-    inspect.add_argument("--image", required=True, help="an image file (PNG/JPEG)")
-    inspect.add_argument("--out", required=True, help="output directory for the PNGs")
-    inspect.add_argument("--version", "-v", type=int, default=0, help="version (default: newest)")
-    inspect.add_argument(
-        "--models-dir", help="model repository (default: CNN_MODELS_DIR or ./models)"
-    )
-    inspect.set_defaults(func=_cmd_inspect)
+    add_inspect_command(sub)
 
     demo = sub.add_parser(
         "demo",

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from cnn_cli.connection import add_connection_options, client_from_args
-from cnn_cli.main import CliError
+from cnn_cli.errors import CliError
 
 #: Metrics shown in `models list` and at the top of `models show`, when recorded.
 HEADLINE_METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")

@@ -14,13 +14,15 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from core.checkpoint import atomic_write_bytes, npz_bytes, read_npz_bytes
+from core.checkpoint import npz_bytes, read_npz_bytes
 from core.datasets import Normalisation
+from core.durable import atomic_write_bytes
 from core.errors import ArtifactError, CnnError, ShapeError, SpecError
 from core.model import Sequential
 
@@ -34,14 +36,20 @@ class InputRangeError(CnnError, ValueError):
     """Input pixels are NaN/infinite or outside the model's pixel range."""
 
 
-class InputSpec(BaseModel):
-    """What the model takes: images (C, H, W) of ``dtype`` with values in ``pixel_range``."""
+@pydantic_dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class InputSpec:
+    """What the model takes: images (C, H, W) of ``dtype`` with values in ``pixel_range``.
 
-    model_config = ConfigDict(extra="forbid")
+    A frozen (pydantic) dataclass rather than a ``BaseModel``: the server reads it on every
+    request, and a dataclass attribute is a plain instance lookup, several times cheaper.
+    Validated all the same, whether built in code or read from ``model.json``. The bounds sit
+    in ``Annotated`` rather than ``= Field(...)``: a class attribute of the same name would
+    slow every read of the instance attribute down (about 3x, CPython 3.11).
+    """
 
-    channels: int = Field(ge=1, le=64)
-    height: int = Field(ge=1, le=4096)
-    width: int = Field(ge=1, le=4096)
+    channels: Annotated[int, Field(ge=1, le=64)]
+    height: Annotated[int, Field(ge=1, le=4096)]
+    width: Annotated[int, Field(ge=1, le=4096)]
     dtype: Literal["uint8", "float32"] = "uint8"
     pixel_range: tuple[float, float] = (0.0, 255.0)
 

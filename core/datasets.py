@@ -13,9 +13,11 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 from typing import Literal
 
 import numpy as np
@@ -41,6 +43,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_SEED = 20240601  # fixed: the held-out split of digits / mnist-5k never changes
 MAX_CLASSES = 10_000
 MAX_CHANNELS = 4
+DIGITS_SHAPE = (1, 8, 8)  # (C, H, W) of one sample
+MNIST_SHAPE = (1, 28, 28)  # mnist-5k and fashion-mnist
 
 DatasetName = Literal["digits", "mnist-5k", "fashion-mnist", "npz", "folder"]
 
@@ -163,12 +167,9 @@ def load_dataset(ref: DatasetRef | dict, data_dir: Path | str | None = None) -> 
     """
     if isinstance(ref, dict):
         ref = DatasetRef.model_validate(ref)
-    if ref.name == "digits":
-        return load_digits()
-    if ref.name == "mnist-5k":
-        return load_mnist_5k()
-    if ref.name == "fashion-mnist":
-        return load_fashion_mnist()
+    bundled = BUNDLED.get(ref.name)
+    if bundled is not None:
+        return bundled.load()
     if data_dir is None:
         raise DatasetError(f"dataset {ref.name!r} needs a data directory to resolve {ref.path!r}")
     path = resolve_in(Path(data_dir), ref.path or "")
@@ -200,7 +201,7 @@ def load_digits() -> Dataset:
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
-    x = bunch.images.astype(np.uint8)[:, None, :, :]
+    x = bunch.images.astype(np.uint8).reshape(-1, *DIGITS_SHAPE)
     y = bunch.target.astype(np.int64)
     n_test = round(0.2 * x.shape[0])
     x_tr, y_tr, x_te, y_te = _holdout(x, y, n_test)
@@ -232,14 +233,16 @@ def load_mnist_5k(path: Path | None = None) -> Dataset:
             table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
     except (OSError, EOFError, ValueError) as exc:
         raise DatasetError(f"{path}: cannot read the mnist-5k CSV ({exc})") from exc
-    if table.ndim != 2 or table.shape[1] != 28 * 28 + 1:
+    pixel_count = int(np.prod(MNIST_SHAPE))
+    if table.ndim != 2 or table.shape[1] != pixel_count + 1:
         raise DatasetError(
-            f"{path}: expected rows of 785 values (784 pixels + label), got {table.shape}"
+            f"{path}: expected rows of {pixel_count + 1} values ({pixel_count} pixels + label), "
+            f"got {table.shape}"
         )
     pixels, labels = table[:, :-1], table[:, -1]
     if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
         raise DatasetError(f"{path}: pixels must be 0..255 and labels 0..9")
-    x = pixels.astype(np.uint8).reshape(-1, 1, 28, 28)
+    x = pixels.astype(np.uint8).reshape(-1, *MNIST_SHAPE)
     x_tr, y_tr, x_te, y_te = _holdout(x, labels.astype(np.int64), 1000)
     return Dataset(x_tr, y_tr, x_te, y_te, list(DIGIT_CLASSES), (0.0, 255.0), "mnist-5k")
 
@@ -285,9 +288,10 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
 def _fashion_split(root: Path, prefix: str, count: int) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(root / f"{prefix}-images-idx3-ubyte.gz", IDX_IMAGES_MAGIC)
     labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz", IDX_LABELS_MAGIC)
-    if images.shape != (count, 28, 28):
+    _, height, width = MNIST_SHAPE
+    if images.shape != (count, height, width):
         raise DatasetError(
-            f"{root}/{prefix} images: shape {images.shape}, expected ({count}, 28, 28)"
+            f"{root}/{prefix} images: shape {images.shape}, expected ({count}, {height}, {width})"
         )
     if labels.shape != (count,):
         raise DatasetError(f"{root}/{prefix} labels: shape {labels.shape}, expected ({count},)")
@@ -309,6 +313,28 @@ def load_fashion_mnist(root: Path | None = None) -> Dataset:
     return Dataset(
         x_tr, y_tr, x_te, y_te, list(FASHION_MNIST_CLASSES), (0.0, 255.0), "fashion-mnist"
     )
+
+
+@dataclass(frozen=True)
+class BundledDataset:
+    """A data set shipped by an installed package: how to load it, and its per-sample shape
+    (C, H, W), known without loading it (so a training spec can be checked up front)."""
+
+    input_shape: tuple[int, int, int]
+    load: Callable[[], Dataset]
+
+
+BUNDLED: Mapping[str, BundledDataset] = MappingProxyType(
+    {
+        "digits": BundledDataset(DIGITS_SHAPE, load_digits),
+        "mnist-5k": BundledDataset(MNIST_SHAPE, load_mnist_5k),
+        "fashion-mnist": BundledDataset(MNIST_SHAPE, load_fashion_mnist),
+    }
+)
+#: (C, H, W) of one sample of each bundled data set, by data set name.
+KNOWN_INPUT_SHAPES: Mapping[str, tuple[int, int, int]] = MappingProxyType(
+    {name: bundled.input_shape for name, bundled in BUNDLED.items()}
+)
 
 
 # --- user data ---------------------------------------------------------------------------------
@@ -384,10 +410,10 @@ def load_npz(path: Path) -> Dataset:
 def load_image_folder(root: Path) -> Dataset:
     """``root/<class>/*.png|jpg``: classes are the sorted sub-directory names.
 
-    Images are read with Pillow; all must share one size. Grayscale ("L") if every image is
-    grayscale, else RGB.
+    Images are decoded with :mod:`core.images`; all must share one size. Grayscale ("L") if
+    every image is grayscale, else RGB.
     """
-    from PIL import Image, UnidentifiedImageError
+    from core.images import ImageDecodeError, image_pixels, open_image
 
     if not root.is_dir():
         raise DatasetError(f"{root}: no such image folder")
@@ -404,21 +430,20 @@ def load_image_folder(root: Path) -> Dataset:
         if not found:
             raise DatasetError(f"{class_dir}: no .png/.jpg images")
         files.extend((p, label) for p in found)
-    images: list[Image.Image] = []
+    images = []
     for path, _ in files:
         try:
-            with Image.open(path) as opened:
-                opened.load()
-                images.append(opened.copy())
-        except (OSError, UnidentifiedImageError) as exc:
-            raise DatasetError(f"{path}: not a readable image ({exc})") from exc
-    for (path, _), img in zip(files, images, strict=True):
-        if img.mode.startswith(("I", "F")):
+            image = open_image(path.read_bytes(), str(path))
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot read ({exc.strerror})") from exc
+        except ImageDecodeError as exc:
+            raise DatasetError(str(exc)) from exc
+        if image.mode.startswith(("I", "F")):
             raise DatasetError(
-                f"{path}: {img.mode} images (16/32-bit) are not supported; save them as 8-bit"
+                f"{path}: {image.mode} images (16/32-bit) are not supported; save them as 8-bit"
             )
+        images.append(image)
     gray = all(img.mode in ("L", "1", "LA") for img in images)
-    mode = "L" if gray else "RGB"
     size = images[0].size
     arrays = []
     for (path, _), img in zip(files, images, strict=True):
@@ -427,8 +452,11 @@ def load_image_folder(root: Path) -> Dataset:
                 f"{path}: size {img.size[0]}×{img.size[1]} differs from {size[0]}×{size[1]} "
                 f"of {files[0][0]}; all images must have the same size"
             )
-        arrays.append(np.asarray(img.convert(mode), dtype=np.uint8))
-    x = _to_nchw(np.stack(arrays), str(root))
+        try:
+            arrays.append(image_pixels(img, 1 if gray else 3, what=str(path)))
+        except ImageDecodeError as exc:
+            raise DatasetError(str(exc)) from exc
+    x = np.stack(arrays)
     y = np.array([label for _, label in files], dtype=np.int64)
     names = [d.name for d in class_dirs]
     return Dataset(x, y, None, None, names, (0.0, 255.0), "folder", {"path": str(root)})

@@ -262,20 +262,9 @@ class PlanBuilder:
         self._index, self._layer = index, layer
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         self._steps = 0
-        # A step inherited from above the class that defines forward() describes the parent's
-        # computation, not this one (the base Layer's step itself says "no step"). Imported
-        # here: core.layers imports this module.
-        from core.layers import Layer as BaseLayer
-
-        mro = type(layer).__mro__
-        step_owner = next(c for c in mro if "plan_step" in vars(c))
-        forward_owner = next(c for c in mro if "forward" in vars(c))
-        if step_owner is not BaseLayer and not issubclass(step_owner, forward_owner):
-            self.unsupported(
-                f"{type(layer).__name__} overrides forward() (in {forward_owner.__name__}) but "
-                f"inherits plan_step() from {step_owner.__name__}, which may compute something "
-                "else; define plan_step() next to forward()"
-            )
+        problem = layer.inherited_plan_step()
+        if problem is not None:
+            self.unsupported(problem)
         layer.plan_step(self)
         if self._steps == 0:
             self._fail("plan_step() added no step; call plan.identity() for a no-op layer")

@@ -234,6 +234,24 @@ class Layer:
         """
         plan.unsupported(f"{type(self).__name__} defines no plan_step()")
 
+    @classmethod
+    def inherited_plan_step(cls) -> str | None:
+        """Why this class's plan step cannot be trusted, or None when it can.
+
+        A step inherited from above the class that defines forward() describes the parent's
+        computation, not this one (the base class's own step says "no step", which is honest).
+        """
+        mro = cls.__mro__
+        step_owner = next(c for c in mro if "plan_step" in vars(c))
+        forward_owner = next(c for c in mro if "forward" in vars(c))
+        if step_owner is Layer or issubclass(step_owner, forward_owner):
+            return None
+        return (
+            f"{cls.__name__} overrides forward() (in {forward_owner.__name__}) but inherits "
+            f"plan_step() from {step_owner.__name__}, which may compute something else; "
+            "define plan_step() next to forward()"
+        )
+
     def parameters(self) -> dict[str, Parameter]:
         return {}
 

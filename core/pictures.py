@@ -4,7 +4,6 @@
   grayscale tile per (filter, channel); each tile scaled to its own min..max.
 - :func:`feature_map_grid`: one image's maps (C, H, W) of a layer, one tile per channel.
 - :func:`learning_curve_png`: loss and accuracy per epoch (train and validation).
-- :func:`inspect_model`: all of the above for a model directory and one image file.
 """
 
 from __future__ import annotations
@@ -184,65 +183,10 @@ def learning_curve_png(history: Sequence[dict[str, Any]], path: Path | str) -> P
     """Write :func:`learning_curve_image` as PNG (atomically) and return the path."""
     import io
 
-    from core.checkpoint import atomic_write_bytes
+    from core.durable import atomic_write_bytes
 
     path = Path(path)
     buf = io.BytesIO()
     learning_curve_image(history).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
     return path
-
-
-# --- model inspection --------------------------------------------------------------------------
-
-
-def load_image(
-    path: Path | str, shape: tuple[int, int, int], pixel_range: tuple[float, float]
-) -> np.ndarray:
-    """An image file -> (1, C, H, W) float32 in ``pixel_range`` (converted to L/RGB, resized)."""
-    c, h, w = shape
-    with Image.open(path) as opened:
-        im = opened.convert("L" if c == 1 else "RGB")
-    if im.size != (w, h):
-        im = im.resize((w, h), Image.Resampling.BILINEAR)
-    a = np.asarray(im, dtype=np.float32)
-    if c == 1:
-        a = a[None, :, :]
-    elif c == 3:
-        a = a.transpose(2, 0, 1)
-    else:
-        raise ShapeError(f"can only inspect models with 1 or 3 input channels, got {c}")
-    lo, hi = pixel_range
-    return (lo + a / 255.0 * (hi - lo))[None].astype(np.float32)
-
-
-def inspect_model(model_dir: Path | str, image_path: Path | str, out_dir: Path | str) -> list[Path]:
-    """Write ``kernels_layer<i>.png`` (first conv layer) and ``features_layer<i>_conv2d.png``
-    (the image's maps after each conv layer) into ``out_dir``; returns the paths written.
-
-    The image is converted to the model's channels and resized to its input size.
-    """
-    from core.artifacts import load_artifact, preprocess
-
-    loaded = load_artifact(model_dir)
-    model, meta = loaded.model, loaded.meta
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    raw = load_image(image_path, meta.input.shape, meta.input.pixel_range)
-    x = preprocess(meta, raw)
-    written: list[Path] = []
-    first_conv_done = False
-    for index, layer in enumerate(model.layers):
-        x = layer.forward(x, training=False)
-        if layer.type_name != "conv2d":
-            continue
-        if not first_conv_done:
-            weight = layer.parameters()["weight"].value
-            path = out / f"kernels_layer{index}.png"
-            kernel_grid(weight).save(path)
-            written.append(path)
-            first_conv_done = True
-        path = out / f"features_layer{index}_conv2d.png"
-        feature_map_grid(x[0]).save(path)
-        written.append(path)
-    return written

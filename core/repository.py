@@ -17,9 +17,14 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from core.durable import fsync_dir, fsync_tree
 from core.errors import CnnError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: Model names become directory names: no dot first (hidden directories are temp space), no
+#: slashes, bounded length. The string is for ``pydantic.Field(pattern=...)``; Python code uses
+#: MODEL_NAME_RE with ``fullmatch`` (``re.match`` would let ``$`` accept a trailing newline).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 MAX_PUBLISH_ATTEMPTS = 1000
 
 
@@ -29,31 +34,12 @@ class RepositoryError(CnnError, ValueError):
 
 def check_name(name: str) -> str:
     """Validate a model name: 1-64 of ``A-Z a-z 0-9 . _ -``, not starting with ``.``/``-``/``_``."""
-    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not MODEL_NAME_RE.fullmatch(name):
         raise RepositoryError(
             f"model name {name!r} is invalid: use 1-64 characters A-Z a-z 0-9 . _ -, starting "
             "with a letter or digit"
         )
     return name
-
-
-def _fsync_path(path: Path) -> None:
-    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
-    fd = os.open(path, flags)
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems refuse fsync on directories
-        if exc.errno not in (errno.EINVAL, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, filenames in os.walk(root):
-        for filename in filenames:
-            _fsync_path(Path(dirpath) / filename)
-        _fsync_path(Path(dirpath))
 
 
 class ModelRepository:
@@ -69,7 +55,7 @@ class ModelRepository:
         return sorted(
             entry.name
             for entry in self.root.iterdir()
-            if entry.is_dir() and NAME_PATTERN.match(entry.name) and self.versions(entry.name)
+            if entry.is_dir() and MODEL_NAME_RE.fullmatch(entry.name) and self.versions(entry.name)
         )
 
     def versions(self, name: str) -> list[int]:
@@ -108,7 +94,7 @@ class ModelRepository:
             write(tmp)
             if not any(tmp.iterdir()):
                 raise RepositoryError(f"publishing {name!r}: write() produced no files")
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             version = (self.latest(name) or 0) + 1
             for _ in range(MAX_PUBLISH_ATTEMPTS):
                 target = model_dir / str(version)
@@ -119,7 +105,7 @@ class ModelRepository:
                         version = max(version + 1, (self.latest(name) or 0) + 1)
                         continue
                     raise
-                _fsync_path(model_dir)
+                fsync_dir(model_dir)
                 return version
             raise RepositoryError(
                 f"publishing {name!r}: no free version after {MAX_PUBLISH_ATTEMPTS} attempts"

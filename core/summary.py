@@ -16,22 +16,13 @@ values; dense and global pooling see the whole input ("global").
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from core.errors import SpecError
 
 if TYPE_CHECKING:
     from core.model import Sequential
 
 GLOBAL_TYPES = frozenset({"dense", "global_avgpool2d", "global_maxpool2d"})
-KNOWN_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
-    "digits": (1, 8, 8),
-    "mnist-5k": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-}
 
 
 @dataclass(frozen=True)
@@ -247,52 +238,3 @@ def summarize(model: Sequential) -> Summary:
             details = ""
         rows.append(SummaryRow(index, layer.type_name, shape, params, buffers, field, details))
     return Summary(model.input_shape, rows, model.dtype.itemsize)
-
-
-def summary_from_spec_file(
-    path: Path | str, input_shape: tuple[int, int, int] | None = None
-) -> str:
-    """Render the summary of a spec file: an architecture list, an object with
-    ``architecture`` (+ ``input_shape`` [C, H, W], ``input`` {channels, height, width} or a
-    bundled ``dataset``), or a model directory / ``model.json``.
-
-    Raises:
-        SpecError: unreadable file, unknown input shape, invalid architecture.
-    """
-    from core.model import Sequential
-
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.json"
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read ({exc.strerror})") from exc
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"{path}: not valid JSON ({exc})") from exc
-    shape = input_shape
-    if isinstance(doc, list):
-        architecture = doc
-    elif isinstance(doc, dict) and isinstance(doc.get("architecture"), list):
-        architecture = doc["architecture"]
-        if shape is None:
-            shape = _shape_from_doc(doc)
-    else:
-        raise SpecError(f"{path}: expected an architecture list or an object with 'architecture'")
-    if shape is None:
-        raise SpecError(f"{path}: the input shape is unknown; give input_shape [C, H, W]")
-    return str(Sequential.from_spec(architecture, shape).summary())
-
-
-def _shape_from_doc(doc: dict[str, Any]) -> tuple[int, int, int] | None:
-    raw = doc.get("input_shape")
-    if isinstance(raw, list) and len(raw) == 3:
-        return int(raw[0]), int(raw[1]), int(raw[2])
-    spec_input = doc.get("input")
-    if isinstance(spec_input, dict) and {"channels", "height", "width"} <= spec_input.keys():
-        return int(spec_input["channels"]), int(spec_input["height"]), int(spec_input["width"])
-    dataset = doc.get("dataset")
-    name = dataset.get("name") if isinstance(dataset, dict) else dataset
-    if isinstance(name, str):
-        return KNOWN_INPUT_SHAPES.get(name)
-    return None

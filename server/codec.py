@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from server.errors import InvalidInput, LimitExceeded
-from server.images import check_image_shape, check_pixels, decode_image, validate_pixels
+from server.images import check_pixels, decode_image, validate_pixels
 from server.model import ServedModel
+from server.tensors import INPUT_DTYPES, array_from_bytes, check_tensor_shape
+
+if TYPE_CHECKING:
+    from core.artifacts import InputSpec
 
 DEFAULT_TOP_K = 5
 
 _DTYPES: dict[int, np.dtype] = {
-    pb.DATA_TYPE_UINT8: np.dtype("<u1"),
-    pb.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    pb.DATA_TYPE_UINT8: INPUT_DTYPES["uint8"],
+    pb.DATA_TYPE_FLOAT32: INPUT_DTYPES["float32"],
 }
 
 
@@ -32,12 +37,15 @@ class Limits:
     max_image_side: int
 
 
-def tensor_to_array(tensor: pb.Tensor, field: str, max_elements: int) -> np.ndarray:
-    """A `cnn.v1.Tensor` as a numpy array (validated dtype, shape and byte count).
+def tensor_to_array(
+    tensor: pb.Tensor, spec: InputSpec, field: str, *, max_images: int | None
+) -> np.ndarray:
+    """A `cnn.v1.Tensor` as a numpy array of the model's input shape: one image, or a batch
+    of at most ``max_images`` (checks in `server.tensors`).
 
     Raises:
-        InvalidInput: unknown dtype, negative/zero dims, byte count not matching the shape.
-        LimitExceeded: more than `max_elements` elements.
+        InvalidInput: unknown dtype, a bad shape, byte count not matching the shape.
+        LimitExceeded: a batch of more than ``max_images`` images.
     """
     dtype = _DTYPES.get(tensor.dtype)
     if dtype is None:
@@ -47,24 +55,8 @@ def tensor_to_array(tensor: pb.Tensor, field: str, max_elements: int) -> np.ndar
             f"{field}.dtype is {name}; expected DATA_TYPE_UINT8 or DATA_TYPE_FLOAT32"
         )
     shape = tuple(tensor.shape[:])  # slicing copies the int64s in C, ~2x faster than iterating
-    if not shape or min(shape) < 1:
-        raise InvalidInput(f"{field}.shape is {shape}; every dimension must be >= 1")
-    count = 1
-    for d in shape:  # stops at the first product over the limit: no huge ints from many dims
-        count *= d
-        if count > max_elements:
-            raise LimitExceeded(
-                f"{field}.shape {shape} has more than {max_elements} elements (limit from "
-                "max_images_per_request x model input size)"
-            )
-    data = tensor.data
-    expected = count * dtype.itemsize
-    if len(data) != expected:
-        raise InvalidInput(
-            f"{field}.data has {len(data)} bytes; shape {shape} of {dtype.name} needs "
-            f"{expected} bytes"
-        )
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    count = check_tensor_shape(shape, spec, field, max_images=max_images)
+    return array_from_bytes(tensor.data, dtype, shape, count, f"{field}.data")
 
 
 def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> np.ndarray:
@@ -76,18 +68,11 @@ def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limit
         LimitExceeded: too many images or an encoded image too large.
     """
     spec = model.spec
-    per_image = spec.channels * spec.height * spec.width
     images = request.images
     if request.HasField("batch"):
         if len(images):
             raise InvalidInput("give either 'images' or 'batch', not both")
-        x = tensor_to_array(request.batch, "batch", limits.max_images_per_request * per_image)
-        check_image_shape(x.shape, spec, "batch", batched=True)
-        if x.shape[0] > limits.max_images_per_request:
-            raise LimitExceeded(
-                f"batch has {x.shape[0]} images; max_images_per_request is "
-                f"{limits.max_images_per_request}"
-            )
+        x = tensor_to_array(request.batch, spec, "batch", max_images=limits.max_images_per_request)
         return check_pixels(x, spec, "batch")
     n = len(images)
     if n == 0:
@@ -102,8 +87,7 @@ def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limit
         kind = image.WhichOneof("data")
         if kind == "tensor":
             field = f"images[{i}].tensor"
-            arr = tensor_to_array(image.tensor, field, per_image)
-            check_image_shape(arr.shape, spec, field, batched=False)
+            arr = tensor_to_array(image.tensor, spec, field, max_images=None)
             # check_pixels' float32 result would be one more copy; out[i] = casts while copying.
             validate_pixels(arr, spec, field)
             out[i] = arr.reshape(shape)
@@ -181,10 +165,10 @@ def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse
             height=spec.height,
             width=spec.width,
             dtype=spec.dtype,
-            pixel_min=spec.pixel_min,
-            pixel_max=spec.pixel_max,
-            mean=list(spec.mean),
-            std=list(spec.std),
+            pixel_min=spec.pixel_range[0],
+            pixel_max=spec.pixel_range[1],
+            mean=list(model.normalisation.mean),
+            std=list(model.normalisation.std),
         ),
         class_names=list(model.class_names),
         summary_text=str(summary.get("text", "")),

@@ -22,9 +22,10 @@ import numpy as np
 from proto.inference import grpc_service_pb2 as pb
 from proto.inference import model_config_pb2 as config_pb
 from server.codec import Limits, rank_top_k
-from server.errors import InvalidInput, LimitExceeded
-from server.images import check_image_shape, check_pixels
+from server.errors import InvalidInput
+from server.images import check_pixels
 from server.model import ServedModel
+from server.tensors import INPUT_DTYPES, array_from_bytes, check_tensor_shape
 
 PLATFORM = "cnn-numpy"
 INPUT_NAME = "input"
@@ -35,8 +36,8 @@ OUTPUT_NAMES = (PROBABILITIES, LABEL)
 # V2 datatypes accepted for the input, with their little-endian numpy dtype and the typed
 # contents field that carries them.
 _INPUT_TYPES: dict[str, tuple[np.dtype, str]] = {
-    "UINT8": (np.dtype("<u1"), "uint_contents"),
-    "FP32": (np.dtype("<f4"), "fp32_contents"),
+    "UINT8": (INPUT_DTYPES["uint8"], "uint_contents"),
+    "FP32": (INPUT_DTYPES["float32"], "fp32_contents"),
 }
 _CONTENTS_FIELDS = tuple(pb.InferTensorContents.DESCRIPTOR.fields_by_name)
 # How messages name the input tensor once its name is known to be INPUT_NAME.
@@ -75,19 +76,7 @@ def _input_array(request: pb.ModelInferRequest, model: ServedModel, limits: Limi
         )
     dtype, contents_field = types
     shape = tuple(tensor.shape[:])  # slicing copies the int64s in C, ~2x faster than iterating
-    spec = model.spec
-    if len(shape) != 4 or min(shape) < 1:
-        raise InvalidInput(
-            f"{field}.shape is {list(shape)}; expected [N, {spec.channels}, {spec.height}, "
-            f"{spec.width}] with N >= 1"
-        )
-    if shape[0] > limits.max_images_per_request:
-        raise LimitExceeded(
-            f"{field}.shape has batch size {shape[0]}; max_images_per_request is "
-            f"{limits.max_images_per_request}"
-        )
-    check_image_shape(shape, spec, f"{field}.shape", batched=True)
-    count = shape[0] * shape[1] * shape[2] * shape[3]
+    count = check_tensor_shape(shape, model.spec, field, max_images=limits.max_images_per_request)
     has_contents = tensor.HasField("contents")
     raw_contents = request.raw_input_contents
     if len(raw_contents):
@@ -99,14 +88,9 @@ def _input_array(request: pb.ModelInferRequest, model: ServedModel, limits: Limi
             raise InvalidInput(
                 f"raw_input_contents has {len(raw_contents)} entries; expected 1 (one per input)"
             )
-        raw = raw_contents[0]
-        expected = count * dtype.itemsize
-        if len(raw) != expected:
-            raise InvalidInput(
-                f"raw_input_contents[0] has {len(raw)} bytes; {field} {datatype} "
-                f"shape {list(shape)} needs {expected} bytes"
-            )
-        return np.frombuffer(raw, dtype=dtype).reshape(shape)
+        return array_from_bytes(
+            raw_contents[0], dtype, shape, count, "raw_input_contents[0]", datatype
+        )
     if not has_contents:
         raise InvalidInput(
             f"{field} has no data: set contents.{contents_field} or raw_input_contents"
@@ -311,9 +295,9 @@ def encode_config(model: ServedModel, max_batch_size: int, delay_us: int) -> pb.
     params = {
         "version": str(model.version),
         "class_names": json.dumps(list(model.class_names)),
-        "pixel_range": json.dumps([spec.pixel_min, spec.pixel_max]),
-        "mean": json.dumps(list(spec.mean)),
-        "std": json.dumps(list(spec.std)),
+        "pixel_range": json.dumps(list(spec.pixel_range)),
+        "mean": json.dumps(list(model.normalisation.mean)),
+        "std": json.dumps(list(model.normalisation.std)),
     }
     config = config_pb.ModelConfig(
         name=model.name,

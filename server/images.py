@@ -7,17 +7,16 @@ of the field they came from, which every error message repeats.
 from __future__ import annotations
 
 import functools
-import io
 import math
-import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
+from core import images as core_images
 from server.errors import InvalidInput, LimitExceeded
-from server.model import InputSpec
 
-ENCODED_FORMATS = frozenset({"PNG", "JPEG"})
+if TYPE_CHECKING:
+    from core.artifacts import InputSpec
 
 _UINT8 = np.dtype(np.uint8)
 # Up to this many bytes, `bytes.translate` (~1 ns/byte, no fixed cost) beats numpy's min/max
@@ -48,14 +47,15 @@ def validate_pixels(x: np.ndarray, spec: InputSpec, field: str) -> None:
         InvalidInput: NaN/infinity, or values outside [pixel_min, pixel_max]; names `field`.
     """
     dtype = x.dtype
+    pixel_min, pixel_max = spec.pixel_range
     if dtype == _UINT8:
-        allowed = _uint8_in_range(spec.pixel_min, spec.pixel_max)
+        allowed = _uint8_in_range(pixel_min, pixel_max)
         if allowed is not None and x.size:
             if x.nbytes <= _BYTE_SCAN_MAX:
                 bad = bool(x.tobytes().translate(None, allowed))
             else:
-                bad = (spec.pixel_min > 0 and float(x.min()) < spec.pixel_min) or (
-                    spec.pixel_max < 255 and float(x.max()) > spec.pixel_max
+                bad = (pixel_min > 0 and float(x.min()) < pixel_min) or (
+                    pixel_max < 255 and float(x.max()) > pixel_max
                 )
             if bad:
                 check_pixels_reference(x, spec, field)  # raises, naming the actual range
@@ -63,12 +63,7 @@ def validate_pixels(x: np.ndarray, spec: InputSpec, field: str) -> None:
         if not x.size:
             return
         lo, hi = float(x.min()), float(x.max())
-        if not (
-            spec.pixel_min <= lo
-            and hi <= spec.pixel_max
-            and math.isfinite(lo)
-            and math.isfinite(hi)
-        ):
+        if not (pixel_min <= lo and hi <= pixel_max and math.isfinite(lo) and math.isfinite(hi)):
             check_pixels_reference(x, spec, field)  # raises: NaN/inf first, then range
     else:
         check_pixels_reference(x, spec, field)
@@ -90,10 +85,11 @@ def check_pixels_reference(x: np.ndarray, spec: InputSpec, field: str) -> np.nda
             )
     if x.size:
         lo, hi = float(x.min()), float(x.max())
-        if lo < spec.pixel_min or hi > spec.pixel_max:
+        pixel_min, pixel_max = spec.pixel_range
+        if lo < pixel_min or hi > pixel_max:
             raise InvalidInput(
                 f"{field} has values in [{lo:g}, {hi:g}], outside the model's pixel range "
-                f"[{spec.pixel_min:g}, {spec.pixel_max:g}]"
+                f"[{pixel_min:g}, {pixel_max:g}]"
             )
     return x.astype(np.float32, copy=False)
 
@@ -129,48 +125,27 @@ def check_image_shape(shape: tuple[int, ...], spec: InputSpec, field: str, batch
 def decode_image(data: bytes, spec: InputSpec, max_side: int, field: str) -> np.ndarray:
     """Decode PNG/JPEG bytes into (C, H, W) float32 in the model's pixel range.
 
-    The image is converted to the model's channel count (L or RGB), resized to H x W
-    (bilinear) and rescaled from 0..255 to [pixel_min, pixel_max].
+    `core.images.decode_image` does the work: the image is converted to the model's channel
+    count (L or RGB), resized to H x W (bilinear) and rescaled from 0..255 to the pixel range.
 
     Raises:
-        InvalidInput: empty, not PNG/JPEG, or undecodable; names `field`.
-        LimitExceeded: a side is larger than `max_side` pixels.
+        InvalidInput: empty, not PNG/JPEG, undecodable, or a model that does not take 1 or 3
+            channels; names `field`.
+        LimitExceeded: a side is larger than `max_side` pixels (checked before decoding).
     """
-    if not data:
-        raise InvalidInput(f"{field} is empty; expected PNG or JPEG bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            opened = Image.open(io.BytesIO(data), formats=sorted(ENCODED_FORMATS))
-            width, height = opened.size
-            if width > max_side or height > max_side:
-                raise LimitExceeded(
-                    f"{field} is {width}x{height} pixels; each side must be <= "
-                    f"max_image_side={max_side}"
-                )
-            if width < 1 or height < 1:
-                raise InvalidInput(f"{field} has no pixels ({width}x{height})")
-            opened.load()
-            mode = "L" if spec.channels == 1 else "RGB"
-            image = opened.convert(mode)
-            if image.size != (spec.width, spec.height):
-                image = image.resize((spec.width, spec.height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(image, dtype=np.float32)
-    except (InvalidInput, LimitExceeded):
-        raise
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
-        raise InvalidInput(
-            f"{field} could not be decoded as PNG or JPEG ({type(exc).__name__}: {exc})"
-        ) from None
-    if spec.channels == 1:
-        pixels = pixels[None, :, :]
-    elif spec.channels == 3:
-        pixels = pixels.transpose(2, 0, 1)
-    else:
+    if spec.channels not in core_images.IMAGE_MODES:
         raise InvalidInput(
             f"{field}: encoded images need a 1- or 3-channel model; this model has "
             f"{spec.channels} channels (send a raw tensor instead)"
         )
-    scale = (spec.pixel_max - spec.pixel_min) / 255.0
-    out = (pixels * scale + spec.pixel_min).astype(np.float32)
-    return np.clip(out, spec.pixel_min, spec.pixel_max, out=out)
+    try:
+        return core_images.decode_image(
+            data, spec.shape, spec.pixel_range, max_side=max_side, what=field
+        )
+    except core_images.ImageTooLargeError as exc:
+        raise LimitExceeded(
+            f"{field} is {exc.width}x{exc.height} pixels; each side must be <= "
+            f"max_image_side={max_side}"
+        ) from None
+    except core_images.ImageDecodeError as exc:
+        raise InvalidInput(str(exc)) from None

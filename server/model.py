@@ -13,12 +13,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from server.batcher import COMPUTE_LOCK, Batcher, BatchObserver
 from server.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from core.artifacts import InputSpec
+    from core.datasets import Normalisation
 
 log = logging.getLogger(__name__)
 
@@ -28,43 +32,6 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(key, default)
     return getattr(obj, key, default)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What one image must look like: (C, H, W), dtype, native pixel range, normalisation."""
-
-    channels: int
-    height: int
-    width: int
-    dtype: str
-    pixel_min: float
-    pixel_max: float
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.height, self.width)
-
-    @classmethod
-    def from_meta(cls, meta: Any) -> InputSpec:
-        inp = _get(meta, "input")
-        pre = _get(meta, "preprocessing") or {}
-        pixel_range = _get(inp, "pixel_range") or (0.0, 255.0)
-        channels = int(_get(inp, "channels"))
-        mean = _get(pre, "mean")
-        std = _get(pre, "std")
-        return cls(
-            channels=channels,
-            height=int(_get(inp, "height")),
-            width=int(_get(inp, "width")),
-            dtype=str(_get(inp, "dtype", "float32") or "float32"),
-            pixel_min=float(pixel_range[0]),
-            pixel_max=float(pixel_range[1]),
-            mean=tuple(float(v) for v in (mean if mean is not None else [0.0] * channels)),
-            std=tuple(float(v) for v in (std if std is not None else [1.0] * channels)),
-        )
 
 
 @dataclass
@@ -94,7 +61,8 @@ class ServedModel:
 
     name: str
     version: int
-    spec: InputSpec
+    spec: InputSpec  # read on every request: a frozen dataclass, cheap to read
+    normalisation: Normalisation
     class_names: tuple[str, ...]
     meta: Any
     network: Any
@@ -108,8 +76,9 @@ class ServedModel:
 
     def __post_init__(self) -> None:
         # The normalisation of `core.datasets.Normalisation.apply`, precomputed once.
-        self._mean = np.asarray(self.spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        inv_std = (1.0 / np.asarray(self.spec.std, dtype=np.float64)).astype(np.float32)
+        norm = self.normalisation
+        self._mean = np.asarray(norm.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        inv_std = (1.0 / np.asarray(norm.std, dtype=np.float64)).astype(np.float32)
         self._inv_std = inv_std.reshape(1, -1, 1, 1)
 
     def preprocess(self, images: np.ndarray) -> np.ndarray:
@@ -174,14 +143,14 @@ def load_version(
 
     Raises:
         core.errors.ArtifactError (ValueError) and OSError: the version cannot be loaded.
-        ValueError: the artifact's input spec or class list is unusable.
+        ValueError: the artifact's class list is unusable.
     """
     from core.artifacts import load_artifact
 
     started = time.perf_counter()
     loaded = load_artifact(path)
     network, meta = loaded.model, loaded.meta
-    spec = InputSpec.from_meta(meta)
+    spec = meta.input  # validated by core.artifacts: shape >= 1, finite pixel range lo < hi
     class_names = tuple(str(c) for c in (_get(meta, "class_names") or []))
     num_classes = int(network.num_classes)
     if not class_names:
@@ -191,8 +160,6 @@ def load_version(
             f"{path}: model.json lists {len(class_names)} class names, the network outputs "
             f"{num_classes} classes"
         )
-    if min(spec.shape) < 1 or spec.pixel_max <= spec.pixel_min:
-        raise ValueError(f"{path}: unusable input spec {spec}")
 
     def run(x: np.ndarray) -> np.ndarray:
         return np.asarray(network.predict_proba(x, batch_size=max(len(x), 1)), dtype=np.float32)
@@ -221,6 +188,7 @@ def load_version(
         name=name,
         version=version,
         spec=spec,
+        normalisation=meta.preprocessing,
         class_names=class_names,
         meta=meta,
         network=network,

@@ -69,6 +69,16 @@ def test_mnist_5k_is_shuffled_before_holding_out_1000() -> None:
     assert data.pixel_range == (0.0, 255.0) and int(data.x_train.max()) == 255
 
 
+@pytest.mark.parametrize("name", ["digits", "mnist-5k"])
+def test_known_input_shapes_are_those_of_the_loaded_data_sets(name: str) -> None:
+    assert datasets.KNOWN_INPUT_SHAPES[name] == load_dataset({"name": name}).input_shape
+
+
+def test_every_bundled_data_set_name_is_a_dataset_ref_name() -> None:
+    for name in datasets.KNOWN_INPUT_SHAPES:
+        assert DatasetRef(name=name).name == name  # type: ignore[arg-type]
+
+
 def test_missing_fashion_mnist_names_the_apt_command(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="apt-get install dataset-fashion-mnist"):
         load_fashion_mnist(tmp_path)
@@ -228,6 +238,22 @@ def test_image_folder_in_colour_has_three_channels(tmp_path: Path) -> None:
     _folder(tmp_path / "imgs", mode="RGB")
     data = load_dataset({"name": "folder", "path": "imgs"}, tmp_path)
     assert data.x_train.shape == (6, 3, 4, 6)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_image_folder_pixels_are_the_files_pixels_in_nchw(tmp_path: Path, mode: str) -> None:
+    _folder(tmp_path / "imgs", mode=mode)
+    data = load_dataset({"name": "folder", "path": "imgs"}, tmp_path)
+    with Image.open(tmp_path / "imgs" / "cat" / "0.png") as image:
+        hwc = np.asarray(image).reshape(4, 6, -1)
+    np.testing.assert_array_equal(data.x_train[0], hwc.transpose(2, 0, 1))
+
+
+def test_image_folder_with_an_undecodable_image_names_the_file(tmp_path: Path) -> None:
+    _folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / "dog" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DatasetError, match=r"broken.png could not be decoded as PNG or JPEG"):
+        load_dataset({"name": "folder", "path": "imgs"}, tmp_path)
 
 
 def test_image_folder_with_mixed_sizes_names_the_file(tmp_path: Path) -> None:

@@ -1,22 +1,17 @@
-"""Pictures: kernel and feature-map grids, learning curves, ``inspect_model``."""
+"""Pictures: kernel and feature-map grids, learning curves."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from core.artifacts import make_meta, save_artifact
-from core.datasets import Normalisation
 from core.errors import ShapeError
-from core.model import Sequential
 from core.pictures import (
     MIN_TILE,
     feature_map_grid,
-    inspect_model,
     kernel_grid,
     learning_curve_image,
     learning_curve_png,
@@ -58,36 +53,3 @@ def test_learning_curve_png_is_written(tmp_path: Path) -> None:
     learning_curve_image(history[:1])  # a single epoch still draws
     with pytest.raises(ShapeError):
         learning_curve_image([])
-
-
-def test_inspect_model_writes_kernels_and_feature_maps_per_conv_layer(tmp_path: Path) -> None:
-    arch: list[dict[str, Any]] = [
-        {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": 1},
-        {"type": "relu"},
-        {"type": "maxpool2d", "size": 2},
-        {"type": "conv2d", "filters": 8, "kernel_size": 3},
-        {"type": "relu"},
-        {"type": "flatten"},
-        {"type": "dense", "units": 2},
-    ]
-    model = Sequential.from_spec(arch, (1, 12, 12))
-    meta = make_meta(
-        model,
-        name="m",
-        class_names=["no", "yes"],
-        normalisation=Normalisation(mean=[100.0], std=[50.0]),
-    )
-    save_artifact(tmp_path / "model", model, meta)
-    image = tmp_path / "x.png"
-    Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 20, 3), dtype=np.uint8)).save(
-        image
-    )
-    paths = inspect_model(tmp_path / "model", image, tmp_path / "out")
-    assert [p.name for p in paths] == [
-        "kernels_layer0.png",
-        "features_layer0_conv2d.png",
-        "features_layer3_conv2d.png",
-    ]
-    for path in paths:
-        with Image.open(path) as im:
-            assert im.format == "PNG"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.repository import ModelRepository, RepositoryError
+from core.repository import MODEL_NAME_PATTERN, MODEL_NAME_RE, ModelRepository, RepositoryError
 
 
 def _write_marker(text: str):
@@ -71,7 +71,7 @@ def test_publish_skips_a_version_taken_meanwhile(tmp_path: Path) -> None:
 
 def test_invalid_names_and_versions_are_refused(tmp_path: Path) -> None:
     repo = ModelRepository(tmp_path)
-    for name in ("", ".hidden", "../up", "a/b", "x" * 65):
+    for name in ("", ".hidden", "../up", "a/b", "x" * 65, "digits\n"):
         with pytest.raises(RepositoryError, match="model name"):
             repo.publish(name, _write_marker("x"))
     with pytest.raises(RepositoryError, match="integer ≥ 1"):
@@ -94,3 +94,18 @@ def test_concurrent_publishers_get_distinct_versions(tmp_path: Path) -> None:
         p.join(timeout=60)
     assert sorted(got) == list(range(1, 33))
     assert ModelRepository(tmp_path).versions("shared") == list(range(1, 33))
+
+
+def test_the_name_pattern_string_means_the_same_to_pydantic() -> None:
+    """`MODEL_NAME_PATTERN` is also given to pydantic (`Field(pattern=...)`, Rust regex)."""
+    from pydantic import BaseModel, Field, ValidationError
+
+    class Named(BaseModel):
+        name: str = Field(pattern=MODEL_NAME_PATTERN)
+
+    for name in ("digits", "a.b_c-1", "9" * 64, "", "_x", "x" * 65, "a b", "digits\n"):
+        try:
+            accepted = bool(Named(name=name))
+        except ValidationError:
+            accepted = False
+        assert accepted == bool(MODEL_NAME_RE.fullmatch(name)), name

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import pytest
-
-from core.errors import SpecError
 from core.model import Sequential
-from core.summary import ReceptiveField, summary_from_spec_file
+from core.summary import ReceptiveField
 from core.zoo import lenet5
 
 LENET = lenet5()
@@ -90,18 +84,3 @@ def test_table_text_has_the_columns_and_totals() -> None:
     assert "Total params:         61,706" in text
     assert "Forward memory per sample" in text
     assert max(len(line) for line in lines[:15]) <= 100
-
-
-def test_summary_from_spec_file_takes_the_input_shape_from_the_dataset(tmp_path: Path) -> None:
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"dataset": {"name": "digits"}, "architecture": LENET[-3:]}))
-    text = summary_from_spec_file(spec)
-    assert "dense 84" in text and "1×8×8" in text
-
-
-def test_summary_from_spec_file_without_shape_is_an_error(tmp_path: Path) -> None:
-    spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps(LENET))
-    with pytest.raises(SpecError, match="input shape is unknown"):
-        summary_from_spec_file(spec)
-    assert "global" in summary_from_spec_file(spec, (1, 28, 28))

@@ -14,18 +14,20 @@ import sys
 import numpy as np
 import pytest
 
+from core.artifacts import InputSpec
+from core.datasets import Normalisation
 from proto.cnn.v1 import classifier_pb2 as pb
 from server import codec
 from server.errors import InvalidInput
 from server.images import check_pixels, check_pixels_reference
-from server.model import InputSpec, ServedModel
+from server.model import ServedModel
 from tests.server.serverproc import REPO_ROOT
 
-SPEC = InputSpec(1, 8, 8, "uint8", 0.0, 16.0, (4.9,), (6.0,))
+SPEC = InputSpec(1, 8, 8, "uint8", (0.0, 16.0))
 LIMITS = codec.Limits(max_images_per_request=256, max_image_side=4096)
 # Pixel ranges that exercise every branch: a uint8 byte scan, no uint8 check at all (0..255),
 # a lower bound > 0, fractional bounds, negative ranges and infinite bounds (where only the
-# finiteness check can reject an infinity).
+# finiteness check can reject an infinity; no artifact has them, see `_spec`).
 RANGES = [
     (0.0, 16.0),
     (0.0, 255.0),
@@ -42,11 +44,22 @@ def _model(spec: InputSpec = SPEC, num_classes: int = 10) -> ServedModel:
         name="digits",
         version=1,
         spec=spec,
+        normalisation=Normalisation(mean=[4.9], std=[6.0]),
         class_names=tuple(f"c{i}" for i in range(num_classes)),
         meta={},
         network=None,
         batcher=None,  # type: ignore[arg-type]
     )
+
+
+def _spec(dtype: str, lo: float, hi: float) -> InputSpec:
+    """A 1x8x8 spec with pixel range [lo, hi]. InputSpec refuses infinite bounds, so those are
+    set past its validation: the fast path must still agree with the reference on them."""
+    if math.isfinite(lo) and math.isfinite(hi):
+        return InputSpec(1, 8, 8, dtype, (lo, hi))  # type: ignore[arg-type]
+    spec = InputSpec(1, 8, 8, dtype, (0.0, 1.0))  # type: ignore[arg-type]
+    object.__setattr__(spec, "pixel_range", (lo, hi))  # frozen: bypassed on purpose
+    return spec
 
 
 def _outcome(fn, *args):  # type: ignore[no-untyped-def]
@@ -130,7 +143,7 @@ def test_encode_classify_matches_argsort_of_every_row(top_k: int) -> None:
 def test_check_pixels_accepts_and_rejects_like_the_reference(
     lo: float, hi: float, dtype: str
 ) -> None:
-    spec = InputSpec(1, 8, 8, dtype, lo, hi, (0.0,), (1.0,))
+    spec = _spec(dtype, lo, hi)
     rng = np.random.default_rng(RANGES.index((lo, hi)))
     specials = (math.nan, math.inf, -math.inf, lo, hi, lo - 0.5, hi + 0.5, -0.0, 255.0, 3e38)
     for _ in range(300):
@@ -241,11 +254,14 @@ from proto.inference import grpc_service_pb2 as pb
 from server import codec_v2
 from server.codec import Limits
 from server.errors import InvalidInput
-from server.model import InputSpec, ServedModel
+from server.model import ServedModel
+from core.artifacts import InputSpec
+from core.datasets import Normalisation
 
 LIMITS = Limits(max_images_per_request=256, max_image_side=4096)
-MODEL = ServedModel(name="m", version=2, spec=InputSpec(1, 8, 8, "uint8", 0.0, 200.0, (0.0,),
-                    (1.0,)), class_names=tuple(f"c{i}" for i in range(10)), meta={},
+MODEL = ServedModel(name="m", version=2, spec=InputSpec(1, 8, 8, "uint8", (0.0, 200.0)),
+                    normalisation=Normalisation(mean=[0.0], std=[1.0]),
+                    class_names=tuple(f"c{i}" for i in range(10)), meta={},
                     network=None, batcher=None)
 
 def request(datatype, n=1, values=None, raw=None):

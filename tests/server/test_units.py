@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.artifacts import InputSpec
 from server.batcher import COMPUTE_LOCK, Batcher, BatcherClosed
 from server.errors import DeadlineExceeded, InvalidInput, LimitExceeded, ModelNotFound
 from server.images import check_image_shape, check_pixels, decode_image
-from server.model import InputSpec, ServedModel
+from server.model import ServedModel
 from server.registry import ModelRegistry, parse_version
+from server.tensors import array_from_bytes, check_tensor_shape
 
-SPEC = InputSpec(1, 8, 8, "uint8", 0.0, 16.0, (4.9,), (6.0,))
+SPEC = InputSpec(1, 8, 8, "uint8", (0.0, 16.0))
 
 
 # --- batcher ---------------------------------------------------------------------------------
@@ -251,11 +253,12 @@ def test_served_model_preprocess_is_bit_identical_to_core(digits_artifact) -> No
     from core.artifacts import load_artifact, preprocess
 
     loaded = load_artifact(digits_artifact.path)
-    spec = InputSpec.from_meta(loaded.meta)
+    spec = loaded.meta.input
     model = ServedModel(
         name="digits",
         version=1,
         spec=spec,
+        normalisation=loaded.meta.preprocessing,
         class_names=tuple(loaded.meta.class_names),
         meta=loaded.meta,
         network=loaded.model,
@@ -295,6 +298,14 @@ def test_undecodable_and_oversized_images_are_rejected() -> None:
         decode_image(_encode(np.zeros((11, 4), np.uint8), "PNG"), SPEC, 10, "images[0].encoded")
 
 
+def test_encoded_images_need_a_one_or_three_channel_model() -> None:
+    spec = InputSpec(2, 8, 8, "uint8", (0.0, 16.0))
+    with pytest.raises(
+        InvalidInput, match=r"images\[0\].encoded: .* has 2 channels \(send a raw tensor instead\)"
+    ):
+        decode_image(_encode(np.zeros((8, 8), np.uint8), "PNG"), spec, 4096, "images[0].encoded")
+
+
 def test_pixels_must_be_finite_and_in_range() -> None:
     x = np.zeros((1, 1, 8, 8), np.float32)
     x[0, 0, 3, 3] = np.inf
@@ -309,6 +320,29 @@ def test_image_shapes() -> None:
     check_image_shape((3, 1, 8, 8), SPEC, "t", batched=True)
     with pytest.raises(InvalidInput, match=r"expects \(N, 1, 8, 8\)"):
         check_image_shape((3, 8, 8), SPEC, "batch", batched=True)
+
+
+def test_tensor_shapes_are_checked_before_the_data() -> None:
+    assert check_tensor_shape((2, 1, 8, 8), SPEC, "batch", max_images=2) == 128
+    assert check_tensor_shape((8, 8), SPEC, "images[0].tensor", max_images=None) == 64
+    with pytest.raises(InvalidInput, match=r"^batch\.shape is \(0, 1, 8, 8\); every dimension"):
+        check_tensor_shape((0, 1, 8, 8), SPEC, "batch", max_images=2)
+    with pytest.raises(
+        InvalidInput, match=r"^images\[0\]\.tensor has shape \(1000000000, 8\), the model expects"
+    ):
+        check_tensor_shape((10**9, 8), SPEC, "images[0].tensor", max_images=None)
+    with pytest.raises(LimitExceeded, match=r"^batch has 3 images; max_images_per_request is 2"):
+        check_tensor_shape((3, 1, 8, 8), SPEC, "batch", max_images=2)
+
+
+def test_tensor_bytes_must_fill_the_shape_exactly() -> None:
+    u8 = np.dtype(np.uint8)
+    x = array_from_bytes(bytes(range(64)), u8, (1, 8, 8), 64, "t.data")
+    assert x.shape == (1, 8, 8) and x[0, 7, 7] == 63
+    with pytest.raises(InvalidInput, match=r"^t\.data has 63 bytes; shape \(8, 8\) of uint8 "):
+        array_from_bytes(bytes(63), u8, (8, 8), 64, "t.data")
+    with pytest.raises(InvalidInput, match=r"shape \(8, 8\) of UINT8 needs 64 bytes$"):
+        array_from_bytes(bytes(63), u8, (8, 8), 64, "raw_input_contents[0]", "UINT8")
 
 
 # --- registry ------------------------------------------------------------------------------
