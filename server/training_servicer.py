@@ -36,6 +36,8 @@ from typing import Any, TypeVar
 import grpc
 import redis
 
+from jobs.connection import connect
+from jobs.spec import InvalidSpec, parse_spec
 from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
 from server.errors import (
@@ -48,9 +50,7 @@ from server.errors import (
 )
 from server.settings import redact_url
 from worker import client as jobs
-from worker.connection import connect
 from worker.settings import WorkerSettings
-from worker.spec import InvalidSpec, parse_spec
 
 #: rq status string -> wire status. Deferred/scheduled jobs are waiting, like queued ones.
 STATUS: dict[str, pb.JobStatus] = {

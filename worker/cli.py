@@ -124,8 +124,8 @@ def _run(func: Command, redis_hint: str, args: argparse.Namespace) -> int:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
+    from jobs.spec import InvalidSpec
     from worker import client
-    from worker.spec import InvalidSpec
 
     try:
         job_id = client.submit(args.spec, args.redis_url, queue=args.queue)

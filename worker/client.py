@@ -35,10 +35,11 @@ from rq.registry import (
 )
 from rq.serializers import JSONSerializer
 
-from worker.cancellation import request_cancel, withdraw_cancel
-from worker.connection import CLIENT_RETRIES, connect
+from jobs.cancellation import request_cancel, withdraw_cancel
+from jobs.connection import QUEUE_RETRIES as CLIENT_RETRIES
+from jobs.connection import connect
+from jobs.spec import TrainSpec, load_spec, parse_spec
 from worker.settings import WorkerSettings
-from worker.spec import TrainSpec, load_spec, parse_spec
 
 TRAIN_JOB_PATH = "worker.jobs.train_job"
 TERMINAL = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
@@ -272,7 +273,7 @@ def cancel(
 
     Safe against a worker taking the job off the queue at the same moment: the cancel leaves a
     mark before it reads the status, and a work horse that finds the mark once it has set the
-    job to started cancels it without running it (see `worker.cancellation`).
+    job to started cancels it without running it (see `jobs.cancellation`).
 
     Args:
         stop_timeout: how long to wait for a running job to stop (its status is returned then,

@@ -1,4 +1,4 @@
-"""RQ job functions. Enqueued by path string ``"worker.jobs.train_job"`` with one JSON payload.
+"""RQ job functions. Enqueued by path string (`jobs.spec.TRAIN_FUNCTION`) with one JSON payload.
 
 Runs in the work horse (a forked child of the worker). The payload is validated again here: a
 job may have been enqueued by any client, so the worker trusts nothing it did not check.
@@ -21,16 +21,14 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from jobs import meta as job_meta
+from jobs.spec import InvalidSpec, parse_spec
 from worker.progress import JobMetaWriter, ProgressReporter
 from worker.runner import failure_reason
 from worker.settings import WorkerSettings
-from worker.spec import InvalidSpec, parse_spec
 from worker.train import run_training
 
 log = logging.getLogger("worker.jobs")
-
-#: What `worker.client.submit` enqueues (by string: the submitter needs no worker code).
-TRAIN_JOB_PATH = "worker.jobs.train_job"
 
 
 def train_job(payload: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +79,7 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
         # loading, model build, kernel cache load or compile, first step itself).
         timings["startup_to_first_step_s"] = round(reporter.first_step_at - entered, 4)
     outcome.timings = timings
-    writer.update(stage="finished", timings=timings, result_version=outcome.version)
+    writer.update(**job_meta.result_update(outcome.version, outcome.metrics, timings))
     log.info("job %s published %s version %d", job.id, outcome.name, outcome.version)
     return outcome.as_result()
 

@@ -125,7 +125,7 @@ def run_worker(
     """The worker loop, restarted with backoff if it ends without a shutdown request."""
     from rq.serializers import JSONSerializer
 
-    from worker.connection import connect
+    from jobs.connection import connect
     from worker.runner import TrainingWorker, numba_threads_started
 
     backoff = 1.0

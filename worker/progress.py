@@ -6,7 +6,7 @@ than epochs end still sees each of them.
 
 Runs in the work horse. A write never raises: a progress update is not worth a training run, so
 a ConnectionError is logged and the next update tries again (the connection itself retries with
-backoff, see `worker.connection`). If Redis lost the job's hash (a restart without persistence),
+backoff, see `jobs.connection`). If Redis lost the job's hash (a restart without persistence),
 the horse still holds the whole job and writes it back, so `cnn train watch` keeps working.
 """
 

@@ -14,7 +14,7 @@ Differences from `rq.Worker` and why:
   with the registry maintenance) removes checkpoints older than the result TTL and abandoned
   hidden publish directories.
 - A job cancelled while this worker was taking it off the queue is not run: once the horse has
-  marked the job started it looks for the cancel mark (`worker.cancellation`) and, if found,
+  marked the job started it looks for the cancel mark (`jobs.cancellation`) and, if found,
   puts the job back to "canceled" instead of running it.
 
 Numba: the worker process imports `core` (so horses do not pay the import) but never runs a
@@ -41,7 +41,7 @@ from rq.queue import Queue
 from rq.registry import CanceledJobRegistry
 from rq.timeouts import JobTimeoutException
 
-from worker.cancellation import cancel_requested
+from jobs.cancellation import cancel_requested
 from worker.hygiene import clean_up
 from worker.settings import WorkerSettings
 from worker.train import checkpoint_dir
@@ -184,7 +184,7 @@ class TrainingWorker(Worker):
         _die_with_parent(self._parent_pid)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """Horse: mark the job started, *then* look for a cancel mark (`worker.cancellation`)."""
+        """Horse: mark the job started, *then* look for a cancel mark (`jobs.cancellation`)."""
         super().prepare_job_execution(job, remove_from_intermediate_queue)
         if cancel_requested(self.connection, job.id):
             self._canceled_job_id = job.id

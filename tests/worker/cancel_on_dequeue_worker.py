@@ -14,8 +14,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from jobs.connection import connect
 from worker import client
-from worker.connection import connect
 from worker.runner import TrainingWorker
 from worker.settings import WorkerSettings
 

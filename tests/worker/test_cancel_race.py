@@ -12,9 +12,9 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
+from jobs.cancellation import cancel_requested
 from tests.support.redis_server import RedisServer
 from worker import client
-from worker.cancellation import cancel_requested
 
 pytestmark = pytest.mark.integration
 

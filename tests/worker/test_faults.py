@@ -45,7 +45,7 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
     from rq.job import Job
     from rq.serializers import JSONSerializer
 
-    from worker.connection import connect
+    from jobs.connection import connect
 
     job = Job.fetch(
         job_id, connection=connect(client_env["CNN_REDIS_URL"]), serializer=JSONSerializer

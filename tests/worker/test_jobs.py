@@ -9,10 +9,10 @@ import redis
 
 from core.artifacts import load_artifact
 from core.repository import ModelRepository
+from jobs.spec import parse_spec
 from tests.support.polling import wait_for
 from tests.worker.helpers import run_cli, tiny_spec, write_spec
 from worker import client
-from worker.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 
