@@ -34,8 +34,8 @@ log = logging.getLogger("worker.jobs")
 def train_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Train and publish the model described by `payload` (a `TrainSpec` as JSON).
 
-    Progress goes to ``job.meta["progress"]`` (throttled), one snapshot per finished epoch to
-    ``job.meta["epochs"]``, timings to ``job.meta["timings"]``.
+    Progress (throttled), one snapshot per finished epoch, the result (version, metrics) and
+    timings go to the job record (`jobs.meta`), where every reader finds them.
 
     Returns:
         ``{"model", "version", "path", "metrics", "epochs_run", "resumed", "timings"}``.
@@ -56,11 +56,12 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
         reporter = ProgressReporter(
             writer,
             min_interval=settings.progress_interval,
-            epochs=list(job.meta.get("epochs") or []),  # a retried job keeps its earlier epochs
+            # A retried job keeps its earlier epochs.
+            epochs=job_meta.read_meta(job.meta).epochs,
         )
 
         def on_stage(name: str, details: dict[str, Any]) -> None:
-            writer.update(stage=name, **({"stage_details": details} if details else {}))
+            writer.update(job_meta.stage_update(job_meta.Stage(name), details))
 
         outcome = run_training(
             spec, settings, job_id=job.id, on_progress=reporter, on_stage=on_stage
@@ -71,7 +72,7 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
             reason = "invalid training spec: " + "; ".join(exc.errors)
         else:
             reason = failure_reason(type(exc), exc)
-        writer.update(stage="failed", error=reason, error_final=True)
+        writer.update(job_meta.failure_update(reason, final=True))
         raise
     timings = dict(outcome.timings)
     if reporter.first_step_at is not None:
@@ -79,24 +80,15 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
         # loading, model build, kernel cache load or compile, first step itself).
         timings["startup_to_first_step_s"] = round(reporter.first_step_at - entered, 4)
     outcome.timings = timings
-    writer.update(**job_meta.result_update(outcome.version, outcome.metrics, timings))
+    writer.update(job_meta.result_update(outcome.version, outcome.metrics, timings))
     log.info("job %s published %s version %d", job.id, outcome.name, outcome.version)
     return outcome.as_result()
 
 
 def _start_attempt(job: Job, writer: JobMetaWriter) -> None:
-    """Record who runs this attempt; move a previous attempt's error to ``previous_errors``."""
-    meta = job.meta
-    attempts = int(meta.get("attempts", 0)) + 1
-    previous = list(meta.get("previous_errors", []))
-    if meta.get("error"):
-        previous.append(meta["error"])
-    for key in ("error", "error_final", "progress", "timings", "stage_details"):
-        meta.pop(key, None)
-    writer.update(
-        attempts=attempts,
-        previous_errors=previous,
-        stage="starting",
+    """Record who runs this attempt; move a previous attempt's error to its history."""
+    update, stale = job_meta.attempt_update(
+        job.meta,
         worker={
             "name": os.environ.get("RQ_WORKER_ID", ""),
             "host": socket.gethostname(),
@@ -104,3 +96,4 @@ def _start_attempt(job: Job, writer: JobMetaWriter) -> None:
             "python": sys.version.split()[0],
         },
     )
+    writer.update(update, drop=stale)
