@@ -401,6 +401,28 @@ def test_server_starts_and_classifies_when_redis_was_never_there(
         server.stop()
 
 
+def test_the_client_watch_rides_out_a_server_restart(tmp_path: Path) -> None:
+    """No worker: the job stays queued while the server restarts on the same port; the watch
+    reopens its stream and ends with the cancel made through the new server."""
+    (tmp_path / "models").mkdir()
+    redis_server = RedisServer(tmp_path / "redis").start()
+    env = {"CNN_REDIS_URL": redis_server.url, "CNN_GRPC_ADDRESS": f"127.0.0.1:{free_port()}"}
+    server = start_server(tmp_path / "first", tmp_path / "models", env)
+    try:
+        with CnnClient(server.address, timeout=10) as client:
+            job_id = client.submit(tiny_spec("restart"))
+            views = client.watch(job_id, timeout=120)
+            assert next(views).status is JobStatus.QUEUED
+            server.stop()
+            server = start_server(tmp_path / "second", tmp_path / "models", env)
+            with CnnClient(server.address, timeout=10) as other:
+                assert other.cancel(job_id) is JobStatus.CANCELLED
+            assert [view.status for view in views] == [JobStatus.CANCELLED]
+    finally:
+        server.stop()
+        redis_server.stop()
+
+
 # -- pure helpers ------------------------------------------------------------------------------
 
 
