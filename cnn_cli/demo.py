@@ -21,6 +21,7 @@ import numpy as np
 from cnn_cli.errors import CliError
 from cnn_cli.processes import ProcessError
 from cnn_cli.stack import LocalStack
+from core.settings import redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SPEC = ROOT / "examples" / "digits-small.json"
@@ -72,7 +73,8 @@ def run_demo(workdir: str, epochs: int) -> int:
         raise CliError(f"the local stack did not start: {exc}") from None
     try:
         console.print(
-            f"  redis {stack.redis_url}   gRPC {stack.grpc_address}   models {stack.models_dir}"
+            f"  redis {redact_url(stack.redis_url)}   gRPC {stack.grpc_address}   "
+            f"models {stack.models_dir}"
         )
         with GrpcJobs(CnnClient(stack.grpc_address)) as jobs:
             job_id = jobs.submit(json.dumps(_demo_spec(epochs)))
