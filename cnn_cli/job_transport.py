@@ -127,7 +127,7 @@ class RedisJobs:
         last = None
         with self._errors():
             for view in follow(get):
-                shown = wire_view(view)
+                shown = wire_view(view, with_epochs=False)  # as a Watch stream sends it
                 if shown != last:
                     last = shown
                     yield shown

@@ -1,17 +1,17 @@
 """`jobs.views.JobView` <-> `cnn.v1.Job` (proto/cnn/v1/training.proto), both directions.
 
 The server encodes with it, `cnn_client` decodes with it: the one place that knows how a job
-view is laid out on the wire. The wire is unchanged by this codec and carries less than a view:
+view is laid out on the wire. What the wire cannot say exactly:
 
-- not carried: ``queue``, ``stage``, ``epochs`` (Watch sends one message per finished epoch
-  instead), ``attempts``, and the progress fields ``val_loss``, ``lr``, ``updated_at``; they
-  decode to their defaults;
 - proto3 scalars cannot be unset: an empty string, 0 or 0.0 on the wire decodes to None for
-  ``model``, ``error``, ``model_version``, ``spec`` and the timestamps, and a progress figure
-  the worker did not report (None) travels as 0.0 (only ``val_accuracy`` is optional).
+  ``model``, ``queue``, ``stage``, ``error``, ``model_version``, ``spec`` and the timestamps,
+  and a progress figure the worker did not report (None) travels as 0.0 (only
+  ``val_accuracy``, ``val_loss`` and ``lr`` are optional on the wire);
+- Watch streams send each finished epoch as a message of its own and encode the views without
+  their ``epochs`` (``with_epochs=False``), so a stream does not grow with the job's age.
 
-`wire_view` is a view as a gRPC client receives it, so that a tool can show exactly the same
-thing whichever way it reached the queue.
+`wire_view` is a view as a gRPC client receives it (from Get or List), so that a tool can show
+exactly the same thing whichever way it reached the queue.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jobs.status import JobStatus
-from jobs.views import JobView, Phase, Progress
+from jobs.views import EpochSnapshot, JobView, Phase, Progress
 from proto.cnn.v1 import training_pb2 as pb
 
 _TO_WIRE: dict[JobStatus, pb.JobStatus] = {
@@ -67,7 +67,43 @@ def encode_progress(progress: Progress) -> pb.Progress:
     )
     if progress.val_accuracy is not None:
         message.val_accuracy = progress.val_accuracy
+    if progress.val_loss is not None:
+        message.val_loss = progress.val_loss
+    if progress.lr is not None:
+        message.lr = progress.lr
+    if progress.updated_at is not None:
+        message.updated_at = progress.updated_at
     return message
+
+
+def _optional(message: pb.Progress, name: str) -> float | None:
+    return getattr(message, name) if message.HasField(name) else None
+
+
+def encode_epoch(snapshot: EpochSnapshot) -> pb.Progress:
+    """A finished epoch as `cnn.v1.Progress` (phase unset, ``updated_at`` = when it ended)."""
+    message = encode_progress(snapshot.as_progress())
+    message.ClearField("phase")
+    message.updated_at = snapshot.at
+    return message
+
+
+def decode_epoch(message: pb.Progress) -> EpochSnapshot:
+    """A `cnn.v1.Progress` from ``Job.epochs`` as a finished epoch."""
+    return EpochSnapshot(
+        epoch=message.epoch,
+        epochs=message.epochs,
+        step=message.step,
+        total_steps=message.total_steps,
+        at=message.updated_at,
+        loss=message.loss,
+        train_accuracy=message.train_accuracy,
+        val_accuracy=_optional(message, "val_accuracy"),
+        val_loss=_optional(message, "val_loss"),
+        lr=_optional(message, "lr"),
+        images_per_s=message.images_per_s,
+        eta_s=message.eta_s,
+    )
 
 
 def decode_progress(message: pb.Progress) -> Progress:
@@ -79,15 +115,18 @@ def decode_progress(message: pb.Progress) -> Progress:
         total_steps=message.total_steps,
         loss=message.loss,
         train_accuracy=message.train_accuracy,
-        val_accuracy=message.val_accuracy if message.HasField("val_accuracy") else None,
+        val_accuracy=_optional(message, "val_accuracy"),
+        val_loss=_optional(message, "val_loss"),
+        lr=_optional(message, "lr"),
         images_per_s=message.images_per_s,
         eta_s=message.eta_s,
         phase=_phase(message.phase),
+        updated_at=message.updated_at or None,
     )
 
 
-def encode_job(view: JobView) -> pb.Job:
-    """A job view as `cnn.v1.Job` (see the module docstring for what the wire leaves out)."""
+def encode_job(view: JobView, *, with_epochs: bool = True) -> pb.Job:
+    """A job view as `cnn.v1.Job`; its finished epochs too unless `with_epochs` is false."""
     message = pb.Job(
         job_id=view.id,
         status=encode_status(view.status),
@@ -98,7 +137,12 @@ def encode_job(view: JobView) -> pb.Job:
         enqueued_at=_or_zero(view.enqueued_at),
         started_at=_or_zero(view.started_at),
         ended_at=_or_zero(view.ended_at),
+        queue=view.queue or "",
+        stage=view.stage or "",
+        attempts=view.attempts,
     )
+    if with_epochs:
+        message.epochs.extend(encode_epoch(snapshot) for snapshot in view.epochs)
     if view.progress is not None:
         message.progress.CopyFrom(encode_progress(view.progress))
     for key, value in view.metrics.items():
@@ -116,7 +160,11 @@ def decode_job(message: pb.Job) -> JobView:
         id=message.job_id,
         status=decode_status(message.status),
         model=message.model_name or None,
+        queue=message.queue or None,
+        stage=message.stage or None,
         progress=decode_progress(message.progress) if message.HasField("progress") else None,
+        epochs=tuple(decode_epoch(epoch) for epoch in message.epochs),
+        attempts=message.attempts,
         error=message.error or None,
         model_version=message.model_version or None,
         metrics=dict(message.metrics),
@@ -127,9 +175,10 @@ def decode_job(message: pb.Job) -> JobView:
     )
 
 
-def wire_view(view: JobView) -> JobView:
-    """`view` as a gRPC client receives it: what `cnn.v1.Job` carries, the rest defaulted."""
-    return decode_job(encode_job(view))
+def wire_view(view: JobView, *, with_epochs: bool = True) -> JobView:
+    """`view` as a gRPC client receives it: from Get or List, or from Watch when `with_epochs`
+    is false (a watch sends each finished epoch as a message of its own)."""
+    return decode_job(encode_job(view, with_epochs=with_epochs))
 
 
 def _or_zero(value: float | None) -> float:

@@ -89,9 +89,9 @@ def list_query(request: pb.ListJobsRequest) -> tuple[JobStatus | None, int]:
 # -- responses ---------------------------------------------------------------------------------
 
 
-def job_message(view: JobView) -> pb.Job:
-    """A job view as `cnn.v1.Job`."""
-    return proto_codec.encode_job(view)
+def job_message(view: JobView, *, with_epochs: bool = True) -> pb.Job:
+    """A job view as `cnn.v1.Job` (Watch streams leave the finished epochs out)."""
+    return proto_codec.encode_job(view, with_epochs=with_epochs)
 
 
 def cancel_response(view: JobView) -> pb.CancelResponse:

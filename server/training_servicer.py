@@ -125,7 +125,7 @@ class TrainingServicer(pb_grpc.TrainingServicer):
             await self._call(self._queue.get, job_id)
             last: bytes | None = None
             async for view in self._follow(job_id):
-                message = codec.job_message(view)
+                message = codec.job_message(view, with_epochs=False)  # one message per epoch
                 data = message.SerializeToString(deterministic=True)
                 if data != last:  # views that differ only where the wire does not look
                     last = data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -79,22 +80,43 @@ def test_an_unspecified_or_unknown_wire_status_is_refused_naming_it(value: int) 
         decode_status(value)
 
 
-def test_what_the_wire_does_not_carry_decodes_to_the_defaults() -> None:
-    snapshot = EpochSnapshot(epoch=1, epochs=3, step=10, total_steps=30, at=1767225630.0)
-    rich = JobView(
+def _rich_view() -> JobView:
+    snapshot = EpochSnapshot(
+        epoch=1,
+        epochs=3,
+        step=10,
+        total_steps=30,
+        at=1767225630.0,
+        loss=0.7,
+        train_accuracy=0.6,
+        val_accuracy=0.5,
+        val_loss=0.9,
+        lr=0.01,
+        images_per_s=900.0,
+        eta_s=20.0,
+    )
+    return JobView(
         id="j",
         status=JobStatus.RUNNING,
         queue="training",
         stage="training",
-        progress=Progress(epoch=1, epochs=3, step=10, total_steps=30, val_loss=0.5, lr=0.01,
-                          updated_at=1767225631.0),
+        progress=Progress(epoch=2, epochs=3, step=15, total_steps=30, loss=0.6,
+                          train_accuracy=0.7, val_loss=0.5, lr=0.01, images_per_s=950.0,
+                          eta_s=10.0, updated_at=1767225631.0),
         epochs=(snapshot,),
         attempts=2,
     )  # fmt: skip
-    seen = wire_view(rich)
-    assert (seen.queue, seen.stage, seen.epochs, seen.attempts) == (None, None, (), 0)
-    assert seen.progress is not None
-    assert (seen.progress.val_loss, seen.progress.lr, seen.progress.updated_at) == (None,) * 3
+
+
+def test_queue_stage_attempts_epochs_and_every_progress_figure_travel() -> None:
+    rich = _rich_view()
+    assert wire_view(rich) == rich
+
+
+def test_a_watch_message_leaves_the_finished_epochs_out() -> None:
+    rich = _rich_view()
+    assert encode_job(rich, with_epochs=False).epochs == []
+    assert wire_view(rich, with_epochs=False) == dataclasses.replace(rich, epochs=())
 
 
 def test_unset_scalars_travel_as_zero_and_come_back_as_none() -> None:

@@ -211,7 +211,14 @@ def test_get_and_list_report_the_finished_job(
     job_id, messages = finished
     stub = stack.stub()
     job = stub.Get(pb.GetJobRequest(job_id=job_id), timeout=10)
-    assert job == messages[-1]
+    # Get carries the finished epochs; the watch sent each as a message of its own instead.
+    assert [epoch.epoch for epoch in job.epochs] == list(range(1, EPOCHS + 1))
+    assert all(epoch.updated_at > 0 and not epoch.phase for epoch in job.epochs)
+    without_epochs = pb.Job()
+    without_epochs.CopyFrom(job)
+    without_epochs.ClearField("epochs")
+    assert without_epochs == messages[-1]
+    assert job.queue == "training" and job.stage == "finished" and job.attempts == 1
     listed = stub.List(pb.ListJobsRequest(), timeout=10).jobs
     assert job_id in [j.job_id for j in listed]
     only_finished = stub.List(pb.ListJobsRequest(status=pb.JOB_STATUS_FINISHED), timeout=10).jobs

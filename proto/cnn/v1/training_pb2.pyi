@@ -73,7 +73,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("epoch", "epochs", "step", "total_steps", "loss", "train_accuracy", "val_accuracy", "images_per_s", "eta_s", "phase")
+    __slots__ = ("epoch", "epochs", "step", "total_steps", "loss", "train_accuracy", "val_accuracy", "images_per_s", "eta_s", "phase", "val_loss", "lr", "updated_at")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,9 @@ class Progress(_message.Message):
     IMAGES_PER_S_FIELD_NUMBER: _ClassVar[int]
     ETA_S_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
+    VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    LR_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     epochs: int
     step: int
@@ -94,10 +97,13 @@ class Progress(_message.Message):
     images_per_s: float
     eta_s: float
     phase: str
-    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., images_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ..., phase: _Optional[str] = ...) -> None: ...
+    val_loss: float
+    lr: float
+    updated_at: float
+    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., images_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ..., phase: _Optional[str] = ..., val_loss: _Optional[float] = ..., lr: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "status", "model_name", "spec_json", "progress", "error", "model_version", "metrics", "enqueued_at", "started_at", "ended_at")
+    __slots__ = ("job_id", "status", "model_name", "spec_json", "progress", "error", "model_version", "metrics", "enqueued_at", "started_at", "ended_at", "queue", "stage", "attempts", "epochs")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +122,10 @@ class Job(_message.Message):
     ENQUEUED_AT_FIELD_NUMBER: _ClassVar[int]
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCHS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     status: JobStatus
     model_name: str
@@ -127,4 +137,8 @@ class Job(_message.Message):
     enqueued_at: float
     started_at: float
     ended_at: float
-    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., model_name: _Optional[str] = ..., spec_json: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., model_version: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., enqueued_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ...) -> None: ...
+    queue: str
+    stage: str
+    attempts: int
+    epochs: _containers.RepeatedCompositeFieldContainer[Progress]
+    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., model_name: _Optional[str] = ..., spec_json: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., model_version: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., enqueued_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., queue: _Optional[str] = ..., stage: _Optional[str] = ..., attempts: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[Progress, _Mapping]]] = ...) -> None: ...
