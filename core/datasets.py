@@ -175,7 +175,7 @@ def load_dataset(ref: DatasetRef | dict, data_dir: Path | str | None = None) -> 
     path = resolve_in(Path(data_dir), ref.path or "")
     if ref.name == "npz":
         return load_npz(path)
-    return load_image_folder(path)
+    return load_image_folder(path, within=Path(data_dir))
 
 
 def resolve_in(root: Path, relative: str) -> Path:
@@ -407,16 +407,33 @@ def load_npz(path: Path) -> Dataset:
     return Dataset(x, y, x_te, y_te, class_names, (0.0, 255.0), "npz", {"path": str(path)})
 
 
-def load_image_folder(root: Path) -> Dataset:
+def load_image_folder(root: Path, within: Path | None = None) -> Dataset:
     """``root/<class>/*.png|jpg``: classes are the sorted sub-directory names.
 
     Images are decoded with :mod:`core.images`; all must share one size. Grayscale ("L") if
-    every image is grayscale, else RGB.
+    every image is grayscale, else RGB. Symbolic links (class directories or images) are
+    followed only while they stay inside ``within`` (the data directory; default ``root``).
+
+    Raises:
+        DatasetError: fewer than 2 classes, a class without images, a link leading outside
+            ``within``, an unreadable or undecodable image, images of different sizes.
     """
     from core.images import ImageDecodeError, image_pixels, open_image
 
     if not root.is_dir():
         raise DatasetError(f"{root}: no such image folder")
+    boundary = (root if within is None else within).resolve()
+
+    def inside(entry: Path) -> Path:
+        """``entry`` with its links resolved; refuses one that leads outside ``boundary``."""
+        real = entry.resolve()
+        if not real.is_relative_to(boundary):
+            raise DatasetError(
+                f"{entry}: a symbolic link leading outside the data directory; links in a "
+                "data set may only point inside it"
+            )
+        return real
+
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(class_dirs) < 2:
         raise DatasetError(
@@ -424,6 +441,7 @@ def load_image_folder(root: Path) -> Dataset:
         )
     files: list[tuple[Path, int]] = []
     for label, class_dir in enumerate(class_dirs):
+        inside(class_dir)
         found = sorted(
             p for p in class_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
@@ -433,7 +451,7 @@ def load_image_folder(root: Path) -> Dataset:
     images = []
     for path, _ in files:
         try:
-            image = open_image(path.read_bytes(), str(path))
+            image = open_image(inside(path).read_bytes(), str(path))
         except OSError as exc:
             raise DatasetError(f"{path}: cannot read ({exc.strerror})") from exc
         except ImageDecodeError as exc:

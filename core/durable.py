@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import uuid
 from pathlib import Path
 
 # What a file system says when it does not support fsync on this kind of file.
@@ -48,8 +48,13 @@ def fsync_tree(root: Path) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: a temp file in the same directory, fsync, rename, then
-    fsync the directory. Readers see the old content or the new, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fsync the directory. Readers see the old content or the new, never a part.
+
+    The file gets the mode a plain ``open(path, "wb")`` would give it, 0666 less the process
+    umask (0644 under the usual 022), not ``tempfile.mkstemp``'s private 0600.
+    """
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -57,6 +62,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)

@@ -1,12 +1,16 @@
 """Encoded images (PNG/JPEG bytes) -> pixel arrays in the layout and range a model takes.
 
-- :func:`open_image`: decode, refusing other formats, decompression bombs and (when given a
-  limit) images with a side over ``max_side``, checked from the header before any pixel data
-  is decoded.
+- :func:`read_header`: parse the header only (format, size), refusing other formats, sides over
+  ``max_side`` and decompression bombs before a single pixel is decoded. Cheap (microseconds
+  whatever the image size): callers can account for the work ahead before doing it.
+- :func:`load_image`: decode the pixels of an image :func:`read_header` returned.
+- :func:`open_image`: both.
 - :func:`image_pixels`: a decoded image as uint8 (C, H, W): grey (C = 1) or RGB (C = 3),
   resized (bilinear) when a size is given.
-- :func:`decode_image`: both, then 0..255 rescaled to the model's pixel range [lo, hi]:
+- :func:`scale_pixels`: that, then 0..255 rescaled to the model's pixel range [lo, hi]:
   ``x = lo + p * (hi - lo) / 255``, float32 (C, H, W).
+- :func:`decode_image`: bytes to model input in one call (:func:`open_image` then
+  :func:`scale_pixels`).
 
 Errors name ``what`` (a file path, a request field) as the caller calls the image.
 """
@@ -14,10 +18,9 @@ Errors name ``what`` (a file path, a request field) as the caller calls the imag
 from __future__ import annotations
 
 import io
-import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from core.errors import CnnError
 
@@ -38,6 +41,64 @@ class ImageTooLargeError(ImageDecodeError):
         super().__init__(f"{what} is {width}x{height} pixels; each side must be <= {max_side}")
 
 
+# The formats accepted, by the signature their files start with, with Pillow's parser of each.
+# The parsers are called directly rather than through `Image.open`: that one applies Pillow's
+# decompression-bomb check as soon as the header is read, before a caller's own (lower) size
+# limit could say which limit an oversized image breaks.
+_HEADER_PARSERS: tuple[tuple[bytes, type[ImageFile.ImageFile]], ...] = (
+    (b"\x89PNG\r\n\x1a\n", PngImagePlugin.PngImageFile),
+    (b"\xff\xd8\xff", JpegImagePlugin.JpegImageFile),
+)
+
+
+def read_header(data: bytes, what: str = "image", max_side: int | None = None) -> Image.Image:
+    """Parse the header of PNG/JPEG ``data``: a Pillow image whose size and mode are known and
+    whose pixels are not decoded yet (:func:`load_image` decodes them).
+
+    Raises:
+        ImageTooLargeError: a side is larger than ``max_side``.
+        ImageDecodeError: empty, not PNG/JPEG, a corrupt header, 0 pixels, or more pixels than
+            Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``).
+    """
+    if not data:
+        raise ImageDecodeError(f"{what} is empty; expected PNG or JPEG bytes")
+    parser = next((p for magic, p in _HEADER_PARSERS if data.startswith(magic)), None)
+    if parser is None:
+        raise ImageDecodeError(f"{what} could not be decoded as PNG or JPEG (unknown format)")
+    try:
+        image = parser(io.BytesIO(data))
+    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
+        raise ImageDecodeError(
+            f"{what} could not be decoded as PNG or JPEG ({type(exc).__name__}: {exc})"
+        ) from None
+    width, height = image.size
+    if max_side is not None and (width > max_side or height > max_side):
+        raise ImageTooLargeError(what, width, height, max_side)
+    if width < 1 or height < 1:
+        raise ImageDecodeError(f"{what} has no pixels ({width}x{height})")
+    bomb_limit = Image.MAX_IMAGE_PIXELS
+    if bomb_limit is not None and width * height > bomb_limit:
+        raise ImageDecodeError(
+            f"{what} is {width}x{height} pixels, more than {bomb_limit} (a decompression bomb?)"
+        )
+    return image
+
+
+def load_image(image: Image.Image, what: str = "image") -> Image.Image:
+    """Decode the pixels of ``image`` (from :func:`read_header`); returns it.
+
+    Raises:
+        ImageDecodeError: the pixel data is corrupt or truncated.
+    """
+    try:
+        image.load()
+    except Exception as exc:  # as in read_header: Pillow's errors have no common base
+        raise ImageDecodeError(
+            f"{what} could not be decoded as PNG or JPEG ({type(exc).__name__}: {exc})"
+        ) from None
+    return image
+
+
 def open_image(data: bytes, what: str = "image", max_side: int | None = None) -> Image.Image:
     """Decode PNG/JPEG ``data`` into a Pillow image with its pixels loaded.
 
@@ -45,25 +106,7 @@ def open_image(data: bytes, what: str = "image", max_side: int | None = None) ->
         ImageTooLargeError: a side is larger than ``max_side`` (nothing decoded yet).
         ImageDecodeError: empty, not PNG/JPEG, a decompression bomb, corrupt, or 0 pixels.
     """
-    if not data:
-        raise ImageDecodeError(f"{what} is empty; expected PNG or JPEG bytes")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ENCODED_FORMATS)
-            width, height = image.size
-            if max_side is not None and (width > max_side or height > max_side):
-                raise ImageTooLargeError(what, width, height, max_side)
-            if width < 1 or height < 1:
-                raise ImageDecodeError(f"{what} has no pixels ({width}x{height})")
-            image.load()
-    except ImageDecodeError:
-        raise
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
-        raise ImageDecodeError(
-            f"{what} could not be decoded as PNG or JPEG ({type(exc).__name__}: {exc})"
-        ) from None
-    return image
+    return load_image(read_header(data, what, max_side), what)
 
 
 def image_pixels(
@@ -92,6 +135,27 @@ def image_pixels(
     return pixels[None, :, :] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
+def scale_pixels(
+    image: Image.Image,
+    shape: tuple[int, int, int],
+    pixel_range: tuple[float, float],
+    what: str = "image",
+) -> np.ndarray:
+    """A decoded image -> float32 (C, H, W) = ``shape``, 0..255 mapped onto ``pixel_range``.
+
+    Raises:
+        ImageDecodeError: a ``shape`` that does not have 1 or 3 channels, or Pillow cannot
+            convert the image.
+    """
+    channels, height, width = shape
+    pixels = image_pixels(image, channels, (height, width), what)
+    lo, hi = pixel_range
+    out = pixels.astype(np.float32)
+    out *= (hi - lo) / 255.0
+    out += lo
+    return np.clip(out, lo, hi, out=out)
+
+
 def decode_image(
     data: bytes,
     shape: tuple[int, int, int],
@@ -106,10 +170,4 @@ def decode_image(
         ImageTooLargeError: a side is larger than ``max_side`` (checked before decoding).
         ImageDecodeError: unusable bytes, or a model that does not take 1 or 3 channels.
     """
-    channels, height, width = shape
-    pixels = image_pixels(open_image(data, what, max_side), channels, (height, width), what)
-    lo, hi = pixel_range
-    out = pixels.astype(np.float32)
-    out *= (hi - lo) / 255.0
-    out += lo
-    return np.clip(out, lo, hi, out=out)
+    return scale_pixels(open_image(data, what, max_side), shape, pixel_range, what)

@@ -5,6 +5,12 @@ then renames it to ``root/<name>/<v>``. ``rename`` of a directory onto an existi
 directory fails, so two publishers (processes or machines sharing the volume) racing for the
 same ``v`` cannot both win: the loser retries with ``v + 1``. Readers never see a half-written
 version; hidden (dot) directories are never listed.
+
+Published versions are world-readable whatever the publisher's umask: files 0644, directories
+0755 (the model directories publishing creates included). A version is a hand-off between
+processes that may run as different users (a training worker writes, a server reads), and it
+is immutable, so nobody but its owner may write it. Who may read models at all is decided by
+the permissions of the repository root, which publishing never changes.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from core.errors import CnnError
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
 MAX_PUBLISH_ATTEMPTS = 1000
+#: Modes of what a published version contains.
+PUBLISHED_FILE_MODE = 0o644
+PUBLISHED_DIR_MODE = 0o755
 
 
 class RepositoryError(CnnError, ValueError):
@@ -87,13 +96,16 @@ class ModelRepository:
             RepositoryError: invalid name, ``write`` produced no files, no free version found.
         """
         model_dir = self.root / check_name(name)
-        model_dir.mkdir(parents=True, exist_ok=True)
+        if not model_dir.is_dir():
+            model_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(model_dir, PUBLISHED_DIR_MODE)  # mkdir's mode is cut by the umask
         tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
             write(tmp)
             if not any(tmp.iterdir()):
                 raise RepositoryError(f"publishing {name!r}: write() produced no files")
+            make_readable(tmp)
             fsync_tree(tmp)
             version = (self.latest(name) or 0) + 1
             for _ in range(MAX_PUBLISH_ATTEMPTS):
@@ -113,3 +125,19 @@ class ModelRepository:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def make_readable(root: Path) -> None:
+    """Give ``root`` and the directories under it mode 0755 and the regular files 0644.
+
+    Symbolic links are left alone (``chmod`` would change their targets).
+    """
+    os.chmod(root, PUBLISHED_DIR_MODE)
+    for dirpath, dirnames, filenames in os.walk(root):
+        directory = Path(dirpath)
+        for entry in dirnames:
+            if not (directory / entry).is_symlink():
+                os.chmod(directory / entry, PUBLISHED_DIR_MODE)
+        for entry in filenames:
+            if not (directory / entry).is_symlink():
+                os.chmod(directory / entry, PUBLISHED_FILE_MODE)

@@ -23,6 +23,7 @@ from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, trai
 from server import metrics
 from server.classifier_servicer import ClassifierServicer
 from server.codec import Limits
+from server.decoding import PixelWorkers
 from server.inference import InferenceService
 from server.interceptors import ServiceInterceptor
 from server.model import ServedModel, load_version
@@ -207,10 +208,13 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     blocking = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="blocking")
-    inference = InferenceService(registry, settings.request_timeout_s)
+    inference = InferenceService(
+        registry, settings.request_timeout_s, PixelWorkers(settings.decode_threads)
+    )
     limits = Limits(
         max_images_per_request=settings.max_images_per_request,
         max_image_side=settings.max_image_side,
+        max_decoded_pixels=settings.max_decoded_pixels,
     )
     health_servicer = health.aio.HealthServicer()
     services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
-import numpy as np
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from server import codec
+from server.decoding import PixelWork
 from server.errors import InvalidInput, map_errors
 from server.inference import InferenceService
 from server.model import ServedModel
@@ -32,8 +32,8 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext):
         version = _version(request.version)
 
-        def images_for(model: ServedModel) -> np.ndarray:
-            return codec.decode_images(request, model, self._limits)
+        def images_for(model: ServedModel) -> PixelWork:
+            return codec.prepare_images(request, model, self._limits)
 
         result = await self._inference.predict(request.model, version, images_for, context)
         return codec.encode_classify(result.model, result.probabilities, request.top_k)

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from proto.cnn.v1 import classifier_pb2 as pb
+from server.decoding import Check, PixelWork, estimate_seconds, no_check
 from server.errors import InvalidInput, LimitExceeded
-from server.images import check_pixels, decode_image, validate_pixels
+from server.images import check_pixels, decode_encoded, read_encoded, validate_pixels
 from server.model import ServedModel
 from server.tensors import INPUT_DTYPES, array_from_bytes, check_tensor_shape
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from core.artifacts import InputSpec
 
 DEFAULT_TOP_K = 5
@@ -29,12 +32,20 @@ _DTYPES: dict[int, np.dtype] = {
 }
 
 
+#: Default of `Limits.max_decoded_pixels` (and of CNN_MAX_DECODED_PIXELS): four images of the
+#: largest default side, 4096 x 4096.
+DEFAULT_MAX_DECODED_PIXELS = 4 * 4096 * 4096
+
+
 @dataclass(frozen=True)
 class Limits:
     """Request limits the codecs enforce (from Settings)."""
 
     max_images_per_request: int
     max_image_side: int
+    # All encoded images of one request together, as their headers say: bounds the decode
+    # time one request can claim (each side is bounded by max_image_side already).
+    max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS
 
 
 def tensor_to_array(
@@ -59,13 +70,19 @@ def tensor_to_array(
     return array_from_bytes(tensor.data, dtype, shape, count, f"{field}.data")
 
 
-def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> np.ndarray:
-    """The request's images as (N, C, H, W) float32 in the model's pixel range.
+def prepare_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> PixelWork:
+    """Check the request's structure and limits now; return the pixel work still to do.
 
-    Raises:
+    Cheap whatever the images' size (encoded images: only their headers are read), so it
+    runs on the event loop; the `PixelWork` decodes and checks the pixels, on the loop or off
+    it (`server.decoding`), and produces (N, C, H, W) float32 in the model's pixel range.
+
+    Raises (now, or from the work where noted):
         InvalidInput: no images / both `images` and `batch`, bad shapes, dtypes, byte counts,
-            NaN/inf, out-of-range values, undecodable PNG/JPEG (message names the field).
-        LimitExceeded: too many images or an encoded image too large.
+            undecodable PNG/JPEG headers; from the work: NaN/inf, out-of-range values,
+            corrupt image data (messages name the field).
+        LimitExceeded: too many images, an image side over max_image_side, or images that
+            decode to more than max_decoded_pixels pixels in all.
     """
     spec = model.spec
     images = request.images
@@ -73,7 +90,9 @@ def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limit
         if len(images):
             raise InvalidInput("give either 'images' or 'batch', not both")
         x = tensor_to_array(request.batch, spec, "batch", max_images=limits.max_images_per_request)
-        return check_pixels(x, spec, "batch")
+        return PixelWork(
+            estimate_seconds(tensor_bytes=x.nbytes), lambda check: check_pixels(x, spec, "batch")
+        )
     n = len(images)
     if n == 0:
         raise InvalidInput("no images: set 'images' (one or more) or 'batch'")
@@ -81,22 +100,53 @@ def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limit
         raise LimitExceeded(
             f"images has {n} entries; max_images_per_request is {limits.max_images_per_request}"
         )
-    shape = spec.shape
-    out = np.empty((n, *shape), dtype=np.float32)
+    tensors: list[tuple[int, np.ndarray, str]] = []
+    encoded: list[tuple[int, Image.Image, str]] = []
+    tensor_bytes = pixels = 0
     for i, image in enumerate(images):
         kind = image.WhichOneof("data")
         if kind == "tensor":
             field = f"images[{i}].tensor"
             arr = tensor_to_array(image.tensor, spec, field, max_images=None)
+            tensors.append((i, arr, field))
+            tensor_bytes += arr.nbytes
+        elif kind == "encoded":
+            field = f"images[{i}].encoded"
+            header = read_encoded(image.encoded, spec, limits.max_image_side, field)
+            encoded.append((i, header, field))
+            pixels += header.width * header.height
+        else:
+            raise InvalidInput(f"images[{i}] is empty: set 'encoded' or 'tensor'")
+    if pixels > limits.max_decoded_pixels:
+        raise LimitExceeded(
+            f"the {len(encoded)} encoded images decode to {pixels} pixels in all; "
+            f"max_decoded_pixels is {limits.max_decoded_pixels} (CNN_MAX_DECODED_PIXELS)"
+        )
+    shape = spec.shape
+
+    def produce(check: Check) -> np.ndarray:
+        out = np.empty((n, *shape), dtype=np.float32)
+        for i, arr, field in tensors:
             # check_pixels' float32 result would be one more copy; out[i] = casts while copying.
             validate_pixels(arr, spec, field)
             out[i] = arr.reshape(shape)
-        elif kind == "encoded":
-            field = f"images[{i}].encoded"
-            out[i] = decode_image(image.encoded, spec, limits.max_image_side, field)
-        else:
-            raise InvalidInput(f"images[{i}] is empty: set 'encoded' or 'tensor'")
-    return out
+        for i, header, field in encoded:
+            check()
+            out[i] = decode_encoded(header, spec, field)
+        return out
+
+    seconds = estimate_seconds(images=len(encoded), pixels=pixels, tensor_bytes=tensor_bytes)
+    return PixelWork(seconds, produce)
+
+
+def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> np.ndarray:
+    """The request's images as (N, C, H, W) float32 in the model's pixel range, at once:
+    `prepare_images` and its work, in the calling thread.
+
+    Raises:
+        InvalidInput, LimitExceeded: as `prepare_images`.
+    """
+    return prepare_images(request, model, limits).produce(no_check)
 
 
 def resolve_top_k(top_k: int, num_classes: int) -> int:

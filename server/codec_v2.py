@@ -22,6 +22,7 @@ import numpy as np
 from proto.inference import grpc_service_pb2 as pb
 from proto.inference import model_config_pb2 as config_pb
 from server.codec import Limits, rank_top_k
+from server.decoding import PixelWork, estimate_seconds
 from server.errors import InvalidInput
 from server.images import check_pixels
 from server.model import ServedModel
@@ -183,6 +184,17 @@ def decode_inputs(request: pb.ModelInferRequest, model: ServedModel, limits: Lim
     """
     x = _input_array(request, model, limits)
     return check_pixels(x, model.spec, "inputs[0] (values)")
+
+
+def prepare_inputs(request: pb.ModelInferRequest, model: ServedModel, limits: Limits) -> PixelWork:
+    """`decode_inputs` as work for `server.decoding`, with its cost estimated from the
+    payload's size (the raw bytes, or the whole message for typed contents)."""
+    raw = request.raw_input_contents
+    size = len(raw[0]) if len(raw) == 1 else request.ByteSize()
+    return PixelWork(
+        estimate_seconds(tensor_bytes=size),
+        lambda check: decode_inputs(request, model, limits),
+    )
 
 
 _ALL_OUTPUTS = tuple(RequestedOutput(name) for name in OUTPUT_NAMES)

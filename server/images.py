@@ -16,6 +16,8 @@ from core import images as core_images
 from server.errors import InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from core.artifacts import InputSpec
 
 _UINT8 = np.dtype(np.uint8)
@@ -122,16 +124,16 @@ def check_image_shape(shape: tuple[int, ...], spec: InputSpec, field: str, batch
     raise InvalidInput(f"{field} has shape {shape}, the model expects {expected}")
 
 
-def decode_image(data: bytes, spec: InputSpec, max_side: int, field: str) -> np.ndarray:
-    """Decode PNG/JPEG bytes into (C, H, W) float32 in the model's pixel range.
+def read_encoded(data: bytes, spec: InputSpec, max_side: int, field: str) -> Image.Image:
+    """The header of one encoded image for a model of `spec`: size known, nothing decoded.
 
-    `core.images.decode_image` does the work: the image is converted to the model's channel
-    count (L or RGB), resized to H x W (bilinear) and rescaled from 0..255 to the pixel range.
+    Cheap whatever the image's size: the event loop reads headers, so that every limit is
+    checked before any pixel is decoded (see `server.decoding`).
 
     Raises:
-        InvalidInput: empty, not PNG/JPEG, undecodable, or a model that does not take 1 or 3
-            channels; names `field`.
-        LimitExceeded: a side is larger than `max_side` pixels (checked before decoding).
+        InvalidInput: empty, not PNG/JPEG, a corrupt header, or a model that does not take 1
+            or 3 channels; names `field`.
+        LimitExceeded: a side is larger than `max_side` pixels.
     """
     if spec.channels not in core_images.IMAGE_MODES:
         raise InvalidInput(
@@ -139,13 +141,42 @@ def decode_image(data: bytes, spec: InputSpec, max_side: int, field: str) -> np.
             f"{spec.channels} channels (send a raw tensor instead)"
         )
     try:
-        return core_images.decode_image(
-            data, spec.shape, spec.pixel_range, max_side=max_side, what=field
-        )
+        return core_images.read_header(data, field, max_side)
     except core_images.ImageTooLargeError as exc:
         raise LimitExceeded(
             f"{field} is {exc.width}x{exc.height} pixels; each side must be <= "
-            f"max_image_side={max_side}"
+            f"max_image_side={max_side} (CNN_MAX_IMAGE_SIDE)"
         ) from None
     except core_images.ImageDecodeError as exc:
         raise InvalidInput(str(exc)) from None
+
+
+def decode_encoded(image: Image.Image, spec: InputSpec, field: str) -> np.ndarray:
+    """Decode an image `read_encoded` returned into (C, H, W) float32 in the pixel range.
+
+    `core.images` does the work: the image is converted to the model's channel count (L or
+    RGB), resized to H x W (bilinear) and rescaled from 0..255 to the pixel range. The decoded
+    full-size pixels are released before this returns.
+
+    Raises:
+        InvalidInput: corrupt or truncated pixel data; names `field`.
+    """
+    try:
+        loaded = core_images.load_image(image, field)
+        return core_images.scale_pixels(loaded, spec.shape, spec.pixel_range, field)
+    except core_images.ImageDecodeError as exc:
+        raise InvalidInput(str(exc)) from None
+    finally:
+        image.close()
+
+
+def decode_image(data: bytes, spec: InputSpec, max_side: int, field: str) -> np.ndarray:
+    """Decode PNG/JPEG bytes into (C, H, W) float32 in the model's pixel range, at once
+    (`read_encoded` then `decode_encoded`).
+
+    Raises:
+        InvalidInput: empty, not PNG/JPEG, undecodable, or a model that does not take 1 or 3
+            channels; names `field`.
+        LimitExceeded: a side is larger than `max_side` pixels (checked before decoding).
+    """
+    return decode_encoded(read_encoded(data, spec, max_side, field), spec, field)

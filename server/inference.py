@@ -10,12 +10,17 @@ import grpc
 import numpy as np
 
 from server import metrics
-from server.batcher import BatcherClosed, Pending
+from server.batcher import BatcherClosed
+from server.decoding import PixelWork, PixelWorkers
 from server.model import ServedModel
 from server.registry import ModelRegistry
 
-# Decodes the request's images for the resolved model: ServedModel -> (N, C, H, W) float32.
-ImagesFor = Callable[[ServedModel], np.ndarray]
+# Checks the request for the resolved model and returns the pixel work still to do, which
+# produces (N, C, H, W) float32 (see `server.decoding`).
+ImagesFor = Callable[[ServedModel], PixelWork]
+
+# Attempts to resolve a version: a hot swap can unload the resolved one before submission.
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -27,11 +32,20 @@ class Prediction:
 
 
 class InferenceService:
-    """Runs pixel-range images through the model's batcher within the request's deadline."""
+    """Runs pixel-range images through the model's batcher within the request's deadline.
 
-    def __init__(self, registry: ModelRegistry, request_timeout_s: float) -> None:
+    Args:
+        registry: the loaded model versions.
+        request_timeout_s: wait limit of requests without a deadline.
+        workers: where pixel work too long for the event loop runs (image decoding).
+    """
+
+    def __init__(
+        self, registry: ModelRegistry, request_timeout_s: float, workers: PixelWorkers
+    ) -> None:
         self.registry = registry
         self._timeout = request_timeout_s
+        self._workers = workers
 
     def timeout_for(self, context: grpc.aio.ServicerContext | None) -> float:
         """Seconds the request may wait: its deadline, capped by the server's timeout."""
@@ -56,19 +70,24 @@ class InferenceService:
             InvalidInput, ModelNotFound, Unavailable, LimitExceeded, DeadlineExceeded.
         """
         started = time.perf_counter()
-
-        def submit(model: ServedModel) -> tuple[ServedModel, Pending]:
+        timeout = self.timeout_for(context)
+        for attempt in range(_ATTEMPTS):
+            model = self.registry.get(name, version)
             try:
-                return model, model.submit(images_for(model))
+                work = images_for(model)
+                left = timeout - (time.perf_counter() - started)
+                pending = model.submit(await self._workers.run(work, left))
             except BatcherClosed:
-                raise
+                if version or attempt == _ATTEMPTS - 1:
+                    raise
+                continue
             except Exception:
                 model.stats.record(False, time.perf_counter() - started)
                 raise
-
-        model, pending = self.registry.run(name, version, submit)
+            break
         try:
-            probabilities = await pending.result(self.timeout_for(context))
+            left = timeout - (time.perf_counter() - started)
+            probabilities = await pending.result(max(0.0, left))
         except BaseException:
             model.stats.record(False, time.perf_counter() - started)
             raise

@@ -51,6 +51,20 @@ class Settings(QueueSettings):
     max_image_side: int = Field(
         4096, ge=1, description="Largest width or height of an encoded (PNG/JPEG) image, px."
     )
+    max_decoded_pixels: int = Field(
+        4 * 4096 * 4096,
+        ge=1,
+        description="Most pixels the encoded (PNG/JPEG) images of one request may decode to, "
+        "all together, as their headers say (checked before decoding); default: four "
+        "4096x4096 images.",
+    )
+    decode_threads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Threads that decode images (and check large tensors) off the event loop; "
+        "at most this many requests are decoded at once, the others wait their turn.",
+    )
     max_batch_size: int = Field(
         64, ge=1, description="Most images one forward pass of the dynamic batcher handles."
     )

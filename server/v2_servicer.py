@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import grpc
-import numpy as np
 
 from proto.inference import grpc_service_pb2 as pb
 from proto.inference import grpc_service_pb2_grpc as pb_grpc
 from server import codec_v2
 from server.codec import Limits
+from server.decoding import PixelWork
 from server.errors import ModelNotFound, Unavailable, map_errors
 from server.inference import InferenceService
 from server.model import ServedModel
@@ -93,9 +93,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         version = parse_version(request.model_version, "model_version")
         outputs: list[codec_v2.RequestedOutput] = []
 
-        def images_for(model: ServedModel) -> np.ndarray:
+        def images_for(model: ServedModel) -> PixelWork:
             outputs[:] = codec_v2.requested_outputs(request, model)
-            return codec_v2.decode_inputs(request, model, self._limits)
+            return codec_v2.prepare_inputs(request, model, self._limits)
 
         result = await self._inference.predict(request.model_name, version, images_for, context)
         return codec_v2.encode_infer_response(request, result.model, result.probabilities, outputs)
