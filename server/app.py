@@ -60,6 +60,7 @@ class Server:
         health_servicer: health.aio.HealthServicer,
         services: list[str],
         blocking: ThreadPoolExecutor,
+        decoders: PixelWorkers,
     ) -> None:
         self.settings = settings
         self.grpc_server = grpc_server
@@ -68,6 +69,7 @@ class Server:
         self.health = health_servicer
         self._services = services
         self._blocking = blocking
+        self._decoders = decoders
         self._draining = False
         self._stopped = asyncio.Event()
         self._health_gate: asyncio.Task[None] | None = None
@@ -124,6 +126,7 @@ class Server:
         await self.grpc_server.stop(grace)
         await asyncio.get_running_loop().run_in_executor(self._blocking, self.watcher.stop)
         self.registry.close_all()
+        self._decoders.close()
         self._blocking.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
         log.info("stopped")
@@ -208,9 +211,8 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
     blocking = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="blocking")
-    inference = InferenceService(
-        registry, settings.request_timeout_s, PixelWorkers(settings.decode_threads)
-    )
+    decoders = PixelWorkers(settings.decode_threads)
+    inference = InferenceService(registry, settings.request_timeout_s, decoders)
     limits = Limits(
         max_images_per_request=settings.max_images_per_request,
         max_image_side=settings.max_image_side,
@@ -221,7 +223,9 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
     for service in ("", *services):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
-    server = Server(settings, grpc_server, registry, watcher, health_servicer, services, blocking)
+    server = Server(
+        settings, grpc_server, registry, watcher, health_servicer, services, blocking, decoders
+    )
 
     # The V2 stubs are imported here, inside the server process only (see server.codec_v2).
     from proto.inference import grpc_service_pb2_grpc
