@@ -37,7 +37,8 @@ from core.errors import SpecError
 from core.model import layers_from_spec, propagate_shapes
 
 if TYPE_CHECKING:
-    from core.layers import Layer, LayerShapes
+    from core.layers import Layer, LayerShapes, Spatial
+    from core.summary import Summary
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class LayerEstimate:
 
     index: int
     type_name: str
+    config: dict[str, Any]  # the layer's options, defaults filled in
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     parameter_shapes: dict[str, tuple[int, ...]]
@@ -54,6 +56,7 @@ class LayerEstimate:
     activation_elements: int  # new output values per sample (0 for a view of the input)
     workspace_bytes: int  # per sample: see Layer.training_workspace
     output_is_view: bool = False
+    spatial: Spatial | None = None  # window geometry (receptive fields), as Layer.spatial()
 
     @property
     def gradient_elements(self) -> int:
@@ -70,6 +73,12 @@ class ModelEstimate:
     input_shape: tuple[int, int, int]
     layers: tuple[LayerEstimate, ...]
     itemsize: int
+
+    def summary(self) -> Summary:
+        """The model's :class:`core.summary.Summary`, as ``Sequential.summary()`` gives it."""
+        from core.summary import summarize_estimate
+
+        return summarize_estimate(self)
 
     @property
     def parameters(self) -> int:
@@ -150,6 +159,7 @@ def estimate(
             LayerEstimate(
                 index=index,
                 type_name=layer.type_name,
+                config=layer.config(),
                 input_shape=in_shape,
                 output_shape=out_shape,
                 parameter_shapes=dict(shapes.parameters),
@@ -158,6 +168,7 @@ def estimate(
                 activation_elements=0 if layer.output_is_view else math.prod(out_shape),
                 workspace_bytes=layer.training_workspace(in_shape, out_shape, itemsize),
                 output_is_view=layer.output_is_view,
+                spatial=shapes.spatial,
             )
         )
     return ModelEstimate(checked_input, tuple(rows), itemsize)

@@ -87,11 +87,13 @@ class Spatial:
 class LayerShapes:
     """What :meth:`Layer.build` would allocate for one per-sample input shape, known from the
     options alone: the per-sample output shape and the shape of every trainable (``parameters``)
-    and non-trainable (``buffers``) array, by the names ``parameters()``/``buffers()`` use."""
+    and non-trainable (``buffers``) array, by the names ``parameters()``/``buffers()`` use, and
+    the window geometry ``spatial()`` would report once built (None: no window)."""
 
     out_shape: tuple[int, ...]
     parameters: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     buffers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    spatial: Spatial | None = None
 
     @property
     def parameter_count(self) -> int:
@@ -459,7 +461,7 @@ class Conv2D(Layer):
         params: dict[str, tuple[int, ...]] = {"weight": (self.filters, c // self.groups, kh, kw)}
         if self.use_bias:
             params["bias"] = (self.filters,)
-        return LayerShapes((self.filters, oh, ow), params)
+        return LayerShapes((self.filters, oh, ow), params, spatial=self._spatial(pads))
 
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         shapes = self._shapes(in_shape)
@@ -572,10 +574,13 @@ class Conv2D(Layer):
             params["bias"] = self.bias
         return params
 
+    def _spatial(self, pads: tuple[int, int, int, int]) -> Spatial:
+        return Spatial(self.kernel, self.stride, (pads[0], pads[2]), self.dilation)
+
     def spatial(self) -> Spatial:
         if self.pads is not None:
-            top, left = self.pads[0], self.pads[2]
-        elif self.padding_opt == "same":
+            return self._spatial(self.pads)
+        if self.padding_opt == "same":
             top = (self.kernel[0] - 1) * self.dilation[0] // 2
             left = (self.kernel[1] - 1) * self.dilation[1] // 2
         else:
@@ -620,7 +625,8 @@ class _Pool2D(Layer):
                 f"{t}: window {kh}x{kw} is larger than the padded input {ph}x{pw} "
                 f"(input {_fmt(in_shape)}, padding {list(pads)})"
             )
-        return LayerShapes((c, 1 + (ph - kh) // self.stride[0], 1 + (pw - kw) // self.stride[1]))
+        out_shape = (c, 1 + (ph - kh) // self.stride[0], 1 + (pw - kw) // self.stride[1])
+        return LayerShapes(out_shape, spatial=self._spatial(pads))
 
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         out_shape = self._shapes(in_shape).out_shape
@@ -631,10 +637,13 @@ class _Pool2D(Layer):
         assert self.pads is not None
         return (*self.size, *self.stride, self.pads[0], self.pads[2])
 
+    def _spatial(self, pads: tuple[int, int, int, int]) -> Spatial:
+        return Spatial(self.size, self.stride, (pads[0], pads[2]), (1, 1))
+
     def spatial(self) -> Spatial:
         if self.pads is not None:
-            top, left = self.pads[0], self.pads[2]
-        elif self.padding_opt == "same":
+            return self._spatial(self.pads)
+        if self.padding_opt == "same":
             top, left = (self.size[0] - 1) // 2, (self.size[1] - 1) // 2
         else:
             pads = _resolve_padding(self.padding_opt, (1, 1), self.size, self.stride, (1, 1))
@@ -717,8 +726,8 @@ class GlobalAvgPool2D(Layer):
         self._x_shape: tuple[int, ...] | None = None
 
     def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
-        c, _, _ = self._require_image(in_shape)
-        return LayerShapes((c,))
+        c, h, w = self._require_image(in_shape)
+        return LayerShapes((c,), spatial=Spatial((h, w), (h, w), (0, 0), (1, 1)))
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -738,10 +747,7 @@ class GlobalAvgPool2D(Layer):
         plan.global_avg_pool()
 
     def spatial(self) -> Spatial | None:
-        if self.in_shape is None:
-            return None
-        _, h, w = self.in_shape
-        return Spatial((h, w), (h, w), (0, 0), (1, 1))
+        return None if self.in_shape is None else self._shapes(self.in_shape).spatial
 
 
 class Flatten(Layer):

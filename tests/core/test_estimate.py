@@ -268,3 +268,37 @@ class _Doubler(Layer):
 def test_a_layer_that_builds_without_shapes_cannot_be_estimated() -> None:
     with pytest.raises(SpecError, match="overrides _build\\(\\) but not _shapes\\(\\)"):
         _Doubler().shapes((1, 2, 2))
+
+
+STRIDED_SAME: Architecture = [
+    # 'same' padding at stride 2 depends on the input size: top pad 0 for 28, 1 for 27
+    {"type": "conv2d", "filters": 2, "kernel_size": 3, "stride": 2, "padding": "same"},
+    {"type": "maxpool2d", "size": 3, "stride": 2, "padding": "same"},
+    {"type": "global_avgpool2d"},
+    {"type": "dense", "units": 2},
+]
+
+
+@pytest.mark.parametrize(
+    ("arch", "shape"),
+    [(z[1], z[2]) for z in ZOO] + [(STRIDED_SAME, (1, 28, 28)), (STRIDED_SAME, (1, 27, 27))],
+    ids=[z[0] for z in ZOO] + ["strided_same_28", "strided_same_27"],
+)
+def test_the_estimate_summary_is_the_built_models_summary(
+    arch: Architecture, shape: tuple[int, int, int]
+) -> None:
+    built = Sequential.from_spec(arch, shape).summary()
+    assert estimate(arch, shape).summary() == built
+    assert str(estimate(arch, shape).summary()) == str(built)
+
+
+def test_random_architectures_summarise_alike() -> None:
+    compared = 0
+    for arch in RANDOM:
+        try:
+            model = Sequential.from_spec(arch, (2, 9, 8))
+        except SpecError:
+            continue
+        assert estimate(arch, (2, 9, 8)).summary() == model.summary()
+        compared += 1
+    assert compared > 0
