@@ -1,37 +1,21 @@
 """How `cnn` commands reach the gRPC server: one set of options, one place that builds the client.
 
-Every option has an environment variable so that scripts and containers configure it once:
-
-| option | environment | meaning |
-|---|---|---|
-| `--address HOST:PORT` | `CNN_ADDRESS` | the server (default 127.0.0.1:50051) |
-| `--token TOKEN` | `CNN_TOKEN` | bearer token, when the server requires one |
-| `--tls` | | TLS with the system's root certificates |
-| `--ca-cert PEM` | `CNN_CA_CERT` | TLS, trusting this CA (implies `--tls`) |
-| `--client-cert PEM`, `--client-key PEM` | `CNN_CLIENT_CERT`, `CNN_CLIENT_KEY` | mutual TLS |
-| `--server-name NAME` | `CNN_SERVER_NAME` | name checked against the server certificate |
-| `--timeout S` | `CNN_TIMEOUT` | deadline per call, seconds (default 30) |
+Every option falls back to a field of `cnn_cli.settings.CliSettings` (``--address`` to
+``CNN_ADDRESS``, ``--token`` to ``CNN_TOKEN``, ...), so scripts and containers configure it once;
+the README's CLI settings table lists them.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnn_cli.errors import CliError
+from cnn_cli.settings import DEFAULT_ADDRESS, cli_settings
 
 if TYPE_CHECKING:
     from cnn_client import CnnClient
-
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-DEFAULT_TIMEOUT_S = 30.0
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
 
 
 def add_connection_options(
@@ -54,13 +38,13 @@ def add_connection_options(
         group.add_argument(
             "--timeout",
             type=float,
-            help=f"deadline per call in seconds (default: CNN_TIMEOUT or {DEFAULT_TIMEOUT_S:g})",
+            help="deadline per call in seconds (default: CNN_TIMEOUT or 30)",
         )
 
 
 def requested_address(args: argparse.Namespace) -> str | None:
     """The address given by --address or CNN_ADDRESS, None when neither is set."""
-    return getattr(args, "address", None) or _env("CNN_ADDRESS")
+    return getattr(args, "address", None) or cli_settings().address
 
 
 def _check_address(address: str) -> str:
@@ -72,8 +56,8 @@ def _check_address(address: str) -> str:
     return address
 
 
-def _path(value: Path | None, env: str) -> Path | None:
-    path = value if value is not None else (Path(e) if (e := _env(env)) else None)
+def _path(value: Path | None, setting: Path | None, env: str) -> Path | None:
+    path = value if value is not None else setting
     if path is not None and not path.is_file():
         flag = "--" + env.removeprefix("CNN_").lower().replace("_", "-")
         raise CliError(f"{path}: no such file (given by {flag} / {env})")
@@ -81,30 +65,27 @@ def _path(value: Path | None, env: str) -> Path | None:
 
 
 def client_from_args(args: argparse.Namespace) -> CnnClient:
-    """A `CnnClient` configured from the command line and the environment.
+    """A `CnnClient` configured from the command line, then `CliSettings`.
 
     Raises:
-        CliError: a malformed address, timeout or a missing certificate file.
+        CliError: a malformed address or timeout, or a missing certificate file.
     """
     from cnn_client import CnnClient, TlsOptions
 
+    settings = cli_settings()
     address = _check_address(requested_address(args) or DEFAULT_ADDRESS)
     timeout = getattr(args, "timeout", None)
     if timeout is None:
-        raw = _env("CNN_TIMEOUT")
-        try:
-            timeout = float(raw) if raw else DEFAULT_TIMEOUT_S
-        except ValueError:
-            raise CliError(f"CNN_TIMEOUT must be a number of seconds, got {raw!r}") from None
+        timeout = settings.timeout
     if timeout <= 0:
         raise CliError(f"--timeout must be > 0 seconds, got {timeout}")
-    ca = _path(args.ca_cert, "CNN_CA_CERT")
-    cert = _path(args.client_cert, "CNN_CLIENT_CERT")
-    key = _path(args.client_key, "CNN_CLIENT_KEY")
+    ca = _path(args.ca_cert, settings.ca_cert, "CNN_CA_CERT")
+    cert = _path(args.client_cert, settings.client_cert, "CNN_CLIENT_CERT")
+    key = _path(args.client_key, settings.client_key, "CNN_CLIENT_KEY")
     if (cert is None) != (key is None):
         raise CliError("--client-cert and --client-key must be given together")
-    server_name = args.server_name or _env("CNN_SERVER_NAME")
+    server_name = args.server_name or settings.server_name
     tls = None
     if args.tls or ca is not None or cert is not None:
         tls = TlsOptions(root_ca=ca, client_cert=cert, client_key=key, server_name=server_name)
-    return CnnClient(address, token=args.token or _env("CNN_TOKEN"), tls=tls, timeout=timeout)
+    return CnnClient(address, token=args.token or settings.token, tls=tls, timeout=timeout)

@@ -1,7 +1,8 @@
 """`cnn demo`: the whole system end to end on this machine, in about a minute.
 
 Starts redis-server (its own, on a free loopback port, unless CNN_REDIS_URL is set), one RQ
-worker and the gRPC server as local processes; submits a digits training job, follows it,
+worker and the gRPC server as local processes; submits a digits training job through the
+server's Training API and follows it (as `cnn train submit --watch` does),
 waits for the server to hot-load the published model, classifies held-out digits through the
 gRPC API (PNG bytes and raw tensors), and stops everything again.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from cnn_cli.errors import CliError
 from cnn_cli.processes import ProcessError
 from cnn_cli.stack import LocalStack
+from core.settings import redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SPEC = ROOT / "examples" / "digits-small.json"
@@ -54,9 +56,11 @@ def run_demo(workdir: str, epochs: int) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from cnn_cli.job_transport import GrpcJobs
+    from cnn_cli.train import follow_with_bar
     from cnn_client import CnnClient
     from core.datasets import load_dataset
-    from worker import client as jobs
+    from jobs.status import JobStatus
 
     console = Console()
     stack = LocalStack(Path(workdir), redis_url=os.environ.get("CNN_REDIS_URL") or None)
@@ -69,17 +73,18 @@ def run_demo(workdir: str, epochs: int) -> int:
         raise CliError(f"the local stack did not start: {exc}") from None
     try:
         console.print(
-            f"  redis {stack.redis_url}   gRPC {stack.grpc_address}   models {stack.models_dir}"
+            f"  redis {redact_url(stack.redis_url)}   gRPC {stack.grpc_address}   "
+            f"models {stack.models_dir}"
         )
-        job_id = jobs.submit(_demo_spec(epochs), stack.redis_url)
-        console.print(
-            f"submitted training job [bold]{job_id}[/bold] ({DEMO_SPEC.name}, {epochs} epochs)"
-        )
-        info = jobs.watch(job_id, stack.redis_url)
-        if info.status != "finished" or not info.result:
-            console.print(f"[red]training did not finish[/red]: {info.error}")
-            return 1
-        version = int(info.result["version"])
+        with GrpcJobs(CnnClient(stack.grpc_address)) as jobs:
+            job_id = jobs.submit(json.dumps(_demo_spec(epochs)))
+            console.print(
+                f"submitted training job [bold]{job_id}[/bold] ({DEMO_SPEC.name}, {epochs} epochs)"
+            )
+            job = follow_with_bar(jobs, job_id, timeout_s=None)
+        if job.status is not JobStatus.FINISHED or job.model_version is None:
+            return 1  # follow_with_bar printed why
+        version = job.model_version
 
         data = load_dataset({"name": "digits"})
         assert data.x_test is not None and data.y_test is not None  # digits has a test split

@@ -38,6 +38,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(workdir=args.workdir, epochs=args.epochs)
 
 
+def _cmd_settings(args: argparse.Namespace) -> int:
+    from cnn_cli.settings import CliSettings
+    from core.settings import settings_table
+
+    print(settings_table(CliSettings))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnn",
@@ -81,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="demo-data", help="where models and logs go")
     demo.add_argument("--epochs", type=int, default=8, help="training epochs for the demo model")
     demo.set_defaults(func=_cmd_demo)
+
+    settings = sub.add_parser(
+        "settings", help="print the CNN_* variables the cnn command reads (a Markdown table)"
+    )
+    settings.set_defaults(func=_cmd_settings)
     return parser
 
 
@@ -110,7 +123,7 @@ def _is_user_error(exc: Exception) -> bool:
         return True
     for module, name in (
         ("core.errors", "CnnError"),
-        ("worker.settings", "SettingsError"),
+        ("core.settings", "SettingsError"),
     ):
         loaded = sys.modules.get(module)
         if loaded is not None and isinstance(exc, getattr(loaded, name)):

@@ -12,20 +12,20 @@ from cnn_client.client import (
     ClassifyResult,
     CnnClient,
     CnnClientError,
-    Job,
-    JobProgress,
     LayerInfo,
     ModelInfo,
     TlsOptions,
 )
+from jobs.status import JobStatus
+from jobs.views import JobView
 
 __all__ = [
     "Classification",
     "ClassifyResult",
     "CnnClient",
     "CnnClientError",
-    "Job",
-    "JobProgress",
+    "JobStatus",
+    "JobView",
     "LayerInfo",
     "ModelInfo",
     "TlsOptions",

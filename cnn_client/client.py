@@ -2,7 +2,9 @@
 
 Deadlines on every call; UNAVAILABLE is retried by gRPC itself (service-config retry policy
 with exponential back-off), so a server that restarts or a brief network blip costs latency,
-not an error. Results are plain dataclasses: callers never touch protobuf messages.
+not an error. Results are plain dataclasses: callers never touch protobuf messages. Training
+jobs come back as `jobs.views.JobView`, decoded by `jobs.proto_codec` (the codec the server
+encodes with), so they read the same as the views `jobs.queue.JobQueue` gives over Redis.
 """
 
 from __future__ import annotations
@@ -17,19 +19,13 @@ from typing import Any
 import grpc
 import numpy as np
 
+from jobs import proto_codec
+from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, Follower
+from jobs.status import JobStatus
+from jobs.views import JobView, Phase
 from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
 
 ImageInput = bytes | Path | np.ndarray
-
-_STATUS_NAMES = {
-    training_pb2.JOB_STATUS_QUEUED: "queued",
-    training_pb2.JOB_STATUS_RUNNING: "running",
-    training_pb2.JOB_STATUS_FINISHED: "finished",
-    training_pb2.JOB_STATUS_FAILED: "failed",
-    training_pb2.JOB_STATUS_CANCELLED: "cancelled",
-}
-_STATUS_VALUES = {name: value for value, name in _STATUS_NAMES.items()}
-FINAL_STATUSES = frozenset({"finished", "failed", "cancelled"})
 
 
 class CnnClientError(Exception):
@@ -112,39 +108,6 @@ class ModelInfo:
     job_id: str = ""
     weights_sha256: str = ""
     architecture: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class JobProgress:
-    epoch: int
-    epochs: int
-    step: int
-    total_steps: int
-    loss: float
-    train_accuracy: float
-    val_accuracy: float | None
-    images_per_s: float
-    eta_s: float
-    phase: str
-
-
-@dataclass(frozen=True)
-class Job:
-    job_id: str
-    status: str  # queued | running | finished | failed | cancelled
-    model_name: str
-    progress: JobProgress | None
-    error: str
-    model_version: int
-    metrics: dict[str, float] = field(default_factory=dict)
-    spec: dict[str, Any] | None = None  # the submitted spec, when the server reports it
-    enqueued_at: float | None = None  # seconds since the Unix epoch
-    started_at: float | None = None
-    ended_at: float | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.status in FINAL_STATUSES
 
 
 def _retry_service_config(attempts: int) -> str:
@@ -280,21 +243,41 @@ class CnnClient:
         )
         return str(reply.job_id)
 
-    def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
+    def get_job(self, job_id: str, *, timeout: float | None = None) -> JobView:
+        """The job's current state.
+
+        Raises:
+            CnnClientError: NOT_FOUND for an unknown job; UNAVAILABLE when the server or its
+                job queue cannot be reached.
+        """
         reply = self._call(self._training.Get, training_pb2.GetJobRequest(job_id=job_id), timeout)
-        return _job(reply)
+        return proto_codec.decode_job(reply)
 
     def watch(
-        self, job_id: str, *, timeout: float | None = None, reconnect_s: float = 30.0
-    ) -> Iterator[Job]:
-        """Yield the job's state now and on every update until it reaches a final status.
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S,
+    ) -> Iterator[JobView]:
+        """Yield every finished epoch, then the job's state on every change, until it ends.
 
-        `timeout` bounds the whole watch (default: no bound). A stream that breaks with
-        UNAVAILABLE after it delivered updates (the server restarted or is draining) is
-        resumed for up to `reconnect_s` seconds; the job keeps running meanwhile.
+        The updates come from the Training.Watch stream. When it breaks with UNAVAILABLE after
+        it delivered something (the server restarted or is draining) it is opened again, with
+        `jobs.follow.Follower`'s backoff, for up to `outage_limit_s`; what was already yielded
+        (the epochs the new stream replays, an unchanged state) is not yielded again.
+
+        Args:
+            timeout: bounds the whole watch (default: no bound).
+
+        Raises:
+            CnnClientError: NOT_FOUND for an unknown job, UNAVAILABLE before any update or
+                for longer than `outage_limit_s`, DEADLINE_EXCEEDED once `timeout` passed.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        broken_since: float | None = None
+        follower = Follower(outage_limit_s=outage_limit_s)
+        epochs_seen = 0
+        delivered = False
         while True:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             stream = self._training.Watch(
@@ -302,43 +285,44 @@ class CnnClient:
                 timeout=remaining,
                 metadata=self._metadata,
             )
-            delivered = False
             try:
                 for message in stream:
-                    delivered, broken_since = True, None
-                    job = _job(message)
-                    yield job
-                    if job.done:
+                    delivered = True
+                    view = proto_codec.decode_job(message)
+                    epoch_end = _epoch_end(view)
+                    if epoch_end is not None:
+                        if epoch_end <= epochs_seen:
+                            continue  # replayed by a reopened stream
+                        epochs_seen = epoch_end
+                    yield from follower.observe(view)
+                    if follower.done:
                         return
-                return
+                return  # the server ends a stream only after a final state
             except grpc.RpcError as exc:
-                now = time.monotonic()
-                resumable = exc.code() == grpc.StatusCode.UNAVAILABLE and (
-                    delivered or broken_since is not None
-                )
-                broken_since = now if broken_since is None else broken_since
-                if not resumable or now - broken_since > reconnect_s:
-                    raise _client_error(exc, self.address) from None
-                time.sleep(min(1.0, reconnect_s / 10))
+                error = _client_error(exc, self.address)
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or not delivered:
+                    raise error from None
+                time.sleep(follower.failed(error, time.monotonic()))  # raises once too long
             finally:
                 stream.cancel()
 
-    def cancel(self, job_id: str, *, timeout: float | None = None) -> str:
-        """Ask a job to stop; returns its status afterwards."""
+    def cancel(self, job_id: str, *, timeout: float | None = None) -> JobStatus:
+        """Ask a job to stop; returns its status afterwards (CANCELLED once it stopped)."""
         reply = self._call(
             self._training.Cancel, training_pb2.CancelRequest(job_id=job_id), timeout
         )
-        return _STATUS_NAMES.get(reply.status, "unknown")
+        return proto_codec.decode_status(reply.status)
 
     def list_jobs(
-        self, *, status: str | None = None, limit: int = 50, timeout: float | None = None
-    ) -> list[Job]:
-        if status is not None and status not in _STATUS_VALUES:
-            raise ValueError(f"status must be one of {sorted(_STATUS_VALUES)}, got {status!r}")
-        wanted = _STATUS_VALUES[status] if status else training_pb2.JOB_STATUS_UNSPECIFIED
+        self, *, status: JobStatus | None = None, limit: int = 50, timeout: float | None = None
+    ) -> list[JobView]:
+        """Jobs, newest first, at most `limit`, only those with `status` when given."""
+        wanted = (
+            proto_codec.encode_status(status) if status else training_pb2.JOB_STATUS_UNSPECIFIED
+        )
         request = training_pb2.ListJobsRequest(status=wanted, limit=limit)
         reply = self._call(self._training.List, request, timeout)
-        return [_job(job) for job in reply.jobs]
+        return [proto_codec.decode_job(job) for job in reply.jobs]
 
 
 # -- conversions (the only place that knows the wire layout on the client side) --------------
@@ -423,43 +407,12 @@ def _layer_info(layer: classifier_pb2.LayerSummary) -> LayerInfo:
     )
 
 
-def _job(message: training_pb2.Job) -> Job:
-    progress = None
-    if message.HasField("progress"):
-        p = message.progress
-        progress = JobProgress(
-            epoch=p.epoch,
-            epochs=p.epochs,
-            step=p.step,
-            total_steps=p.total_steps,
-            loss=p.loss,
-            train_accuracy=p.train_accuracy,
-            val_accuracy=p.val_accuracy if p.HasField("val_accuracy") else None,
-            images_per_s=p.images_per_s,
-            eta_s=p.eta_s,
-            phase=p.phase,
-        )
-    return Job(
-        job_id=message.job_id,
-        status=_STATUS_NAMES.get(message.status, "unknown"),
-        model_name=message.model_name,
-        progress=progress,
-        error=message.error,
-        model_version=message.model_version,
-        metrics=dict(message.metrics),
-        spec=_spec(message.spec_json),
-        enqueued_at=message.enqueued_at or None,
-        started_at=message.started_at or None,
-        ended_at=message.ended_at or None,
-    )
-
-
-def _spec(spec_json: str) -> dict[str, Any] | None:
-    try:
-        spec = json.loads(spec_json) if spec_json else None
-    except json.JSONDecodeError:
-        return None
-    return spec if isinstance(spec, dict) else None
+def _epoch_end(view: JobView) -> int | None:
+    """The epoch a Watch message reports the end of (Watch sends one per finished epoch)."""
+    p = view.progress
+    if view.status is JobStatus.RUNNING and p is not None and p.phase is Phase.EVALUATING:
+        return p.epoch
+    return None
 
 
 #: How the gRPC channel (not a server) words "no server there": refused, unknown host, TLS

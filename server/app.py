@@ -159,20 +159,13 @@ def _loader(settings: Settings, loop: asyncio.AbstractEventLoop) -> Loader:
 def _add_training(
     settings: Settings, server: Server, grpc_server: grpc.aio.Server, blocking: ThreadPoolExecutor
 ) -> None:
-    """The Training API: jobs go to Redis through `worker.client` (no connection made here);
-    its blocking Redis calls run in the `blocking` threads."""
-    from server.training_servicer import JobQueue, TrainingServicer
-    from worker.settings import SettingsError, WorkerSettings
+    """The Training API over `jobs.queue.JobQueue` (no connection is made here); its blocking
+    Redis calls run in the `blocking` threads."""
+    from jobs.queue import JobQueue
+    from server.training_servicer import TrainingServicer
 
-    try:
-        submit_settings = WorkerSettings.from_env()  # queue, job timeout, retries, result TTL
-    except SettingsError as exc:
-        raise ValueError(f"training API: {exc}") from None
-    queue = JobQueue(
-        settings.redis_url, timeout_s=settings.redis_timeout_s, settings=submit_settings
-    )
     servicer = TrainingServicer(
-        queue,
+        JobQueue.connect(settings),
         blocking=blocking,
         max_watches=settings.max_watches,
         watch_interval_s=settings.watch_interval_s,

@@ -7,13 +7,17 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.settings import ServiceSettings, SettingsError, redact_url, settings_table
+from core.settings import SettingsError, redact_url, settings_table
+from jobs.settings import QueueSettings
 
 __all__ = ["Settings", "SettingsError", "redact_url", "settings_table"]
 
 
-class Settings(ServiceSettings):
+class Settings(QueueSettings):
     """Everything the server process can be configured with.
+
+    The job queue's settings (`jobs.settings.QueueSettings`: Redis, queue, the limits of a
+    submitted job) are inherited: the Training API submits with them.
 
     Each field `foo_bar` is read from the environment variable `CNN_FOO_BAR`.
     """
@@ -73,18 +77,6 @@ class Settings(ServiceSettings):
     max_versions: int = Field(
         2, ge=1, description="Newest versions kept loaded per model (older ones are unloaded)."
     )
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0",
-        description="Redis of the training job queue (Training API only; classification works "
-        "without it).",
-    )
-    redis_timeout_s: float = Field(
-        1.0,
-        gt=0.0,
-        le=30.0,
-        description="Connect and socket timeout towards Redis, s (short: Training RPCs return "
-        "UNAVAILABLE quickly when Redis is down).",
-    )
     max_watches: int = Field(
         64,
         ge=1,
@@ -130,15 +122,6 @@ class Settings(ServiceSettings):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"must be host:port with port 0..65535, got {value!r}")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _redis_scheme(cls, value: str) -> str:
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError(
-                f"must start with redis://, rediss:// or unix://, got {redact_url(value)!r}"
-            )
         return value
 
     @field_validator("log_level", mode="before")

@@ -16,14 +16,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT_PACKAGES = ("core", "server", "worker", "cnn_cli", "cnn_client", "jobs", "bench")
 
-# Edges of a cycle that live in files another branch is rewriting; each must go when it does.
-# (cnn_cli/train.py moves into `jobs/` and then imports CliError from cnn_cli.errors.)
-KNOWN_CYCLE_EDGES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("cnn_cli.train", "cnn_cli.main"),
-    }
-)
-
 Graph = dict[str, set[str]]
 
 
@@ -186,27 +178,14 @@ def _cycle_in(graph: Graph, component: set[str]) -> list[str]:
     raise AssertionError(f"no cycle through {start} in {sorted(component)}")
 
 
-def _without_known(graph: Graph) -> Graph:
-    return {
-        m: {t for t in targets if (m, t) not in KNOWN_CYCLE_EDGES} for m, targets in graph.items()
-    }
-
-
 def test_product_packages_have_no_import_cycles() -> None:
-    graph = _without_known(import_graph(ROOT))
+    graph = import_graph(ROOT)
     report = [
         f"{' -> '.join(_cycle_in(graph, component))}  (modules in this knot: "
         f"{', '.join(sorted(component))})"
         for component in strongly_connected(graph)
     ]
     assert not report, "import cycles:\n" + "\n".join(report)
-
-
-def test_known_cycle_edges_still_exist() -> None:
-    """An allowance for a cycle edge goes as soon as the import does."""
-    graph = import_graph(ROOT)
-    stale = sorted((m, t) for m, t in KNOWN_CYCLE_EDGES if t not in graph.get(m, set()))
-    assert not stale, f"remove these from KNOWN_CYCLE_EDGES, the imports are gone: {stale}"
 
 
 def _write(root: Path, relative: str, text: str) -> None:

@@ -66,3 +66,10 @@ def test_readme_lists_every_server_setting_as_the_server_prints_them() -> None:
     table = _run(sys.executable, "-m", "server", "--settings-table")
     assert table.returncode == 0, table.stderr
     assert table.stdout.strip() in (ROOT / "README.md").read_text()
+
+
+def test_readme_lists_every_cli_setting_as_cnn_prints_them() -> None:
+    table = _run(sys.executable, "-m", "cnn_cli", "settings")
+    assert table.returncode == 0, table.stderr
+    assert "| `CNN_ADDRESS` |" in table.stdout and "| `CNN_REDIS_URL` |" in table.stdout
+    assert table.stdout.strip() in (ROOT / "README.md").read_text()

@@ -1,4 +1,4 @@
-"""RQ job functions. Enqueued by path string ``"worker.jobs.train_job"`` with one JSON payload.
+"""RQ job functions. Enqueued by path string (`jobs.spec.TRAIN_FUNCTION`) with one JSON payload.
 
 Runs in the work horse (a forked child of the worker). The payload is validated again here: a
 job may have been enqueued by any client, so the worker trusts nothing it did not check.
@@ -21,23 +21,21 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from jobs import meta as job_meta
+from jobs.spec import InvalidSpec, parse_spec
 from worker.progress import JobMetaWriter, ProgressReporter
 from worker.runner import failure_reason
 from worker.settings import WorkerSettings
-from worker.spec import InvalidSpec, parse_spec
 from worker.train import run_training
 
 log = logging.getLogger("worker.jobs")
-
-#: What `worker.client.submit` enqueues (by string: the submitter needs no worker code).
-TRAIN_JOB_PATH = "worker.jobs.train_job"
 
 
 def train_job(payload: dict[str, Any]) -> dict[str, Any]:
     """Train and publish the model described by `payload` (a `TrainSpec` as JSON).
 
-    Progress goes to ``job.meta["progress"]`` (throttled), one snapshot per finished epoch to
-    ``job.meta["epochs"]``, timings to ``job.meta["timings"]``.
+    Progress (throttled), one snapshot per finished epoch, the result (version, metrics) and
+    timings go to the job record (`jobs.meta`), where every reader finds them.
 
     Returns:
         ``{"model", "version", "path", "metrics", "epochs_run", "resumed", "timings"}``.
@@ -58,11 +56,12 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
         reporter = ProgressReporter(
             writer,
             min_interval=settings.progress_interval,
-            epochs=list(job.meta.get("epochs") or []),  # a retried job keeps its earlier epochs
+            # A retried job keeps its earlier epochs.
+            epochs=job_meta.read_meta(job.meta).epochs,
         )
 
         def on_stage(name: str, details: dict[str, Any]) -> None:
-            writer.update(stage=name, **({"stage_details": details} if details else {}))
+            writer.update(job_meta.stage_update(job_meta.Stage(name), details))
 
         outcome = run_training(
             spec, settings, job_id=job.id, on_progress=reporter, on_stage=on_stage
@@ -73,7 +72,7 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
             reason = "invalid training spec: " + "; ".join(exc.errors)
         else:
             reason = failure_reason(type(exc), exc)
-        writer.update(stage="failed", error=reason, error_final=True)
+        writer.update(job_meta.failure_update(reason, final=True))
         raise
     timings = dict(outcome.timings)
     if reporter.first_step_at is not None:
@@ -81,24 +80,15 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
         # loading, model build, kernel cache load or compile, first step itself).
         timings["startup_to_first_step_s"] = round(reporter.first_step_at - entered, 4)
     outcome.timings = timings
-    writer.update(stage="finished", timings=timings, result_version=outcome.version)
+    writer.update(job_meta.result_update(outcome.version, outcome.metrics, timings))
     log.info("job %s published %s version %d", job.id, outcome.name, outcome.version)
     return outcome.as_result()
 
 
 def _start_attempt(job: Job, writer: JobMetaWriter) -> None:
-    """Record who runs this attempt; move a previous attempt's error to ``previous_errors``."""
-    meta = job.meta
-    attempts = int(meta.get("attempts", 0)) + 1
-    previous = list(meta.get("previous_errors", []))
-    if meta.get("error"):
-        previous.append(meta["error"])
-    for key in ("error", "error_final", "progress", "timings", "stage_details"):
-        meta.pop(key, None)
-    writer.update(
-        attempts=attempts,
-        previous_errors=previous,
-        stage="starting",
+    """Record who runs this attempt; move a previous attempt's error to its history."""
+    update, stale = job_meta.attempt_update(
+        job.meta,
         worker={
             "name": os.environ.get("RQ_WORKER_ID", ""),
             "host": socket.gethostname(),
@@ -106,3 +96,4 @@ def _start_attempt(job: Job, writer: JobMetaWriter) -> None:
             "python": sys.version.split()[0],
         },
     )
+    writer.update(update, drop=stale)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 
-from worker.settings import SETTINGS_DOC, WorkerSettings
+from core.settings import redact_url, settings_table
+from worker.settings import SettingsError, WorkerSettings
 
 log = logging.getLogger("worker")
 
@@ -27,9 +27,11 @@ log = logging.getLogger("worker")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m worker",
-        description="RQ training worker. Settings come from the environment:\n"
-        + "\n".join(f"  {name:<28} default {default}" for name, default, _ in SETTINGS_DOC),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="RQ training worker. Settings come from CNN_* environment variables "
+        "(--settings-table lists them).",
+    )
+    parser.add_argument(
+        "--settings-table", action="store_true", help="print the settings table and exit"
     )
     parser.add_argument("--burst", action="store_true", help="quit when the queues are empty")
     parser.add_argument("--max-jobs", type=int, default=None, help="quit after this many jobs")
@@ -48,14 +50,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         the process exit status.
     """
     args = build_parser().parse_args(argv)
-    env = dict(os.environ)
-    if args.queues:
-        env["CNN_QUEUES"] = args.queues
-    if args.name:
-        env["CNN_WORKER_NAME"] = args.name
-    if args.warmup:
-        env["CNN_WARMUP"] = args.warmup
-    settings = WorkerSettings.from_env(env)
+    if args.settings_table:
+        print(settings_table(WorkerSettings))
+        return 0
+    overrides = {
+        name: value
+        for name, value in (
+            ("queues", args.queues),
+            ("worker_name", args.name),
+            ("warmup", args.warmup),
+        )
+        if value
+    }
+    try:
+        settings = WorkerSettings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"python -m worker: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
@@ -125,12 +136,12 @@ def run_worker(
     """The worker loop, restarted with backoff if it ends without a shutdown request."""
     from rq.serializers import JSONSerializer
 
-    from worker.connection import connect
+    from jobs.connection import connect
     from worker.runner import TrainingWorker, numba_threads_started
 
     backoff = 1.0
     while True:
-        connection = connect(settings.redis_url)
+        connection = connect(settings.redis_url, connect_timeout=settings.redis_timeout_s)
         worker = TrainingWorker(
             list(settings.queues),
             connection=connection,
@@ -142,7 +153,7 @@ def run_worker(
             "cnn worker ready: name=%s queues=%s redis=%s models=%s abandoned-job bound=%d s",
             worker.name,
             ",".join(settings.queues),
-            _redact(settings.redis_url),
+            redact_url(settings.redis_url),
             settings.models_dir,
             settings.abandoned_after(),
         )
@@ -163,11 +174,3 @@ def run_worker(
         log.warning("worker loop ended unexpectedly; restarting in %.0f s", backoff)
         time.sleep(backoff)
         backoff = min(backoff * 2, 30.0)
-
-
-def _redact(url: str) -> str:
-    """Hide a password in a Redis URL for logging."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -1,48 +1,32 @@
-"""Training progress in ``job.meta["progress"]``, throttled, surviving Redis hiccups.
+"""Training progress in the job record (`jobs.meta`), throttled, surviving Redis hiccups.
 
-Besides the latest progress (overwritten), every epoch end is appended to ``job.meta["epochs"]``
-(compact snapshots, the newest `MAX_EPOCH_SNAPSHOTS` kept), so a watcher that polls less often
+Besides the latest progress (overwritten), every epoch end is added to the record's epoch
+snapshots (the newest `jobs.meta.MAX_EPOCH_SNAPSHOTS` kept), so a follower that polls less often
 than epochs end still sees each of them.
 
 Runs in the work horse. A write never raises: a progress update is not worth a training run, so
 a ConnectionError is logged and the next update tries again (the connection itself retries with
-backoff, see `worker.connection`). If Redis lost the job's hash (a restart without persistence),
-the horse still holds the whole job and writes it back, so `cnn train watch` keeps working.
+backoff, see `jobs.connection`). If Redis lost the job's hash (a restart without persistence),
+the horse still holds the whole job and writes it back, so following the job keeps working.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import redis
 
+from jobs import meta as job_meta
+from jobs.views import EpochSnapshot, Phase
+
 log = logging.getLogger("worker.progress")
-
-#: Epoch snapshots kept in ``job.meta["epochs"]`` (the oldest are dropped first).
-MAX_EPOCH_SNAPSHOTS = 100
-
-#: Fields of an epoch snapshot, taken from `core.training.Progress` at ``phase == "epoch_end"``.
-EPOCH_FIELDS = (
-    "epoch",
-    "epochs",
-    "step",
-    "total_steps",
-    "loss",
-    "train_accuracy",
-    "val_accuracy",
-    "val_loss",
-    "lr",
-    "images_per_s",
-    "eta_s",
-)
 
 
 class MetaJob(Protocol):
-    """The part of `rq.job.Job` the reporter needs (kept narrow for tests and mypy)."""
+    """The part of `rq.job.Job` the writer needs (kept narrow for tests and mypy)."""
 
     meta: dict[str, Any]
 
@@ -57,6 +41,12 @@ class MetaJob(Protocol):
     def save(self) -> None: ...
 
 
+class MetaWriter(Protocol):
+    """Where `ProgressReporter` sends its updates (`JobMetaWriter`, or a test's recorder)."""
+
+    def update(self, fields: Mapping[str, Any]) -> bool: ...
+
+
 class JobMetaWriter:
     """Writes ``job.meta`` (always complete) and never raises on a Redis outage."""
 
@@ -64,8 +54,14 @@ class JobMetaWriter:
         self.job = job
         self.failed_writes = 0
 
-    def update(self, **fields: Any) -> bool:
-        """Set meta fields and store them; returns False if Redis could not be reached."""
+    def update(self, fields: Mapping[str, Any], *, drop: Iterable[str] = ()) -> bool:
+        """Set `fields` (built by `jobs.meta`), remove the keys in `drop`, store the record.
+
+        Returns:
+            False if Redis could not be reached (the next update writes everything again).
+        """
+        for key in drop:
+            self.job.meta.pop(key, None)
         self.job.meta.update(fields)
         return self.flush()
 
@@ -89,9 +85,9 @@ class ProgressReporter:
     """`on_progress` callback for `core.training.fit`: at most one write per `min_interval` s.
 
     A write is forced when the epoch or phase changes and at the last step, so epoch ends and
-    the final state are never dropped by the throttle. Each epoch end is also appended to
-    ``epochs`` (written as ``meta["epochs"]``); a re-run epoch (a retried job resuming from an
-    earlier checkpoint) replaces its old snapshot and every later one.
+    the final state are never dropped by the throttle. Each epoch end is also added to the
+    epoch snapshots; a re-run epoch (a retried job resuming from an earlier checkpoint) replaces
+    its old snapshot and every later one. The first write also sets the stage to "training".
 
     ``first_step_at`` records (monotonic clock) when the first training step reported, which is
     how the job measures its start-up overhead.
@@ -99,84 +95,52 @@ class ProgressReporter:
 
     def __init__(
         self,
-        writer: JobMetaWriter,
+        writer: MetaWriter,
         *,
         min_interval: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
-        epochs: list[dict[str, Any]] | None = None,
-        max_epochs: int = MAX_EPOCH_SNAPSHOTS,
+        epochs: Sequence[EpochSnapshot] = (),
+        max_epochs: int = job_meta.MAX_EPOCH_SNAPSHOTS,
     ) -> None:
         self._writer = writer
         self._min_interval = min_interval
         self._clock = clock
         self._wall_clock = wall_clock
         self._last_write: float | None = None
-        self._last_key: tuple[Any, Any] | None = None
+        self._last_key: tuple[int, Phase] | None = None
         self.first_step_at: float | None = None
-        self.epochs: list[dict[str, Any]] = [dict(e) for e in epochs or [] if isinstance(e, dict)]
+        self.epochs: list[EpochSnapshot] = list(epochs)
         self._max_epochs = max_epochs
         self.writes = 0
         self.calls = 0
 
-    def __call__(self, progress: Any) -> None:
+    def __call__(self, report: Any) -> None:
         now = self._clock()
         self.calls += 1
-        data = _as_dict(progress)
-        if self.first_step_at is None and int(data.get("step") or 0) > 0:
+        progress = job_meta.progress_from_core(report, updated_at=self._wall_clock())
+        if self.first_step_at is None and progress.step > 0:
             self.first_step_at = now
-        key = (data.get("epoch"), data.get("phase"))
-        last_step = data.get("total_steps") is not None and data.get("step") == data.get(
-            "total_steps"
-        )
+        key = (progress.epoch, progress.phase)
+        last_step = progress.total_steps > 0 and progress.step == progress.total_steps
         due = self._last_write is None or now - self._last_write >= self._min_interval
         if not (due or last_step or key != self._last_key):
             return
+        first = self._last_write is None
         self._last_write = now
         self._last_key = key
-        data["updated_at"] = self._wall_clock()
         self.writes += 1
-        if data.get("phase") == "epoch_end":
-            self._add_epoch(data)
-            self._writer.update(progress=data, epochs=list(self.epochs))
+        update: dict[str, Any] = {}
+        if first:
+            update.update(job_meta.stage_update(job_meta.Stage.TRAINING))
+        if progress.phase is Phase.EVALUATING:
+            self._add_epoch(job_meta.epoch_snapshot(progress))
+            update.update(job_meta.progress_update(progress, self.epochs))
         else:
-            self._writer.update(progress=data)
+            update.update(job_meta.progress_update(progress))
+        self._writer.update(update)
 
-    def _add_epoch(self, data: dict[str, Any]) -> None:
-        # Same values as the progress written with it, so a watcher can tell them apart from
-        # nothing but the time: Training.Watch then sends the epoch end once, not twice.
-        snapshot = {k: data.get(k) for k in EPOCH_FIELDS}
-        snapshot["at"] = round(float(data["updated_at"]), 3)
-        epoch = snapshot.get("epoch")
-        if isinstance(epoch, int):
-            self.epochs = [e for e in self.epochs if _epoch_of(e) < epoch]
+    def _add_epoch(self, snapshot: EpochSnapshot) -> None:
+        self.epochs = [e for e in self.epochs if e.epoch < snapshot.epoch]
         self.epochs.append(snapshot)
         del self.epochs[: max(0, len(self.epochs) - self._max_epochs)]
-
-
-def _epoch_of(snapshot: dict[str, Any]) -> int:
-    value = snapshot.get("epoch")
-    return value if isinstance(value, int) else 0
-
-
-def _as_dict(progress: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(progress) and not isinstance(progress, type):
-        raw = dataclasses.asdict(progress)
-    elif isinstance(progress, dict):
-        raw = dict(progress)
-    else:
-        raw = dict(vars(progress))
-    return {k: _jsonable(v) for k, v in raw.items()}
-
-
-def _jsonable(value: Any) -> Any:
-    """numpy scalars -> Python numbers; NaN/inf -> None (JSON has neither)."""
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value

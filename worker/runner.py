@@ -13,8 +13,12 @@ Differences from `rq.Worker` and why:
   theirs so that `rq requeue` resumes them, until the periodic clean-up (`worker.hygiene`, run
   with the registry maintenance) removes checkpoints older than the result TTL and abandoned
   hidden publish directories.
+- Only the training job function runs (`jobs.spec.TRAIN_FUNCTION`): RQ would import and call
+  whatever callable a job names, so anyone able to write to Redis could run any function here.
+  Any other job is failed before a work horse is forked, without importing anything it names,
+  and the reason is recorded in the job record (`jobs.meta`).
 - A job cancelled while this worker was taking it off the queue is not run: once the horse has
-  marked the job started it looks for the cancel mark (`worker.cancellation`) and, if found,
+  marked the job started it looks for the cancel mark (`jobs.cancellation`) and, if found,
   puts the job back to "canceled" instead of running it.
 
 Numba: the worker process imports `core` (so horses do not pay the import) but never runs a
@@ -35,13 +39,17 @@ from typing import Any
 
 import redis
 from rq import Worker
+from rq.defaults import DEFAULT_FAILURE_TTL
 from rq.exceptions import AbandonedJobError
 from rq.job import Job, JobStatus
 from rq.queue import Queue
-from rq.registry import CanceledJobRegistry
+from rq.registry import CanceledJobRegistry, FailedJobRegistry
 from rq.timeouts import JobTimeoutException
+from rq.utils import now, utcformat
 
-from worker.cancellation import cancel_requested
+from jobs import meta as job_meta
+from jobs.cancellation import cancel_requested
+from jobs.spec import TRAIN_FUNCTION
 from worker.hygiene import clean_up
 from worker.settings import WorkerSettings
 from worker.train import checkpoint_dir
@@ -89,12 +97,25 @@ def failure_reason(exc_type: type[BaseException] | None, exc: BaseException | No
     return f"{name}: {message}" if message else name
 
 
+def rejection_reason(job: Job) -> str | None:
+    """Why this worker refuses to run `job` (None: it is a training job).
+
+    Reads only the name the job gives, never imports it.
+    """
+    try:
+        func_name, instance = job.func_name, job.instance
+    except Exception as exc:  # any serializer error: the data is not a call we could check
+        return f"refused: the job's call cannot be read ({type(exc).__name__})"
+    if func_name != TRAIN_FUNCTION or instance is not None:
+        return f"refused: this worker runs only {TRAIN_FUNCTION}, not {func_name!r}"
+    return None
+
+
 def record_error(job: Job, reason: str, *, final: bool) -> None:
-    """Put `reason` in ``job.meta["error"]`` (reading the horse's latest meta first)."""
+    """Put `reason` in the job record (reading the horse's latest record first)."""
     with contextlib.suppress(redis.RedisError, ValueError):
         job.meta = job.get_meta(refresh=True)
-    job.meta["error"] = reason
-    job.meta["error_final"] = final
+    job.meta.update(job_meta.failure_update(reason, final=final))
     try:
         job.save_meta()
     except redis.RedisError as exc:
@@ -171,6 +192,10 @@ class TrainingWorker(Worker):
     # -- work horse -----------------------------------------------------------------------------
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        reason = rejection_reason(job)
+        if reason is not None:
+            self.reject_job(job, queue, reason)
+            return
         if numba_threads_started():
             # Forking now would hand the horse a dead OpenMP pool: fail loudly, never hang.
             raise RuntimeError(
@@ -179,12 +204,42 @@ class TrainingWorker(Worker):
             )
         super().execute_job(job, queue)
 
+    def reject_job(self, job: Job, queue: Queue, reason: str) -> None:
+        """Fail `job` without running it: FAILED, no retry, `reason` in its record."""
+        log.warning("job %s %s", job.id, reason)
+        with contextlib.suppress(redis.RedisError, ValueError):
+            job.meta = job.get_meta(refresh=True)
+        job.meta.update(job_meta.failure_update(reason, final=True))
+        job.retries_left = 0
+        job.ended_at = now()
+        with self.connection.pipeline() as pipeline:
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)  # where the dequeue put it
+            job.set_status(JobStatus.FAILED, pipeline=pipeline)
+            pipeline.hset(
+                job.key,
+                mapping={
+                    "ended_at": utcformat(job.ended_at),
+                    "retries_left": 0,
+                    "meta": self.serializer.dumps(job.meta),
+                },
+            )
+            FailedJobRegistry(
+                job.origin, self.connection, job_class=self.job_class, serializer=self.serializer
+            ).add(
+                job,
+                ttl=job.failure_ttl or DEFAULT_FAILURE_TTL,
+                exc_string=reason,
+                pipeline=pipeline,
+            )
+            job.cleanup(ttl=job.failure_ttl, pipeline=pipeline)
+            pipeline.execute()
+
     def setup_work_horse_signals(self) -> None:
         super().setup_work_horse_signals()
         _die_with_parent(self._parent_pid)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """Horse: mark the job started, *then* look for a cancel mark (`worker.cancellation`)."""
+        """Horse: mark the job started, *then* look for a cancel mark (`jobs.cancellation`)."""
         super().prepare_job_execution(job, remove_from_intermediate_queue)
         if cancel_requested(self.connection, job.id):
             self._canceled_job_id = job.id
@@ -198,7 +253,7 @@ class TrainingWorker(Worker):
         """Undo the start: status "canceled", out of the started registry, nothing recorded."""
         self._canceled_job_id = None
         log.info("job %s was cancelled as this worker took it: not run", job.id)
-        job.meta["stage"] = "canceled"
+        job.meta.update(job_meta.stage_update(job_meta.Stage.CANCELLED))
         with self.connection.pipeline() as pipeline:
             job.set_status(JobStatus.CANCELED, pipeline=pipeline)
             job.save_meta()
@@ -216,7 +271,7 @@ class TrainingWorker(Worker):
             left = job.retries_left or 0
             then = f"re-queued ({left - 1} retries left after this)" if left else "no retries left"
             record_error(job, f"{failure_reason(exc_type, exc)}; {then}", final=not left)
-        elif "error" not in job.meta:
+        elif not job_meta.has_error(job.meta):
             record_error(job, failure_reason(exc_type, exc), final=True)
         return True
 

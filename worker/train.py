@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jobs.spec import TrainSpec
 from worker.settings import WorkerSettings
-from worker.spec import TrainSpec
 
 
 class TrainingStopped(RuntimeError):

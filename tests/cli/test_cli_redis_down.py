@@ -1,5 +1,5 @@
 """Redis stopped: `cnn classify` keeps working, training commands fail with one line
-(UNAVAILABLE over gRPC, "cannot reach Redis" over Redis), and recover when Redis is back."""
+(UNAVAILABLE over gRPC, "Redis at URL unreachable" over Redis), and recover when Redis is back."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def test_redis_stopped_classify_works_and_training_fails_with_one_line(
         over_redis = run_cnn("train", "list", "--redis-url", redis_server.url)
         assert over_redis.returncode == 2
         (line,) = over_redis.stderr.strip().splitlines()
-        assert f"cannot reach Redis at {redis_server.url}" in line
+        assert f"job queue (Redis at {redis_server.url}) unreachable" in line
+        assert "start redis-server" in line
     finally:
         redis_server.start()
     assert run_cnn("train", "list", "--address", address).returncode == 0

@@ -59,10 +59,9 @@ def digits_model(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Trai
     started = time.monotonic()
     watch = clients.cnn("train", "watch", job_id, "--timeout", "300", redis_url=stack.redis_url)
     status = clients.job_status(job_id, stack.redis_url)
-    metrics = (status.get("result") or {}).get("metrics") or {}
+    metrics = status.get("metrics") or {}
     print(
         f"trained {spec['name']} in {time.monotonic() - started:.1f} s: {status['status']}, "
         f"test accuracy {metrics.get('test_accuracy')}"
     )
-    result = status.get("result") or {}
-    return TrainedModel(spec["name"], int(result.get("version") or 0), job_id, watch, status)
+    return TrainedModel(spec["name"], int(status.get("model_version") or 0), job_id, watch, status)

@@ -7,7 +7,6 @@ the last one restarts the server.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +52,8 @@ def test_kserve_v2_api_agrees_with_the_own_api(stack: Stack, digits_model: Train
     np.testing.assert_array_equal(v2, own)
 
 
-def _interval(status: dict) -> tuple[datetime, datetime]:
-    return datetime.fromisoformat(status["started_at"]), datetime.fromisoformat(status["ended_at"])
+def _interval(status: dict) -> tuple[float, float]:
+    return status["started_at"], status["ended_at"]  # Unix seconds
 
 
 def test_two_workers_train_two_models_at_once(stack: Stack, tmp_path: Path) -> None:
@@ -75,11 +74,11 @@ def test_two_workers_train_two_models_at_once(stack: Stack, tmp_path: Path) -> N
     # A worker runs one job at a time: overlapping jobs ran on two workers.
     assert start_a < end_b and start_b < end_a, (
         f"jobs did not overlap: {start_a}..{end_a} and {start_b}..{end_b}; "
-        f"workers {[s['worker'] for s in statuses]}"
+        f"jobs {[s['id'] for s in statuses]}"
     )
     with clients.OwnApi(stack.grpc_address) as api:
         for spec, status in zip(specs, statuses, strict=True):
-            api.wait_for_model(spec["name"], int(status["result"]["version"]))
+            api.wait_for_model(spec["name"], int(status["model_version"]))
 
 
 def test_server_restart_reloads_the_models(stack: Stack, digits_model: TrainedModel) -> None:

@@ -21,14 +21,16 @@ import pytest
 
 from cnn_cli.redis_server import RedisServer
 from cnn_client import CnnClient, CnnClientError
+from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
+from jobs.status import JobStatus
 from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
-from server.training_servicer import JobQueue, epoch_messages, job_message
+from server import training_codec as codec
+from server.errors import InvalidInput, ServerError
 from tests.server.models import TrainedArtifact, publish_copy
 from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server
 from tests.support.polling import wait_for
 from tests.support.processes import ManagedProcess, free_port, python_module
-from worker.client import JobInfo
 
 EPOCHS = 3
 #: Epochs of a job that must still be running when the test cancels it (~1 min).
@@ -244,8 +246,9 @@ def test_the_client_library_trains_and_classifies(
     job_id, _ = finished
     with CnnClient(stack.server.address, timeout=10) as client:
         job = client.get_job(job_id)
-        assert (job.status, job.done, job.model_version) == ("finished", True, 1)
+        assert (job.status, job.terminal, job.model_version) == (JobStatus.FINISHED, True, 1)
         assert job.progress is not None and job.progress.phase in ("evaluating", "publishing")
+        assert client.list_jobs(status=JobStatus.FINISHED)[0].id == job_id
         wait_for(lambda: "watched" in client.list_models(), 30, what="the model to load")
         info = client.get_model("watched")
         assert info.layers[0].receptive_field == (3, 3)
@@ -398,52 +401,81 @@ def test_server_starts_and_classifies_when_redis_was_never_there(
         server.stop()
 
 
+def test_the_client_watch_rides_out_a_server_restart(tmp_path: Path) -> None:
+    """No worker: the job stays queued while the server restarts on the same port; the watch
+    reopens its stream and ends with the cancel made through the new server."""
+    (tmp_path / "models").mkdir()
+    redis_server = RedisServer(tmp_path / "redis").start()
+    env = {"CNN_REDIS_URL": redis_server.url, "CNN_GRPC_ADDRESS": f"127.0.0.1:{free_port()}"}
+    server = start_server(tmp_path / "first", tmp_path / "models", env)
+    try:
+        with CnnClient(server.address, timeout=10) as client:
+            job_id = client.submit(tiny_spec("restart"))
+            views = client.watch(job_id, timeout=120)
+            assert next(views).status is JobStatus.QUEUED
+            server.stop()
+            server = start_server(tmp_path / "second", tmp_path / "models", env)
+            with CnnClient(server.address, timeout=10) as other:
+                assert other.cancel(job_id) is JobStatus.CANCELLED
+            assert [view.status for view in views] == [JobStatus.CANCELLED]
+    finally:
+        server.stop()
+        redis_server.stop()
+
+
 # -- pure helpers ------------------------------------------------------------------------------
 
 
-def test_job_queue_shares_one_redis_client_with_short_timeouts() -> None:
-    queue = JobQueue("redis://127.0.0.1:1/0", timeout_s=1.0)  # connects lazily: no Redis needed
-    options = queue._redis.connection_pool.connection_kwargs
-    assert (options["socket_connect_timeout"], options["socket_timeout"]) == (1.0, 2.0)
-    queue.close()
+@pytest.mark.parametrize(
+    ("value", "needle"), [("", "job_id is required"), ("a b/c", "malformed"), ("x" * 129, "1-128")]
+)
+def test_a_missing_or_malformed_job_id_is_invalid_input(value: str, needle: str) -> None:
+    with pytest.raises(InvalidInput, match=needle):
+        codec.job_id(value)
 
 
-def test_epoch_messages_send_each_epoch_once_in_order_as_running() -> None:
-    snapshots = [
-        {"epoch": e, "epochs": 3, "step": 4 * e, "total_steps": 12, "loss": 1.0 / e,
-         "train_accuracy": 0.5, "val_accuracy": 0.4, "images_per_s": 10.0, "eta_s": 1.0}
-        for e in (1, 2, 3)
-    ]  # fmt: skip
-    info = JobInfo(id="j", status="finished", model="m", epochs=snapshots, spec={"name": "m"},
-                   result={"version": 1, "metrics": {"test_accuracy": 0.9}})  # fmt: skip
-    first, sent = epoch_messages(info, 0)
-    assert ([m.progress.epoch for m in first], sent) == ([1, 2, 3], 3)
-    assert {(m.status, m.progress.phase, m.model_version) for m in first} == {
-        (pb.JOB_STATUS_RUNNING, "evaluating", 0)
-    }
-    assert not first[0].metrics and first[0].ended_at == 0.0
-    assert first[0].spec_json == '{"name": "m"}'
-    assert epoch_messages(info, 2)[0][0].progress.epoch == 3
-    assert epoch_messages(info, 3) == ([], 3)
+def test_spec_json_is_checked_for_presence_and_size_before_the_queue_sees_it() -> None:
+    assert codec.spec_json('{"name": "m"}') == '{"name": "m"}'
+    with pytest.raises(InvalidInput, match="spec_json is empty"):
+        codec.spec_json("  ")
+    with pytest.raises(InvalidInput, match="limit is 1048576 bytes"):
+        codec.spec_json('"' + "x" * codec.MAX_SPEC_BYTES + '"')
 
 
-def test_job_message_maps_worker_states_and_results() -> None:
-    info = JobInfo(
-        id="j1",
-        status="stopped",
-        model="m",
-        stage="publishing",
-        progress={"epoch": 2, "epochs": 2, "step": 8, "total_steps": 8, "loss": 0.5,
-                  "train_accuracy": 0.9, "val_accuracy": None, "images_per_s": 100.0,
-                  "eta_s": 0.0, "phase": "epoch_end"},
-        result={"version": 3, "metrics": {"test_accuracy": 0.9, "test": {"nested": 1},
-                                          "stopped_early": False}},
-        enqueued_at="2026-01-01T00:00:00+00:00",
-    )  # fmt: skip
-    message = job_message(info)
-    assert message.status == pb.JOB_STATUS_CANCELLED
-    assert message.model_version == 3
-    assert dict(message.metrics) == {"test_accuracy": 0.9}
-    assert message.progress.phase == "publishing"
-    assert not message.progress.HasField("val_accuracy")
-    assert message.enqueued_at == 1767225600.0 and message.started_at == 0.0
+def test_list_query_defaults_and_caps_the_limit_and_decodes_the_status() -> None:
+    assert codec.list_query(pb.ListJobsRequest()) == (None, codec.DEFAULT_LIST_LIMIT)
+    wanted = pb.ListJobsRequest(status=pb.JOB_STATUS_FAILED, limit=10**6)
+    assert codec.list_query(wanted) == (JobStatus.FAILED, codec.MAX_LIST_LIMIT)
+    with pytest.raises(InvalidInput, match="status 42"):
+        codec.list_query(pb.ListJobsRequest(status=42))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "text"),
+    [
+        (JobNotFound("j"), grpc.StatusCode.NOT_FOUND, "job 'j' not found"),
+        (
+            JobAlreadyEnded("j", JobStatus.FINISHED),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "job j already ended with status finished",
+        ),
+        (
+            InvalidSpec(["epochs: too small", "colour: unknown field"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid training spec: epochs: too small; colour: unknown field",
+        ),
+        (
+            QueueUnavailable("Redis at redis://h:1/0 unreachable"),
+            grpc.StatusCode.UNAVAILABLE,
+            "Redis at redis://h:1/0 unreachable (training calls fail until it is back; "
+            "classification is unaffected)",
+        ),
+    ],
+)
+def test_queue_errors_keep_their_words_and_get_their_grpc_status(
+    error: Exception, code: grpc.StatusCode, text: str
+) -> None:
+    with pytest.raises(ServerError) as raised, codec.queue_errors():
+        raise error
+    assert raised.value.code == code
+    assert str(raised.value).startswith(text)

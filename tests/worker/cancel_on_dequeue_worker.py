@@ -2,7 +2,7 @@
 
 Runs in its own process (`python -m tests.worker.cancel_on_dequeue_worker REDIS_URL MODELS`):
 the pytest process has run parallel Numba kernels, so it must not fork work horses itself.
-Prints `cancel_result=<what client.cancel returned>` and exits after one job.
+Prints `cancel_result=<the status JobQueue.cancel returned>` and exits after one job.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from worker import client
-from worker.connection import connect
+from jobs.connection import connect
+from jobs.queue import JobQueue
 from worker.runner import TrainingWorker
 from worker.settings import WorkerSettings
 
@@ -26,12 +26,13 @@ class CancelOnDequeueWorker(TrainingWorker):
     cancel_result = "not called"
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        self.cancel_result = client.cancel(job.id, connection=self.connection)
+        job_queue = JobQueue(self.connection, self.settings)
+        self.cancel_result = job_queue.cancel(job.id).status.value
         super().execute_job(job, queue)
 
 
 def main(redis_url: str, models_dir: str) -> None:
-    settings = WorkerSettings(redis_url=redis_url, models_dir=Path(models_dir))
+    settings = WorkerSettings.from_env({}, redis_url=redis_url, models_dir=Path(models_dir))
     worker = CancelOnDequeueWorker(
         ["training"], connection=connect(redis_url), serializer=JSONSerializer, settings=settings
     )

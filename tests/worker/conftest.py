@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from jobs.queue import JobQueue
 from tests.support.processes import ManagedProcess, python_module
 from tests.worker.helpers import REPO_ROOT
+from worker.settings import WorkerSettings
 
 FAST_TIMINGS = {
     "CNN_JOB_MONITORING_INTERVAL": "1",
@@ -93,15 +95,7 @@ def start_worker(
 
 
 @pytest.fixture()
-def client_env(worker_env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Point `worker.client` (in this process) at the test's Redis and repository."""
-    saved = {k: os.environ.get(k) for k in worker_env}
-    os.environ.update(worker_env)
-    try:
-        yield worker_env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def job_queue(worker_env: dict[str, str]) -> Iterator[JobQueue]:
+    """The test's queue, as the server and the CLI reach it (`jobs.queue.JobQueue`)."""
+    with JobQueue.connect(WorkerSettings.from_env(worker_env)) as queue:
+        yield queue

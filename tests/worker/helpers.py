@@ -1,13 +1,17 @@
-"""Helpers shared by the worker tests (specs, the `cnn` CLI, polling)."""
+"""Helpers shared by the worker tests (specs, waiting for jobs, job records)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from jobs.queue import JobQueue
+from jobs.views import JobView
+from tests.support.polling import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,18 +38,22 @@ def tiny_spec(name: str = "digits-tiny", **overrides: Any) -> dict[str, Any]:
     return spec
 
 
-def run_cli(
-    env: dict[str, str], *args: str, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    """Run `python -m cnn_cli ARGS` (the `cnn` command) and capture its output."""
-    return subprocess.run(
-        [sys.executable, "-m", "cnn_cli", *args],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+def wait_until_ended(queue: JobQueue, job_id: str, timeout: float) -> JobView:
+    """The job's view once it has ended; fails the test after `timeout` s."""
+    ended: JobView = wait_for(
+        lambda: (view := queue.get(job_id)).terminal and view,
+        timeout,
+        interval=0.2,
+        what=f"job {job_id} to end",
     )
+    return ended
+
+
+def job_record(queue: JobQueue, job_id: str) -> dict[str, Any]:
+    """The job's raw ``job.meta`` (who ran it, earlier errors, timings: worker details that
+    callers do not see), read through rq itself."""
+    job = Job.fetch(job_id, connection=queue._redis, serializer=JSONSerializer)
+    return dict(job.get_meta(refresh=True))
 
 
 def write_spec(directory: Path, spec: dict[str, Any], filename: str = "spec.json") -> Path:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rq.job import Job
+from rq.serializers import JSONSerializer
 
 from core.repository import ModelRepository
+from jobs.errors import JobAlreadyEnded
+from jobs.queue import JobQueue
+from jobs.status import JobStatus
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
-from tests.worker.helpers import run_cli, tiny_spec
-from worker import client
+from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
 
 pytestmark = pytest.mark.integration
 
@@ -20,9 +25,17 @@ pytestmark = pytest.mark.integration
 LONG = {"epochs": 30, "checkpoint_every": 10}
 
 
-def _progress_step(job_id: str) -> int:
-    info = client.status(job_id)
-    return int((info.progress or {}).get("step") or 0)
+def _progress_step(queue: JobQueue, job_id: str) -> int:
+    progress = queue.get(job_id).progress
+    return progress.step if progress is not None else 0
+
+
+def _returned(queue: JobQueue, job_id: str) -> dict[str, Any]:
+    """What the job function returned (rq's result: worker detail callers do not see)."""
+    job = Job.fetch(job_id, connection=queue._redis, serializer=JSONSerializer)
+    value = job.return_value()
+    assert isinstance(value, dict)
+    return value
 
 
 def _only_versions(models_dir: Path, name: str) -> list[str]:
@@ -32,24 +45,17 @@ def _only_versions(models_dir: Path, name: str) -> list[str]:
 
 
 def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
-    start_worker, client_env: dict[str, str], models_dir: Path
+    start_worker, job_queue: JobQueue, models_dir: Path
 ) -> None:
     worker = start_worker()
-    job_id = client.submit(tiny_spec("digits-timeout", epochs=3000, timeout_s=3))
-    info = client.poll(job_id, timeout=60)
+    job_id = job_queue.submit(tiny_spec("digits-timeout", epochs=3000, timeout_s=3))
+    info = wait_until_ended(job_queue, job_id, 60)
 
-    assert info.status == "failed"
+    assert info.status is JobStatus.FAILED
     assert info.error is not None and info.error.startswith("timed out")
     assert "\n" not in info.error
     assert info.attempts == 1
-    from rq.job import Job
-    from rq.serializers import JSONSerializer
-
-    from worker.connection import connect
-
-    job = Job.fetch(
-        job_id, connection=connect(client_env["CNN_REDIS_URL"]), serializer=JSONSerializer
-    )
+    job = Job.fetch(job_id, connection=job_queue._redis, serializer=JSONSerializer)
     latest = job.latest_result()
     assert latest is not None and "JobTimeoutException" in (latest.exc_string or "")  # traceback
     assert _only_versions(models_dir, "digits-timeout") == []
@@ -57,31 +63,29 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
 
 
 def test_a_crashing_job_fails_with_its_reason_and_the_worker_carries_on(
-    start_worker, client_env: dict[str, str], models_dir: Path
+    start_worker, job_queue: JobQueue, models_dir: Path
 ) -> None:
     worker = start_worker()
-    bad = client.submit(tiny_spec("digits-crash", dataset={"name": "npz", "path": "nope.npz"}))
-    info = client.poll(bad, timeout=60)
-    assert info.status == "failed" and info.attempts == 1
+    bad = job_queue.submit(tiny_spec("digits-crash", dataset={"name": "npz", "path": "nope.npz"}))
+    info = wait_until_ended(job_queue, bad, 60)
+    assert info.status is JobStatus.FAILED and info.attempts == 1
     assert info.error and "nope.npz" in info.error and "\n" not in info.error
-    watched = run_cli(client_env, "train", "watch", bad)
-    assert watched.returncode == 1 and "nope.npz" in watched.stdout + watched.stderr
+    assert list(job_queue.follow(bad))[-1].error == info.error
 
-    good = client.poll(client.submit(tiny_spec("digits-after-crash")), timeout=120)
-    assert good.status == "finished"
+    good = wait_until_ended(job_queue, job_queue.submit(tiny_spec("digits-after-crash")), 120)
+    assert good.status is JobStatus.FINISHED
     assert worker.poll() is None
 
 
 def test_cancel_running_job_stops_it_without_publishing(
-    start_worker, client_env: dict[str, str], models_dir: Path
+    start_worker, job_queue: JobQueue, models_dir: Path
 ) -> None:
     worker = start_worker()
-    job_id = client.submit(tiny_spec("digits-cancel", **LONG))
-    wait_for(lambda: _progress_step(job_id) >= 5, timeout=60, what="training progress")
+    job_id = job_queue.submit(tiny_spec("digits-cancel", **LONG))
+    wait_for(lambda: _progress_step(job_queue, job_id) >= 5, timeout=60, what="training progress")
 
-    assert client.cancel(job_id) == "stopped"
-    info = client.status(job_id)
-    assert info.status == "stopped" and info.error == "stopped by user"
+    info = job_queue.cancel(job_id, stop_wait_s=60)
+    assert info.status is JobStatus.CANCELLED and info.error == "stopped by user"
     assert _only_versions(models_dir, "digits-cancel") == []
     wait_for(
         lambda: not (models_dir / ".checkpoints" / job_id).exists(),
@@ -91,84 +95,84 @@ def test_cancel_running_job_stops_it_without_publishing(
     assert worker.poll() is None
 
 
-def test_cancel_queued_job(client_env: dict[str, str]) -> None:
-    job_id = client.submit(tiny_spec("digits-queued"))
-    assert client.cancel(job_id) == "canceled"
-    assert client.status(job_id).status == "canceled"
-    with pytest.raises(client.CannotCancel):
-        client.cancel(job_id)
+def test_cancel_queued_job(job_queue: JobQueue) -> None:
+    job_id = job_queue.submit(tiny_spec("digits-queued"))
+    assert job_queue.cancel(job_id).status is JobStatus.CANCELLED
+    assert job_queue.get(job_id).status is JobStatus.CANCELLED
+    with pytest.raises(JobAlreadyEnded):
+        job_queue.cancel(job_id)
 
 
 def test_sigkilled_work_horse_is_requeued_and_resumes_from_its_checkpoint(
-    start_worker, client_env: dict[str, str], models_dir: Path
+    start_worker, job_queue: JobQueue, models_dir: Path
 ) -> None:
     worker = start_worker()
-    job_id = client.submit(tiny_spec("digits-horse", **LONG))
+    job_id = job_queue.submit(tiny_spec("digits-horse", **LONG))
     wait_for(
         lambda: (
             (models_dir / ".checkpoints" / job_id / "checkpoint.json").exists()
-            and _progress_step(job_id) >= 25
+            and _progress_step(job_queue, job_id) >= 25
         ),
         timeout=60,
         what="a checkpoint",
     )
-    horse = client.status(job_id).worker
-    assert horse is not None
-    os.kill(horse["pid"], signal.SIGKILL)
+    os.kill(job_record(job_queue, job_id)["worker"]["pid"], signal.SIGKILL)
 
-    info = client.poll(job_id, timeout=120)
-    assert info.status == "finished"
+    info = wait_until_ended(job_queue, job_id, 120)
+    assert info.status is JobStatus.FINISHED
     assert info.attempts == 2
-    assert "work horse died (signal 9 (SIGKILL))" in info.previous_errors[0]
-    assert info.result and info.result["resumed"] is True
+    record = job_record(job_queue, job_id)
+    assert "work horse died (signal 9 (SIGKILL))" in record["previous_errors"][0]
+    assert _returned(job_queue, job_id)["resumed"] is True
     assert ModelRepository(models_dir).versions("digits-horse") == [1]
     assert worker.poll() is None
 
 
 def test_sigkilled_worker_job_is_requeued_by_another_worker_and_resumes(
-    start_worker, client_env: dict[str, str], models_dir: Path
+    start_worker, job_queue: JobQueue, models_dir: Path
 ) -> None:
     first = start_worker("doomed")
-    job_id = client.submit(tiny_spec("digits-worker", **LONG))
+    job_id = job_queue.submit(tiny_spec("digits-worker", **LONG))
     wait_for(
         lambda: (
             (models_dir / ".checkpoints" / job_id / "checkpoint.json").exists()
-            and _progress_step(job_id) >= 25
+            and _progress_step(job_queue, job_id) >= 25
         ),
         timeout=60,
         what="a checkpoint",
     )
-    horse_pid = client.status(job_id).worker["pid"]  # type: ignore[index]
+    horse_pid = job_record(job_queue, job_id)["worker"]["pid"]
     start_worker("rescuer")
 
     first.signal_group(signal.SIGKILL)  # the worker; its horse is in its own process group
     wait_for(lambda: not _alive(horse_pid), timeout=5, what="the orphaned horse to die")
 
-    info = client.poll(job_id, timeout=120)
-    assert info.status == "finished"
+    info = wait_until_ended(job_queue, job_id, 120)
+    assert info.status is JobStatus.FINISHED
     assert info.attempts == 2
-    assert info.previous_errors and info.previous_errors[0].startswith("abandoned")
-    assert info.result and info.result["resumed"] is True
-    assert info.worker and info.worker["name"].startswith("rescuer")
+    record = job_record(job_queue, job_id)
+    assert record["previous_errors"] and record["previous_errors"][0].startswith("abandoned")
+    assert record["worker"]["name"].startswith("rescuer")
+    assert _returned(job_queue, job_id)["resumed"] is True
     assert _only_versions(models_dir, "digits-worker") == ["1"]
 
 
 def test_worker_reconnects_after_redis_restarts_mid_job(
-    start_worker, client_env: dict[str, str], models_dir: Path, redis_server: RedisServer
+    start_worker, job_queue: JobQueue, models_dir: Path, redis_server: RedisServer
 ) -> None:
     worker = start_worker()
-    job_id = client.submit(tiny_spec("digits-redis", **LONG))
-    wait_for(lambda: _progress_step(job_id) >= 5, timeout=60, what="training progress")
+    job_id = job_queue.submit(tiny_spec("digits-redis", **LONG))
+    wait_for(lambda: _progress_step(job_queue, job_id) >= 5, timeout=60, what="training progress")
 
     redis_server.restart(down_for=2.0)  # no persistence: every key is gone
 
     repo = ModelRepository(models_dir)
     wait_for(lambda: repo.versions("digits-redis") == [1], timeout=120, what="version 1")
-    info = client.poll(job_id, timeout=30)  # the horse wrote the job back
-    assert info.status == "finished" and info.result and info.result["version"] == 1
+    info = wait_until_ended(job_queue, job_id, 30)  # the horse wrote the job back
+    assert info.status is JobStatus.FINISHED and info.model_version == 1
 
-    after = client.poll(client.submit(tiny_spec("digits-redis")), timeout=120)
-    assert after.status == "finished" and after.result and after.result["version"] == 2
+    after = wait_until_ended(job_queue, job_queue.submit(tiny_spec("digits-redis")), 120)
+    assert after.status is JobStatus.FINISHED and after.model_version == 2
     assert worker.poll() is None
 
 

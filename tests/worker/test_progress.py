@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -10,17 +11,17 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from core.training import Progress
+from jobs.views import EpochSnapshot
 from tests.support.redis_server import RedisServer
 from worker.progress import JobMetaWriter, ProgressReporter
-from worker.settings import SettingsError, WorkerSettings
 
 
 class RecordingWriter:
     def __init__(self) -> None:
         self.updates: list[dict[str, Any]] = []
 
-    def update(self, **fields: Any) -> bool:
-        self.updates.append(fields)
+    def update(self, fields: Mapping[str, Any]) -> bool:
+        self.updates.append(dict(fields))
         return True
 
 
@@ -42,7 +43,7 @@ def progress(step: int, epoch: int = 1, phase: str = "train", total: int = 100) 
 def test_reporter_throttles_steps_but_keeps_epoch_ends_and_the_last_step() -> None:
     clock = [0.0]
     writer = RecordingWriter()
-    reporter = ProgressReporter(writer, min_interval=0.5, clock=lambda: clock[0])  # type: ignore[arg-type]
+    reporter = ProgressReporter(writer, min_interval=0.5, clock=lambda: clock[0])
     for step in range(1, 51):  # 50 steps in 1 s: at most ~3 timed writes
         clock[0] = step * 0.02
         reporter(progress(step))
@@ -53,14 +54,14 @@ def test_reporter_throttles_steps_but_keeps_epoch_ends_and_the_last_step() -> No
     steps = [u["progress"]["step"] for u in writer.updates]
     phases = [u["progress"]["phase"] for u in writer.updates]
     assert len(writer.updates) <= 8
-    assert "epoch_end" in phases
+    assert "evaluating" in phases
     assert steps[-1] == 100
     assert reporter.first_step_at == pytest.approx(0.02)
 
 
 def test_every_epoch_end_is_appended_to_the_epoch_list() -> None:
     writer = RecordingWriter()
-    reporter = ProgressReporter(writer, min_interval=60.0, clock=lambda: 0.0)  # type: ignore[arg-type]
+    reporter = ProgressReporter(writer, min_interval=60.0, clock=lambda: 0.0)
     for epoch in (1, 2):
         for step in range(1, 4):  # throttled away except the first and the epoch's changes
             reporter(progress(3 * (epoch - 1) + step, epoch=epoch, total=6))
@@ -73,9 +74,12 @@ def test_every_epoch_end_is_appended_to_the_epoch_list() -> None:
 
 
 def test_a_rerun_epoch_replaces_its_snapshot_and_the_list_is_bounded() -> None:
-    earlier = [{"epoch": e, "loss": 9.0} for e in (1, 2, 3)]  # a previous attempt's epochs
+    earlier = [  # a previous attempt's epochs
+        EpochSnapshot(epoch=e, epochs=5, step=10 * e, total_steps=50, at=0.0, loss=9.0)
+        for e in (1, 2, 3)
+    ]
     writer = RecordingWriter()
-    reporter = ProgressReporter(writer, epochs=earlier, max_epochs=3)  # type: ignore[arg-type]
+    reporter = ProgressReporter(writer, epochs=earlier, max_epochs=3)
     reporter(progress(20, epoch=2, phase="epoch_end"))  # resumed from the epoch-1 checkpoint
     assert [(e["epoch"], e["loss"]) for e in writer.updates[-1]["epochs"]] == [(1, 9.0), (2, 0.5)]
     for epoch in (3, 4, 5):
@@ -85,7 +89,7 @@ def test_a_rerun_epoch_replaces_its_snapshot_and_the_list_is_bounded() -> None:
 
 def test_progress_is_json_safe() -> None:
     writer = RecordingWriter()
-    reporter = ProgressReporter(writer)  # type: ignore[arg-type]
+    reporter = ProgressReporter(writer)
     p = Progress(
         epoch=1,
         epochs=1,
@@ -111,20 +115,17 @@ def test_writer_restores_a_job_hash_lost_by_redis(
     queue = Queue("training", connection=connection, serializer=JSONSerializer)
     job = queue.enqueue("worker.jobs.train_job", {"x": 1}, meta={"kind": "train"})
     writer = JobMetaWriter(job)
-    assert writer.update(stage="training")
+    assert writer.update({"stage": "training"})
     connection.delete(job.key)  # what a Redis restart without persistence does
-    assert writer.update(stage="still training")
+    assert writer.update({"stage": "still training"})
     again = Job.fetch(job.id, connection=connection, serializer=JSONSerializer)
     assert again.meta["stage"] == "still training"
     assert list(again.args) == [{"x": 1}]
 
 
-def test_settings_defaults_and_errors() -> None:
-    s = WorkerSettings.from_env({})
-    assert s.redis_url == "redis://127.0.0.1:6379/0" and s.queues == ("training",)
-    s = WorkerSettings.from_env({"CNN_QUEUES": "high, training", "CNN_JOB_RETRIES": "0"})
-    assert s.queues == ("high", "training") and s.queue == "high" and s.job_retries == 0
-    with pytest.raises(SettingsError, match="CNN_JOB_TIMEOUT"):
-        WorkerSettings.from_env({"CNN_JOB_TIMEOUT": "soon"})
-    with pytest.raises(SettingsError, match="CNN_WARMUP"):
-        WorkerSettings.from_env({"CNN_WARMUP": "maybe"})
+def test_the_first_write_says_training_has_started() -> None:
+    writer = RecordingWriter()
+    reporter = ProgressReporter(writer, min_interval=0.0)
+    reporter(progress(1))
+    reporter(progress(2))
+    assert [u.get("stage") for u in writer.updates] == ["training", None]

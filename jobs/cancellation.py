@@ -4,8 +4,8 @@ RQ's ``Job.cancel()`` only sets the status of a *queued* job. A worker that has 
 job off the queue still runs it: its work horse then writes ``status = started`` over the
 ``canceled``. So a cancel also leaves a mark (``cnn:cancel:<job id>``), in this order:
 
-- `worker.client.cancel`: set the mark, *then* read the status (queued: RQ cancel;
-  started: send the stop command);
+- `jobs.queue.JobQueue.cancel`: set the mark, *then* read the status (queued: cancel it in a
+  transaction watching the job; started: send RQ's stop command);
 - the work horse (`worker.runner.TrainingWorker`): write ``started``, *then* look for the mark
   (found: the job is cancelled without running).
 

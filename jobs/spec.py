@@ -2,6 +2,7 @@
 
 This module must not import `rq` or `redis`: the gRPC server imports it to validate a spec before
 it enqueues the job, and `cnn train submit` validates with it before anything touches Redis.
+`TRAIN_FUNCTION` is the one place the path of the job function is written.
 
 A spec is a flat JSON object: the model name, the architecture, the data set reference, an
 optional job timeout, plus every field of `core.training.TrainConfig` (epochs, batch_size,
@@ -20,35 +21,17 @@ from typing import Any
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from core.datasets import DatasetRef
-from core.errors import SpecError
+from core.datasets import KNOWN_INPUT_SHAPES, DatasetRef
+from core.repository import MODEL_NAME_PATTERN
 from core.training import TrainConfig
+from jobs.errors import InvalidSpec
 
-#: Model names become directory names in the repository: no dots first (hidden dirs are temp
-#: space), no slashes, bounded length.
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-#: Per-sample input shape (C, H, W) of the built-in data sets, known without loading them.
-KNOWN_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
-    "digits": (1, 8, 8),
-    "mnist-5k": (1, 28, 28),
-    "fashion-mnist": (1, 28, 28),
-}
+#: The job function a worker runs (and the only one it runs): named by path, so whoever submits
+#: needs no worker code.
+TRAIN_FUNCTION = "worker.jobs.train_job"
 
 #: Longest job timeout a spec may ask for (one week).
 MAX_TIMEOUT_S = 7 * 24 * 3600
-
-
-class InvalidSpec(SpecError):
-    """A training spec failed validation. ``errors`` holds one ``"path: message"`` per problem."""
-
-    def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
-        if len(self.errors) == 1:
-            text = f"invalid training spec: {self.errors[0]}"
-        else:
-            text = "invalid training spec:\n" + "\n".join(f"  {e}" for e in self.errors)
-        super().__init__(text)
 
 
 class TrainSpec(TrainConfig):

@@ -9,8 +9,9 @@ from redis.retry import Retry
 #: Attempts per command before a ConnectionError reaches the caller: with a 0.1 s base doubling up
 #: to 2 s per attempt this covers an outage of roughly 30 s.
 WORKER_RETRIES = 18
-#: The CLI gives up sooner: a user at a terminal wants to hear that Redis is down.
-CLIENT_RETRIES = 3
+#: Queue operations (`jobs.queue.JobQueue`: the server, the CLI) give up sooner: a caller
+#: wants to hear that Redis is down, and followers ride out outages themselves (`jobs.follow`).
+QUEUE_RETRIES = 1
 
 
 def connect(

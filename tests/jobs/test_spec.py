@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jobs.spec import TRAIN_FUNCTION, InvalidSpec, TrainSpec, load_spec, parse_spec
 from tests.worker.helpers import REPO_ROOT, tiny_spec
-from worker.spec import InvalidSpec, TrainSpec, load_spec, parse_spec
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.json"))
 
@@ -80,7 +80,7 @@ def test_spec_module_does_not_import_rq() -> None:
     import subprocess
     import sys
 
-    code = "import sys, worker.spec; sys.exit('rq' in sys.modules or 'redis' in sys.modules)"
+    code = "import sys, jobs.spec; sys.exit('rq' in sys.modules or 'redis' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT).returncode == 0
 
 
@@ -100,3 +100,11 @@ def test_train_spec_schema_is_documented() -> None:
         "augmentation",
     ):
         assert key in schema["properties"], key
+
+
+def test_train_function_names_the_workers_job_function() -> None:
+    import worker.jobs
+
+    module, _, name = TRAIN_FUNCTION.rpartition(".")
+    assert module == worker.jobs.__name__
+    assert getattr(worker.jobs, name) is worker.jobs.train_job

@@ -1,0 +1,51 @@
+"""The errors of the queue operations (`jobs.queue`); every one is a `JobsError`.
+
+Each transport maps them once: the server to gRPC status codes (NOT_FOUND,
+FAILED_PRECONDITION, UNAVAILABLE, INVALID_ARGUMENT), the CLI to exit statuses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from core.errors import SpecError
+
+if TYPE_CHECKING:
+    from jobs.status import JobStatus
+
+
+class JobsError(Exception):
+    """Base of every error raised by `jobs`."""
+
+
+class JobNotFound(JobsError, LookupError):
+    """No job with this id (never submitted, expired, or Redis lost it)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"job {job_id!r} not found (unknown id, expired, or Redis lost it)")
+
+
+class JobAlreadyEnded(JobsError):
+    """Cancelling a job that already finished, failed or was cancelled; ``status`` is its end."""
+
+    def __init__(self, job_id: str, status: JobStatus) -> None:
+        self.job_id = job_id
+        self.status = status
+        super().__init__(f"job {job_id} already ended with status {status.value}")
+
+
+class QueueUnavailable(JobsError, ConnectionError):
+    """Redis, which holds the job queue, cannot be reached; the message names its (redacted) URL."""
+
+
+class InvalidSpec(JobsError, SpecError):
+    """A training spec failed validation. ``errors`` holds one ``"path: message"`` per problem."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = list(errors)
+        if len(self.errors) == 1:
+            text = f"invalid training spec: {self.errors[0]}"
+        else:
+            text = "invalid training spec:\n" + "\n".join(f"  {e}" for e in self.errors)
+        super().__init__(text)

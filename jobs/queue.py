@@ -1,0 +1,348 @@
+"""The queue operations: submit, get, list, cancel and follow training jobs.
+
+`JobQueue` works over one thread-safe `redis.Redis` client and speaks RQ's layout through
+`jobs.rq_layout`, so its callers (the server, the CLI) import neither `rq` nor the worker. A
+spec is validated before Redis is contacted: an invalid spec enqueues nothing. Redis being
+unreachable is one error, `QueueUnavailable`, naming the (redacted) URL.
+
+Cancelling is safe against a worker taking the job off the queue at the same moment: the cancel
+leaves a mark (`jobs.cancellation`) before it reads the status; a queued job is then cancelled
+in one transaction that fails if a worker touched the job meanwhile, a running one is sent RQ's
+stop command, and a work horse that finds the mark once it has marked the job started cancels
+it without running it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, cast
+
+import redis
+
+from core.settings import redact_url
+from jobs import meta as job_meta
+from jobs import rq_layout
+from jobs.cancellation import request_cancel, withdraw_cancel
+from jobs.connection import QUEUE_RETRIES, connect
+from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
+from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, DEFAULT_POLL_INTERVAL_S, follow
+from jobs.settings import QueueSettings
+from jobs.spec import TRAIN_FUNCTION, TrainSpec, load_spec, parse_spec
+from jobs.status import TERMINAL, JobStatus, RqStatus, from_rq
+from jobs.views import JobView, Phase
+
+DEFAULT_LIST_LIMIT = 50
+#: How long `cancel` waits for a running job to stop (its worker kills the work horse).
+DEFAULT_STOP_WAIT_S = 10.0
+#: Jobs read per round trip while listing.
+_LIST_PAGE = 100
+
+
+class JobQueue:
+    """Training jobs on the queue described by `settings`, over `connection`.
+
+    Args:
+        connection: a Redis client (thread-safe; shared, not closed by `close` unless this
+            queue made it with `connect`).
+        settings: the queues, the Redis URL shown in errors, and what new jobs are given.
+    """
+
+    def __init__(self, connection: redis.Redis, settings: QueueSettings) -> None:
+        self._redis = connection
+        self._settings = settings
+        self._owns_connection = False
+
+    @classmethod
+    def connect(cls, settings: QueueSettings, *, retries: int = QUEUE_RETRIES) -> JobQueue:
+        """A queue over a new client for ``settings.redis_url`` (no connection made yet).
+
+        The client times out after ``settings.redis_timeout_s`` (replies: twice that) and
+        retries a failed command `retries` times with backoff.
+        """
+        connection = connect(
+            settings.redis_url,
+            retries=retries,
+            connect_timeout=settings.redis_timeout_s,
+            socket_timeout=2 * settings.redis_timeout_s,
+        )
+        queue = cls(connection, settings)
+        queue._owns_connection = True
+        return queue
+
+    @property
+    def settings(self) -> QueueSettings:
+        return self._settings
+
+    def close(self) -> None:
+        """Close the client if this queue opened it."""
+        if self._owns_connection:
+            self._redis.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _reaching_redis(self) -> Iterator[None]:
+        try:
+            yield
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise QueueUnavailable(
+                f"job queue (Redis at {redact_url(self._settings.redis_url)}) unreachable: {exc}"
+            ) from None
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def submit(self, spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> str:
+        """Validate `spec` and queue a training job on the first queue.
+
+        Args:
+            spec: a `TrainSpec`, a decoded JSON object, JSON text, or the path of a spec file.
+
+        Returns:
+            the job id.
+
+        Raises:
+            InvalidSpec: naming each offending field; nothing was queued.
+            FileNotFoundError: `spec` is a path and there is no such file.
+            QueueUnavailable: Redis unreachable.
+        """
+        train_spec = _validated(spec)
+        job = rq_layout.NewJob(
+            job_id=str(uuid.uuid4()),
+            queue=self._settings.queue,
+            func_name=TRAIN_FUNCTION,
+            payload=train_spec.payload(),
+            description=f"train {train_spec.name}",
+            timeout_s=train_spec.timeout_s or self._settings.job_timeout,
+            result_ttl=self._settings.result_ttl,
+            retries=self._settings.job_retries,
+            meta=job_meta.submitted(train_spec.name),
+            submitted_at=time.time(),
+        )
+        with self._reaching_redis(), self._redis.pipeline(transaction=True) as pipe:
+            rq_layout.write_new_job(pipe, job)
+            pipe.execute()
+        return job.job_id
+
+    def get(self, job_id: str) -> JobView:
+        """The job's current view.
+
+        Raises:
+            JobNotFound: no such job.
+            QueueUnavailable: Redis unreachable.
+        """
+        with self._reaching_redis():
+            stored = self._read(job_id)
+        if stored is None:
+            raise JobNotFound(job_id)
+        return job_view(stored)
+
+    def list(
+        self, *, status: JobStatus | None = None, limit: int = DEFAULT_LIST_LIMIT
+    ) -> list[JobView]:
+        """Jobs of every queue in `settings.queues`, newest first, at most `limit`.
+
+        Args:
+            status: only jobs with this status (None: all).
+
+        Raises:
+            ValueError: `limit` is below 1.
+            QueueUnavailable: Redis unreachable.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        views: list[JobView] = []
+        with self._reaching_redis():
+            for ids in _ids_newest_first(self._redis, self._settings.queues):
+                with self._redis.pipeline(transaction=False) as pipe:
+                    for job_id in ids:
+                        pipe.hgetall(rq_layout.job_key(job_id))
+                    hashes = pipe.execute()
+                gone: list[str] = []
+                for job_id, fields in zip(ids, hashes, strict=True):
+                    stored = rq_layout.read_job(job_id, fields)
+                    if stored is None:
+                        gone.append(job_id)
+                        continue
+                    view = job_view(stored)
+                    if status is None or view.status is status:
+                        views.append(view)
+                        if len(views) == limit:
+                            return views
+                _forget(self._redis, self._settings.queues, gone)
+        return views
+
+    def cancel(self, job_id: str, *, stop_wait_s: float = DEFAULT_STOP_WAIT_S) -> JobView:
+        """Cancel a queued job, or stop a running one and wait up to `stop_wait_s` for it.
+
+        Returns:
+            the job's view afterwards (CANCELLED, or still RUNNING if its worker has not
+            stopped it within `stop_wait_s`).
+
+        Raises:
+            JobNotFound: no such job.
+            JobAlreadyEnded: the job had already finished, failed or been cancelled.
+            QueueUnavailable: Redis unreachable.
+        """
+        with self._reaching_redis():
+            if not self._redis.exists(rq_layout.job_key(job_id)):
+                raise JobNotFound(job_id)
+            # First the mark, then the status (see jobs.cancellation).
+            request_cancel(self._redis, job_id, ttl_s=self._settings.result_ttl)
+            cancelled, stored = self._cancel_if_waiting(job_id)
+        if cancelled:
+            return self.get(job_id)
+        status = from_rq(stored.status)
+        if status in TERMINAL:
+            if stored.status is not RqStatus.CANCELED:
+                # It ran to its end: a later re-queue must run. (A cancel's mark stays: a
+                # worker may still hold the job.)
+                with self._reaching_redis():
+                    withdraw_cancel(self._redis, job_id)
+            raise JobAlreadyEnded(job_id, status)
+        if stored.worker_name:
+            with self._reaching_redis():
+                rq_layout.send_stop_job(self._redis, stored.worker_name, job_id)
+        return self._wait_until_ended(job_id, stop_wait_s)
+
+    def follow(
+        self,
+        job_id: str,
+        *,
+        poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+        outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S,
+    ) -> Iterator[JobView]:
+        """Views of the job until it ends (see `jobs.follow`)."""
+        return follow(
+            lambda: self.get(job_id),
+            poll_interval_s=poll_interval_s,
+            outage_limit_s=outage_limit_s,
+        )
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _read(self, job_id: str) -> rq_layout.StoredJob | None:
+        return rq_layout.read_job(job_id, self._redis.hgetall(rq_layout.job_key(job_id)))
+
+    def _cancel_if_waiting(self, job_id: str) -> tuple[bool, rq_layout.StoredJob]:
+        """Cancel the job if it is waiting, atomically against a worker taking it.
+
+        Returns:
+            whether this call cancelled it, and the job as read before the cancel.
+        """
+        key = rq_layout.job_key(job_id)
+        while True:
+            with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(key)
+                    stored = rq_layout.read_job(job_id, pipe.hgetall(key))
+                    if stored is None:
+                        raise JobNotFound(job_id)
+                    if from_rq(stored.status) is not JobStatus.QUEUED:
+                        return False, stored
+                    update = job_meta.stage_update(job_meta.Stage.CANCELLED)
+                    pipe.multi()
+                    rq_layout.cancel_queued(pipe, stored, {**stored.meta, **update}, time.time())
+                    pipe.execute()
+                    return True, stored
+                except redis.WatchError:
+                    continue  # a worker changed the job meanwhile: read it again
+
+    def _wait_until_ended(self, job_id: str, wait_s: float) -> JobView:
+        deadline = time.monotonic() + wait_s
+        while True:
+            view = self.get(job_id)
+            if view.terminal or time.monotonic() >= deadline:
+                return view
+            time.sleep(0.1)
+
+
+def _ids_newest_first(connection: redis.Redis, queues: Sequence[str]) -> Iterator[list[str]]:
+    """Ids in the indexes of `queues`, newest first, a page at a time."""
+    entries: list[tuple[float, str]] = []
+    for queue in queues:
+        scored = cast(
+            list[tuple[bytes, float]],
+            connection.zrange(rq_layout.index_key(queue), 0, -1, withscores=True),
+        )
+        entries.extend((float(score), member.decode()) for member, score in scored)
+    entries.sort(reverse=True)
+    ids = [job_id for _, job_id in entries]
+    for start in range(0, len(ids), _LIST_PAGE):
+        yield ids[start : start + _LIST_PAGE]
+
+
+def _forget(connection: redis.Redis, queues: Sequence[str], job_ids: list[str]) -> None:
+    """Drop index entries whose job hash expired."""
+    if not job_ids:
+        return
+    with connection.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zrem(rq_layout.index_key(queue), *job_ids)
+        pipe.execute()
+
+
+def _validated(spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> TrainSpec:
+    if isinstance(spec, TrainSpec):
+        return spec
+    if isinstance(spec, os.PathLike):
+        return load_spec(Path(spec))
+    if isinstance(spec, str):
+        try:
+            data = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise InvalidSpec([f"spec: not valid JSON: {exc}"]) from None
+        return parse_spec(data)
+    return parse_spec(dict(spec))
+
+
+def job_view(stored: rq_layout.StoredJob) -> JobView:
+    """What a caller sees of a stored job (also a job someone enqueued without `submit`)."""
+    record = job_meta.read_meta(stored.meta)
+    status = from_rq(stored.status)
+    progress = record.progress
+    if progress is not None and record.stage == job_meta.Stage.PUBLISHING:
+        progress = dataclasses.replace(progress, phase=Phase.PUBLISHING)
+    spec = stored.args[0] if stored.args and isinstance(stored.args[0], dict) else None
+    error = record.error
+    if status is JobStatus.FAILED and not error:
+        error = "failed without a recorded reason (see the worker's log)"
+    return JobView(
+        id=stored.job_id,
+        status=status,
+        model=record.model
+        or (spec.get("name") if spec and isinstance(spec.get("name"), str) else None),
+        queue=stored.queue,
+        stage=record.stage,
+        progress=progress,
+        epochs=record.epochs,
+        error=error,
+        model_version=record.model_version if status is JobStatus.FINISHED else None,
+        metrics=dict(record.metrics) if status is JobStatus.FINISHED else {},
+        attempts=record.attempts,
+        enqueued_at=stored.enqueued_at,
+        started_at=stored.started_at,
+        ended_at=stored.ended_at,
+        spec=spec,
+    )
+
+
+def _spec_name(spec: Mapping[str, Any] | None) -> str | None:
+    name = spec.get("name") if spec is not None else None
+    return name if isinstance(name, str) else None

@@ -1,0 +1,85 @@
+"""Settings of the training queue, shared by every process that talks to it.
+
+`QueueSettings` holds what submitting, reading and cancelling a job needs (where Redis is, which
+queue, the limits a new job gets). The worker's `WorkerSettings` and the server's `Settings`
+inherit it, so each process still has exactly one settings object.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from core.settings import ServiceSettings, redact_url
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: The schemes redis-py's ``from_url`` accepts.
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+class QueueSettings(ServiceSettings):
+    """Where the job queue lives and what a submitted job is given.
+
+    Each field ``foo_bar`` is read from the environment variable ``CNN_FOO_BAR``.
+    """
+
+    redis_url: str = Field(
+        DEFAULT_REDIS_URL,
+        description="Redis holding the job queue, job state and progress.",
+    )
+    redis_timeout_s: float = Field(
+        1.0,
+        gt=0.0,
+        le=30.0,
+        description="Connect timeout towards Redis, s; a reply may take twice that (a worker "
+        "waiting for jobs has no reply limit).",
+    )
+    queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("training",),
+        description="Comma-separated queue names: a worker listens on all, in priority order; "
+        "jobs are submitted to the first.",
+    )
+    job_timeout: int = Field(
+        3600,
+        ge=1,
+        description="Default job timeout, s (a spec's timeout_s overrides it).",
+    )
+    job_retries: int = Field(
+        2,
+        ge=0,
+        description="Re-runs of a job whose work horse or worker died (errors and timeouts are "
+        "not retried).",
+    )
+    result_ttl: int = Field(
+        7 * 24 * 3600,
+        ge=1,
+        description="How long finished, failed and cancelled job records are kept, s.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(REDIS_SCHEMES):
+            schemes = ", ".join(REDIS_SCHEMES)
+            raise ValueError(f"must start with {schemes}; got {redact_url(value)!r}")
+        return value
+
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            names = tuple(str(name).strip() for name in value)
+            names = tuple(name for name in names if name)
+            if not names:
+                raise ValueError("at least one queue name is required")
+            return names
+        return value
+
+    @property
+    def queue(self) -> str:
+        """The queue jobs are submitted to (the first of `queues`)."""
+        return self.queues[0]
