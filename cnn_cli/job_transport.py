@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 from cnn_cli.errors import CliError
-from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
+from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
 from jobs.proto_codec import wire_view
 from jobs.status import JobStatus
 from jobs.views import JobView
@@ -91,7 +91,7 @@ class RedisJobs:
             yield
         except InvalidSpec as exc:
             raise CliError(spec_problem(exc)) from None
-        except (JobNotFound, JobAlreadyEnded) as exc:
+        except (JobNotFound, JobAlreadyEnded, QueueFull) as exc:
             raise CliError(str(exc)) from None
         except QueueUnavailable as exc:
             raise CliError(f"{exc}: {REDIS_HINT}") from None
@@ -145,7 +145,9 @@ class RedisJobs:
 # -- gRPC --------------------------------------------------------------------------------------
 
 #: gRPC codes whose message is the `jobs` error's own (see `server.training_codec`).
-_DOMAIN_CODES = frozenset({"NOT_FOUND", "FAILED_PRECONDITION", "INVALID_ARGUMENT"})
+_DOMAIN_CODES = frozenset(
+    {"NOT_FOUND", "FAILED_PRECONDITION", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"}
+)
 
 
 class GrpcJobs:

@@ -4,6 +4,8 @@ row's geometry) and ``plan_step`` (its op in the compiled inference plan, :mod:`
 Adding a layer is one class plus its tests (see docs/layers.md).
 
 Shapes are NCHW; ``build`` takes and returns per-sample shapes (no batch dim): (C, H, W) or (F,).
+``shapes`` answers the same question (output shape, parameter shapes) from the options alone,
+allocating nothing, and raises exactly the errors ``build`` would (:mod:`core.estimate`).
 Conv/pool output size: ``H' = 1 + (H + pad_top + pad_bottom - dilation * (KH - 1) - 1) // stride``.
 """
 
@@ -11,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, cast
 
 import numba
@@ -79,6 +81,27 @@ class Spatial:
     stride: tuple[int, int]
     padding: tuple[int, int]
     dilation: tuple[int, int] = (1, 1)
+
+
+@dataclass(frozen=True)
+class LayerShapes:
+    """What :meth:`Layer.build` would allocate for one per-sample input shape, known from the
+    options alone: the per-sample output shape and the shape of every trainable (``parameters``)
+    and non-trainable (``buffers``) array, by the names ``parameters()``/``buffers()`` use, and
+    the window geometry ``spatial()`` would report once built (None: no window)."""
+
+    out_shape: tuple[int, ...]
+    parameters: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    buffers: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    spatial: Spatial | None = None
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(math.prod(shape) for shape in self.parameters.values())
+
+    @property
+    def buffer_count(self) -> int:
+        return sum(math.prod(shape) for shape in self.buffers.values())
 
 
 # ----------------------------------------------------------------------------- option parsing
@@ -166,13 +189,16 @@ class Layer:
     """Base layer.
 
     Subclasses set ``type_name`` and ``_defaults`` (option -> default, ``_REQUIRED`` if none),
-    parse options in ``_configure``, allocate parameters in ``_build``, and define ``forward``,
-    ``backward`` and ``plan_step`` next to each other. Methods whose kernels always run in
-    parallel carry :func:`serial_when_small`.
+    parse options in ``_configure``, compute shapes (and reject inputs) in ``_shapes``, allocate
+    parameters in ``_build`` (after calling ``_shapes``), and define ``forward``, ``backward``,
+    ``training_workspace`` and ``plan_step`` next to each other. Methods whose kernels always run
+    in parallel carry :func:`serial_when_small`.
     """
 
     type_name: ClassVar[str] = ""
     _defaults: ClassVar[dict[str, Any]] = {}
+    #: forward returns a view of its input and backward a view of its gradient (no new memory).
+    output_is_view: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self._defaults))
@@ -198,8 +224,14 @@ class Layer:
     def _configure(self) -> None:
         """Validate and parse ``self.options`` (raise SpecError naming the option)."""
 
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
+        """Output and array shapes for per-sample ``in_shape`` from the options alone (allocate
+        nothing); raise ShapeError/SpecError for an input the layer cannot take."""
+        return LayerShapes(in_shape)
+
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
-        return in_shape
+        """Allocate what ``_shapes`` describes; return the output shape."""
+        return self._shapes(in_shape).out_shape
 
     # -- public API
     def build(
@@ -212,13 +244,38 @@ class Layer:
         dt = np.dtype(dtype)
         if dt not in _FLOAT_DTYPES:
             raise SpecError(f"{self.type_name}: dtype must be float32 or float64, got {dt}")
-        shape = tuple(int(s) for s in in_shape)
-        if any(s <= 0 for s in shape):
-            raise ShapeError(f"{self.type_name}: input shape {_fmt(shape)} has a non-positive size")
+        shape = self._checked_in_shape(in_shape)
         self.dtype = dt
         out = self._build(shape, rng)
         self.in_shape, self.out_shape = shape, tuple(out)
         return self.out_shape
+
+    def shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
+        """What :meth:`build` would allocate for per-sample ``in_shape``, without allocating it
+        (nor changing the layer); raises the errors ``build`` raises for that input.
+
+        Raises:
+            ShapeError: an input the layer cannot take.
+            SpecError: the class overrides ``_build`` but not ``_shapes``, so its shapes are
+                unknown without building it.
+        """
+        mro = type(self).__mro__
+        build_owner = next(c for c in mro if "_build" in vars(c))
+        shapes_owner = next(c for c in mro if "_shapes" in vars(c))
+        if build_owner is not Layer and not issubclass(shapes_owner, build_owner):
+            raise SpecError(
+                f"{self.type_name}: {type(self).__name__} overrides _build() but not _shapes(); "
+                "its shapes are unknown without building it"
+            )
+        return self._shapes(self._checked_in_shape(in_shape))
+
+    def training_workspace(
+        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], itemsize: int
+    ) -> int:
+        """Bytes per sample that one training step holds for this layer besides its input, its
+        output and their gradients: what ``forward`` caches for ``backward`` and the scratch its
+        kernels allocate (an upper bound; :mod:`core.estimate` sums it). None by default."""
+        return 0
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         raise NotImplementedError
@@ -291,6 +348,12 @@ class Layer:
                 f"got {_fmt(tuple(dout.shape))}"
             )
         return np.ascontiguousarray(dout, dtype=self.dtype)
+
+    def _checked_in_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shape = tuple(int(s) for s in in_shape)
+        if any(s <= 0 for s in shape):
+            raise ShapeError(f"{self.type_name}: input shape {_fmt(shape)} has a non-positive size")
+        return shape
 
     def _require_image(self, in_shape: tuple[int, ...]) -> tuple[int, int, int]:
         if len(in_shape) != 3:
@@ -372,7 +435,12 @@ class Conv2D(Layer):
         self._x: np.ndarray | None = None
         self._out_shape: tuple[int, ...] | None = None
 
-    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+    def _pads(self, in_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        return _resolve_padding(
+            self.padding_opt, (in_shape[1], in_shape[2]), self.kernel, self.stride, self.dilation
+        )
+
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
         c, h, w = self._require_image(in_shape)
         t = self.type_name
         if c % self.groups:
@@ -380,7 +448,7 @@ class Conv2D(Layer):
                 f"{t}: input channels {c} of input {_fmt(in_shape)} not divisible by groups "
                 f"{self.groups}"
             )
-        pads = _resolve_padding(self.padding_opt, (h, w), self.kernel, self.stride, self.dilation)
+        pads = self._pads(in_shape)
         (kh, kw), (dh, dw), (sh, sw) = self.kernel, self.dilation, self.stride
         ekh, ekw = dh * (kh - 1) + 1, dw * (kw - 1) + 1
         ph, pw = h + pads[0] + pads[1], w + pads[2] + pads[3]
@@ -389,18 +457,24 @@ class Conv2D(Layer):
                 f"{t}: kernel {kh}x{kw} (dilated extent {ekh}x{ekw}) is larger than the padded "
                 f"input {ph}x{pw} (input {_fmt(in_shape)}, padding {list(pads)})"
             )
-        self.pads = pads
         oh, ow = 1 + (ph - ekh) // sh, 1 + (pw - ekw) // sw
-        cg = c // self.groups
-        fan_in = cg * kh * kw
-        fan_out = self.filters // self.groups * kh * kw
-        wshape = (self.filters, cg, kh, kw)
+        params: dict[str, tuple[int, ...]] = {"weight": (self.filters, c // self.groups, kh, kw)}
+        if self.use_bias:
+            params["bias"] = (self.filters,)
+        return LayerShapes((self.filters, oh, ow), params, spatial=self._spatial(pads))
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        shapes = self._shapes(in_shape)
+        self.pads = self._pads(in_shape)
+        wshape = shapes.parameters["weight"]
+        f, cg, kh, kw = wshape
+        fan_in, fan_out = cg * kh * kw, f // self.groups * kh * kw
         self.weight = Parameter(
-            _init_weight(t, self.init, rng, wshape, fan_in, fan_out, self.dtype)
+            _init_weight(self.type_name, self.init, rng, wshape, fan_in, fan_out, self.dtype)
         )
         self.bias = Parameter(np.zeros(self.filters, self.dtype)) if self.use_bias else None
         self._zero_bias = np.zeros(self.filters, self.dtype)
-        return (self.filters, oh, ow)
+        return shapes.out_shape
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -438,6 +512,34 @@ class Conv2D(Layer):
             )
         return dx
 
+    def training_workspace(
+        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], itemsize: int
+    ) -> int:
+        """The kernels' scratch (:mod:`core.kernels.conv`), per sample:
+        ``2*C*S + (2*K + F/G) * R*Wg`` values, K = C/G*KH*KW. Stride 1 copies the input into a
+        zero-padded grid of width Wg = OW + dw*(KW-1) and length S = (OH + dh*(KH-1))*Wg +
+        dw*(KW-1) and accumulates its gradient in another (other strides: S = 0, Wg = OW); the
+        im2col columns and their gradient are K x R*Wg, the GEMM result / output gradient grid
+        F/G x R*Wg, for R output rows at a time: all OH, except that at stride 1 a map of at
+        least _GEMM_COLUMNS pixels (one sample per block) is lowered in bands whose columns fit
+        the kernels' cache budget. Kernels hold this per thread, not per sample, so counting it
+        per sample bounds it from above. The cached input is the previous layer's output. Not
+        counted: backward's per-thread weight-gradient partial sums (threads x parameters),
+        which depend on the machine, not the spec."""
+        c = in_shape[0]
+        f, oh, ow = out_shape
+        (kh, kw), (dh, dw) = self.kernel, self.dilation
+        k = c // self.groups * kh * kw
+        rows = oh
+        if self.stride == (1, 1):
+            wg = ow + dw * (kw - 1)
+            plane = (oh + dh * (kh - 1)) * wg + dw * (kw - 1)
+            if oh * ow >= self._GEMM_COLUMNS:  # block == 1: the kernels' _bands() applies
+                rows = min(oh, max(1, conv_k._COLS_BUDGET // (k * wg * itemsize)))
+        else:
+            wg, plane = ow, 0
+        return itemsize * (2 * c * plane + (2 * k + f // self.groups) * rows * wg)
+
     def plan_step(self, plan: PlanBuilder) -> None:
         """One conv op; a following batchnorm and activation fold into its epilogue."""
         assert self.weight is not None and self.pads is not None
@@ -472,10 +574,13 @@ class Conv2D(Layer):
             params["bias"] = self.bias
         return params
 
+    def _spatial(self, pads: tuple[int, int, int, int]) -> Spatial:
+        return Spatial(self.kernel, self.stride, (pads[0], pads[2]), self.dilation)
+
     def spatial(self) -> Spatial:
         if self.pads is not None:
-            top, left = self.pads[0], self.pads[2]
-        elif self.padding_opt == "same":
+            return self._spatial(self.pads)
+        if self.padding_opt == "same":
             top = (self.kernel[0] - 1) * self.dilation[0] // 2
             left = (self.kernel[1] - 1) * self.dilation[1] // 2
         else:
@@ -502,10 +607,15 @@ class _Pool2D(Layer):
         self._out_shape: tuple[int, ...] | None = None
         self._argmax = np.empty(0, np.int64)
 
-    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+    def _pads(self, in_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        return _resolve_padding(
+            self.padding_opt, (in_shape[1], in_shape[2]), self.size, self.stride, (1, 1)
+        )
+
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
         c, h, w = self._require_image(in_shape)
         t = self.type_name
-        pads = _resolve_padding(self.padding_opt, (h, w), self.size, self.stride, (1, 1))
+        pads = self._pads(in_shape)
         kh, kw = self.size
         if max(pads[0], pads[1]) >= kh or max(pads[2], pads[3]) >= kw:
             raise ShapeError(f"{t}: padding {list(pads)} must be smaller than the window {kh}x{kw}")
@@ -515,17 +625,25 @@ class _Pool2D(Layer):
                 f"{t}: window {kh}x{kw} is larger than the padded input {ph}x{pw} "
                 f"(input {_fmt(in_shape)}, padding {list(pads)})"
             )
-        self.pads = pads
-        return (c, 1 + (ph - kh) // self.stride[0], 1 + (pw - kw) // self.stride[1])
+        out_shape = (c, 1 + (ph - kh) // self.stride[0], 1 + (pw - kw) // self.stride[1])
+        return LayerShapes(out_shape, spatial=self._spatial(pads))
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        out_shape = self._shapes(in_shape).out_shape
+        self.pads = self._pads(in_shape)
+        return out_shape
 
     def _geometry(self) -> tuple[int, int, int, int, int, int]:
         assert self.pads is not None
         return (*self.size, *self.stride, self.pads[0], self.pads[2])
 
+    def _spatial(self, pads: tuple[int, int, int, int]) -> Spatial:
+        return Spatial(self.size, self.stride, (pads[0], pads[2]), (1, 1))
+
     def spatial(self) -> Spatial:
         if self.pads is not None:
-            top, left = self.pads[0], self.pads[2]
-        elif self.padding_opt == "same":
+            return self._spatial(self.pads)
+        if self.padding_opt == "same":
             top, left = (self.size[0] - 1) // 2, (self.size[1] - 1) // 2
         else:
             pads = _resolve_padding(self.padding_opt, (1, 1), self.size, self.stride, (1, 1))
@@ -557,6 +675,12 @@ class MaxPool2D(_Pool2D):
         dx = np.empty(self._x_shape, self.dtype)
         pool_k.maxpool_backward(dout, self._argmax, dx)
         return dx
+
+    def training_workspace(
+        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], itemsize: int
+    ) -> int:
+        """The int64 argmax of every output value, kept for backward."""
+        return 8 * math.prod(out_shape)
 
     def plan_step(self, plan: PlanBuilder) -> None:
         assert self.pads is not None
@@ -601,9 +725,9 @@ class GlobalAvgPool2D(Layer):
     def _configure(self) -> None:
         self._x_shape: tuple[int, ...] | None = None
 
-    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
-        c, _, _ = self._require_image(in_shape)
-        return (c,)
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
+        c, h, w = self._require_image(in_shape)
+        return LayerShapes((c,), spatial=Spatial((h, w), (h, w), (0, 0), (1, 1)))
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -623,19 +747,17 @@ class GlobalAvgPool2D(Layer):
         plan.global_avg_pool()
 
     def spatial(self) -> Spatial | None:
-        if self.in_shape is None:
-            return None
-        _, h, w = self.in_shape
-        return Spatial((h, w), (h, w), (0, 0), (1, 1))
+        return None if self.in_shape is None else self._shapes(self.in_shape).spatial
 
 
 class Flatten(Layer):
     """(N, *shape) -> (N, prod(shape)), a view (no copy)."""
 
     type_name = "flatten"
+    output_is_view = True
 
-    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
-        return (math.prod(in_shape),)
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
+        return LayerShapes((math.prod(in_shape),))
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -676,8 +798,15 @@ class Dense(Layer):
         self.bias: Parameter | None = None
         self._x: np.ndarray | None = None
 
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
+        params: dict[str, tuple[int, ...]] = {"weight": (math.prod(in_shape), self.units)}
+        if self.use_bias:
+            params["bias"] = (self.units,)
+        return LayerShapes((self.units,), params)
+
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
-        fan_in = math.prod(in_shape)
+        shapes = self._shapes(in_shape)
+        fan_in = shapes.parameters["weight"][0]
         self.weight = Parameter(
             _init_weight(
                 self.type_name,
@@ -691,7 +820,7 @@ class Dense(Layer):
         )
         self.bias = Parameter(np.zeros(self.units, self.dtype)) if self.use_bias else None
         self._zero_bias = np.zeros(self.units, self.dtype)
-        return (self.units,)
+        return shapes.out_shape
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -858,9 +987,12 @@ class Dropout(Layer):
         self._shape: tuple[int, ...] | None = None
         self._rng = np.random.default_rng(0)
 
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
+        return LayerShapes(in_shape)  # its generator (seeded in _build) is not an array
+
     def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
         self._rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
-        return in_shape
+        return self._shapes(in_shape).out_shape
 
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
         x = self._input(x)
@@ -875,6 +1007,13 @@ class Dropout(Layer):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         dout = self._grad_input(dout, self._shape)
         return dout if self._mask is None else dout * self._mask
+
+    def training_workspace(
+        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], itemsize: int
+    ) -> int:
+        """The kept mask (layer dtype), and while it is drawn the float32 uniforms and the
+        boolean keep array: ``(itemsize + 4 + 1)`` bytes per value."""
+        return (itemsize + 4 + 1) * math.prod(in_shape)
 
     def plan_step(self, plan: PlanBuilder) -> None:
         """Identity at inference."""
@@ -904,13 +1043,22 @@ class BatchNorm2D(Layer):
         self.bias: Parameter | None = None
         self._cache: tuple[Any, ...] | None = None
 
-    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+    def _shapes(self, in_shape: tuple[int, ...]) -> LayerShapes:
         c, _, _ = self._require_image(in_shape)
+        return LayerShapes(
+            in_shape,
+            {"weight": (c,), "bias": (c,)},
+            {"running_mean": (c,), "running_var": (c,)},
+        )
+
+    def _build(self, in_shape: tuple[int, ...], rng: np.random.Generator) -> tuple[int, ...]:
+        shapes = self._shapes(in_shape)
+        c = in_shape[0]
         self.weight = Parameter(np.ones(c, self.dtype))
         self.bias = Parameter(np.zeros(c, self.dtype))
         self.running_mean = np.zeros(c, self.dtype)
         self.running_var = np.ones(c, self.dtype)
-        return in_shape
+        return shapes.out_shape
 
     @serial_when_small
     def forward(self, x: np.ndarray, *, training: bool = False) -> np.ndarray:
@@ -1036,6 +1184,7 @@ __all__ = [
     "Flatten",
     "GlobalAvgPool2D",
     "Layer",
+    "LayerShapes",
     "LeakyReLU",
     "MaxPool2D",
     "Parameter",

@@ -8,7 +8,7 @@ its type and the shapes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +49,89 @@ def _check_input_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
     return c, h, w
 
 
+def layers_from_spec(architecture: Sequence[Any]) -> list[Layer]:
+    """Unbuilt layers of ``[{"type": "conv2d", ...}, ...]`` (options checked, nothing allocated).
+
+    Raises:
+        SpecError: not a list of objects, too many layers, unknown layer type or option (naming
+            the layer index and type).
+    """
+    from core.layers import layer_from_config
+
+    if isinstance(architecture, str | bytes) or not isinstance(architecture, Sequence):
+        raise SpecError(
+            f"architecture must be a list of layer objects, got {type(architecture).__name__}"
+        )
+    if len(architecture) > MAX_LAYERS:
+        raise SpecError(f"architecture has {len(architecture)} layers, limit {MAX_LAYERS}")
+    layers = []
+    for index, cfg in enumerate(architecture):
+        if not isinstance(cfg, dict):
+            raise SpecError(
+                f"layer {index}: expected an object like {{'type': 'conv2d', ...}}, "
+                f"got {type(cfg).__name__}"
+            )
+        try:
+            layers.append(layer_from_config(dict(cfg)))
+        except (SpecError, ShapeError, TypeError, ValueError) as exc:
+            raise SpecError(f"layer {index} ({cfg.get('type', '?')}): {exc}") from exc
+    return layers
+
+
+ShapeStep = Callable[["Layer", tuple[int, ...], np.dtype], tuple[int, ...]]
+
+
+def propagate_shapes(
+    layers: Sequence[Layer],
+    input_shape: Sequence[int],
+    dtype: type | np.dtype,
+    step: ShapeStep,
+) -> tuple[tuple[int, int, int], np.dtype, list[tuple[int, ...]]]:
+    """Check a layer stack: each layer is given the previous per-sample output shape through
+    ``step(layer, in_shape, dtype) -> out_shape``, which builds it (:class:`Sequential`) or only
+    computes its shapes (:func:`core.estimate.estimate`), so both report the same errors.
+
+    Returns:
+        The checked (C, H, W) input shape, the dtype and every layer's output shape.
+
+    Raises:
+        SpecError: bad input shape or dtype, empty or too long stack, a layer that cannot take
+            its input (naming the layer index, type and shapes), no (K,) class scores, K < 2.
+    """
+    checked_input = _check_input_shape(input_shape)
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise SpecError(f"dtype must be float32 or float64, got {dt}")
+    if not layers:
+        raise SpecError("architecture is empty: at least one layer is required")
+    if len(layers) > MAX_LAYERS:
+        raise SpecError(f"architecture has {len(layers)} layers, limit {MAX_LAYERS}")
+    shape: tuple[int, ...] = checked_input
+    shapes: list[tuple[int, ...]] = []
+    for index, layer in enumerate(layers):
+        try:
+            out = tuple(int(v) for v in step(layer, shape, dt))
+        except (ShapeError, SpecError) as exc:
+            raise SpecError(
+                f"layer {index} ({layer.type_name}): cannot take input shape {shape}: {exc}"
+            ) from exc
+        if any(v <= 0 for v in out):
+            raise SpecError(
+                f"layer {index} ({layer.type_name}): input shape {shape} gives an empty "
+                f"output shape {out}"
+            )
+        shapes.append(out)
+        shape = out
+    if len(shape) != 1:
+        raise SpecError(
+            f"layer {len(layers) - 1} ({layers[-1].type_name}): the last layer "
+            f"must output class scores (K,), got {shape}; end with flatten + dense"
+        )
+    if shape[0] < 2:
+        raise SpecError(f"the model outputs {shape[0]} class score(s); at least 2 are needed")
+    return checked_input, dt, shapes
+
+
 class Sequential:
     """Layers applied in order; ``forward``/``backward`` run through all of them.
 
@@ -75,38 +158,15 @@ class Sequential:
         self._plan: InferencePlan | None = None
         self._plan_unsupported = False
         self._plan_lock = threading.Lock()
-        self.input_shape = _check_input_shape(input_shape)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise SpecError(f"dtype must be float32 or float64, got {self.dtype}")
-        if not self.layers:
-            raise SpecError("architecture is empty: at least one layer is required")
-        if len(self.layers) > MAX_LAYERS:
-            raise SpecError(f"architecture has {len(self.layers)} layers, limit {MAX_LAYERS}")
         rng = np.random.default_rng(seed)
-        shape: tuple[int, ...] = self.input_shape
-        self.shapes: list[tuple[int, ...]] = []  # per-sample output shape of each layer
-        for index, layer in enumerate(self.layers):
-            try:
-                out = tuple(int(v) for v in layer.build(shape, rng, dtype=self.dtype))
-            except (ShapeError, SpecError) as exc:
-                raise SpecError(
-                    f"layer {index} ({layer.type_name}): cannot take input shape {shape}: {exc}"
-                ) from exc
-            if any(v <= 0 for v in out):
-                raise SpecError(
-                    f"layer {index} ({layer.type_name}): input shape {shape} gives an empty "
-                    f"output shape {out}"
-                )
-            self.shapes.append(out)
-            shape = out
-        if len(shape) != 1:
-            raise SpecError(
-                f"layer {len(self.layers) - 1} ({self.layers[-1].type_name}): the last layer "
-                f"must output class scores (K,), got {shape}; end with flatten + dense"
-            )
-        if shape[0] < 2:
-            raise SpecError(f"the model outputs {shape[0]} class score(s); at least 2 are needed")
+
+        def build(layer: Layer, shape: tuple[int, ...], dt: np.dtype) -> tuple[int, ...]:
+            return layer.build(shape, rng, dtype=dt)
+
+        # shapes: the per-sample output shape of each layer
+        self.input_shape, self.dtype, self.shapes = propagate_shapes(
+            self.layers, input_shape, dtype, build
+        )
 
     @classmethod
     def from_spec(
@@ -123,26 +183,7 @@ class Sequential:
             SpecError: not a list of objects, unknown layer type or option, incompatible
                 shapes (naming the layer index, type and shapes).
         """
-        from core.layers import layer_from_config
-
-        if isinstance(architecture, str | bytes) or not isinstance(architecture, Sequence):
-            raise SpecError(
-                f"architecture must be a list of layer objects, got {type(architecture).__name__}"
-            )
-        if len(architecture) > MAX_LAYERS:
-            raise SpecError(f"architecture has {len(architecture)} layers, limit {MAX_LAYERS}")
-        layers = []
-        for index, cfg in enumerate(architecture):
-            if not isinstance(cfg, dict):
-                raise SpecError(
-                    f"layer {index}: expected an object like {{'type': 'conv2d', ...}}, "
-                    f"got {type(cfg).__name__}"
-                )
-            try:
-                layers.append(layer_from_config(dict(cfg)))
-            except (SpecError, ShapeError, TypeError, ValueError) as exc:
-                raise SpecError(f"layer {index} ({cfg.get('type', '?')}): {exc}") from exc
-        return cls(layers, input_shape, seed=seed, dtype=dtype)
+        return cls(layers_from_spec(architecture), input_shape, seed=seed, dtype=dtype)
 
     # --- introspection ---------------------------------------------------------------------
 

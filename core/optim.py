@@ -37,6 +37,8 @@ class Optimizer:
     """
 
     type_name: ClassVar[str] = ""
+    #: Arrays of each parameter's shape that the optimizer keeps (memory estimates).
+    state_per_parameter: ClassVar[int] = 0
 
     def __init__(self, params: list[Parameter], lr: float = 1e-3) -> None:
         self.params = list(params)
@@ -101,6 +103,7 @@ class SGD(Optimizer):
     w -= lr * (d + momentum*buf if nesterov else buf)."""
 
     type_name = "sgd"
+    state_per_parameter = 1  # the momentum buffer (allocated even when momentum is 0)
 
     def __init__(
         self,
@@ -140,6 +143,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction; ``weight_decay`` is L2 added to the gradient."""
 
     type_name = "adam"
+    state_per_parameter = 2  # first and second moments
     _decoupled: ClassVar[bool] = False
 
     def __init__(

@@ -16,10 +16,13 @@ values; dense and global pooling see the whole input ("global").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.estimate import ModelEstimate
+    from core.layers import Spatial
     from core.model import Sequential
 
 GLOBAL_TYPES = frozenset({"dense", "global_avgpool2d", "global_maxpool2d"})
@@ -215,12 +218,62 @@ def _layer_details(cfg: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+@dataclass(frozen=True)
+class _LayerFacts:
+    type_name: str
+    output_shape: tuple[int, ...]
+    params: int
+    buffers: int
+    spatial: Spatial | None
+    details: str
+
+
+def _details_of(config: Callable[[], dict[str, Any]]) -> str:
+    try:
+        return _layer_details(config())
+    except (TypeError, ValueError):
+        return ""
+
+
 def summarize(model: Sequential) -> Summary:
     """Build the :class:`Summary` of a built model."""
+    facts = [
+        _LayerFacts(
+            layer.type_name,
+            shape,
+            sum(p.size for p in layer.parameters().values()),
+            sum(int(b.size) for b in layer.buffers().values()),
+            layer.spatial(),
+            _details_of(layer.config),
+        )
+        for layer, shape in zip(model.layers, model.shapes, strict=True)
+    ]
+    return _summary(model.input_shape, facts, model.dtype.itemsize)
+
+
+def summarize_estimate(estimate: ModelEstimate) -> Summary:
+    """The :class:`Summary` of the model an estimate sizes (equal to the built model's)."""
+    facts = [
+        _LayerFacts(
+            e.type_name,
+            e.output_shape,
+            e.parameters,
+            e.buffers,
+            e.spatial,
+            _details_of(e.config.copy),
+        )
+        for e in estimate.layers
+    ]
+    return _summary(estimate.input_shape, facts, estimate.itemsize)
+
+
+def _summary(
+    input_shape: tuple[int, int, int], layers: list[_LayerFacts], itemsize: int
+) -> Summary:
     rows = []
     field = ReceptiveField()
-    for index, (layer, shape) in enumerate(zip(model.layers, model.shapes, strict=True)):
-        spatial = layer.spatial()
+    for index, layer in enumerate(layers):
+        spatial = layer.spatial
         if layer.type_name in GLOBAL_TYPES:
             field = ReceptiveField(field.size, field.jump, field.start, True)
         elif spatial is not None and not field.is_global:
@@ -230,11 +283,15 @@ def summarize(model: Sequential) -> Summary:
                 tuple(spatial.padding),  # type: ignore[arg-type]
                 tuple(spatial.dilation),  # type: ignore[arg-type]
             )
-        params = sum(p.size for p in layer.parameters().values())
-        buffers = sum(int(b.size) for b in layer.buffers().values())
-        try:
-            details = _layer_details(layer.config())
-        except (TypeError, ValueError):
-            details = ""
-        rows.append(SummaryRow(index, layer.type_name, shape, params, buffers, field, details))
-    return Summary(model.input_shape, rows, model.dtype.itemsize)
+        rows.append(
+            SummaryRow(
+                index,
+                layer.type_name,
+                layer.output_shape,
+                layer.params,
+                layer.buffers,
+                field,
+                layer.details,
+            )
+        )
+    return Summary(input_shape, rows, itemsize)

@@ -1,7 +1,8 @@
 """The errors of the queue operations (`jobs.queue`); every one is a `JobsError`.
 
 Each transport maps them once: the server to gRPC status codes (NOT_FOUND,
-FAILED_PRECONDITION, UNAVAILABLE, INVALID_ARGUMENT), the CLI to exit statuses.
+FAILED_PRECONDITION, UNAVAILABLE, INVALID_ARGUMENT, RESOURCE_EXHAUSTED), the CLI to exit
+statuses.
 """
 
 from __future__ import annotations
@@ -39,11 +40,37 @@ class QueueUnavailable(JobsError, ConnectionError):
     """Redis, which holds the job queue, cannot be reached; the message names its (redacted) URL."""
 
 
+class QueueFull(JobsError):
+    """The queue already holds its limit of jobs waiting for a worker; nothing was queued."""
+
+    def __init__(self, queue: str, queued: int, limit: int) -> None:
+        self.queue, self.queued, self.limit = queue, queued, limit
+        super().__init__(
+            f"queue {queue!r} holds {queued:,} jobs waiting for a worker, limit "
+            f"CNN_MAX_QUEUED_JOBS={limit:,}; submit again once some have started"
+        )
+
+
+#: An invalid spec names at most this many problems, each clipped to `MAX_PROBLEM_CHARS`
+#: characters: a hostile spec (thousands of unknown keys, megabyte strings) must not make a
+#: message bigger than what a gRPC status carries.
+MAX_PROBLEMS = 10
+MAX_PROBLEM_CHARS = 300
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[: MAX_PROBLEM_CHARS - 3] + "..."
+
+
 class InvalidSpec(JobsError, SpecError):
-    """A training spec failed validation. ``errors`` holds one ``"path: message"`` per problem."""
+    """A training spec failed validation. ``errors`` holds one ``"path: message"`` per problem
+    (at most `MAX_PROBLEMS`, then how many more there were)."""
 
     def __init__(self, errors: list[str]) -> None:
-        self.errors = list(errors)
+        shown = [_clip(e) for e in errors[:MAX_PROBLEMS]]
+        if len(errors) > MAX_PROBLEMS:
+            shown.append(f"... and {len(errors) - MAX_PROBLEMS} more problems")
+        self.errors = shown
         if len(self.errors) == 1:
             text = f"invalid training spec: {self.errors[0]}"
         else:

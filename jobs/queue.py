@@ -15,7 +15,6 @@ it without running it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 import uuid
@@ -32,10 +31,11 @@ from jobs import meta as job_meta
 from jobs import rq_layout
 from jobs.cancellation import request_cancel, withdraw_cancel
 from jobs.connection import QUEUE_RETRIES, connect
-from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
+from jobs.errors import JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
 from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, DEFAULT_POLL_INTERVAL_S, follow
+from jobs.limits import SpecLimits
 from jobs.settings import QueueSettings
-from jobs.spec import TRAIN_FUNCTION, TrainSpec, load_spec, parse_spec
+from jobs.spec import TRAIN_FUNCTION, TrainSpec, load_spec, parse_spec, parse_spec_json
 from jobs.status import TERMINAL, JobStatus, RqStatus, from_rq
 from jobs.views import JobView, Phase
 
@@ -109,7 +109,12 @@ class JobQueue:
     # -- operations ------------------------------------------------------------------------------
 
     def submit(self, spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> str:
-        """Validate `spec` and queue a training job on the first queue.
+        """Validate `spec` (against `settings.spec_limits()`) and queue a training job on the
+        first queue, unless it already holds `settings.max_queued_jobs` waiting jobs.
+
+        The count and the enqueue are one transaction that WATCHes the queue's list: if a
+        worker or another submitter changes it in between, the count is taken again, so
+        concurrent submits cannot overshoot the limit.
 
         Args:
             spec: a `TrainSpec`, a decoded JSON object, JSON text, or the path of a spec file.
@@ -119,10 +124,11 @@ class JobQueue:
 
         Raises:
             InvalidSpec: naming each offending field; nothing was queued.
+            QueueFull: the queue holds its limit of waiting jobs; nothing was queued.
             FileNotFoundError: `spec` is a path and there is no such file.
             QueueUnavailable: Redis unreachable.
         """
-        train_spec = _validated(spec)
+        train_spec = _validated(spec, self._settings.spec_limits())
         job = rq_layout.NewJob(
             job_id=str(uuid.uuid4()),
             queue=self._settings.queue,
@@ -135,10 +141,21 @@ class JobQueue:
             meta=job_meta.submitted(train_spec.name),
             submitted_at=time.time(),
         )
+        waiting = rq_layout.queue_key(job.queue)
+        limit = self._settings.max_queued_jobs
         with self._reaching_redis(), self._redis.pipeline(transaction=True) as pipe:
-            rq_layout.write_new_job(pipe, job)
-            pipe.execute()
-        return job.job_id
+            while True:
+                try:
+                    pipe.watch(waiting)
+                    queued = int(pipe.llen(waiting))
+                    if queued >= limit:
+                        raise QueueFull(job.queue, queued, limit)
+                    pipe.multi()
+                    rq_layout.write_new_job(pipe, job)
+                    pipe.execute()
+                    return job.job_id
+                except redis.WatchError:
+                    continue  # the queue changed between count and enqueue: count again
 
     def get(self, job_id: str) -> JobView:
         """The job's current view.
@@ -298,18 +315,16 @@ def _forget(connection: redis.Redis, queues: Sequence[str], job_ids: list[str]) 
         pipe.execute()
 
 
-def _validated(spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> TrainSpec:
-    if isinstance(spec, TrainSpec):
-        return spec
+def _validated(
+    spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str], limits: SpecLimits
+) -> TrainSpec:
+    if isinstance(spec, TrainSpec):  # validated already; held to these caps all the same
+        return parse_spec(spec.payload(), limits)
     if isinstance(spec, os.PathLike):
-        return load_spec(Path(spec))
+        return load_spec(Path(spec), limits)
     if isinstance(spec, str):
-        try:
-            data = json.loads(spec)
-        except json.JSONDecodeError as exc:
-            raise InvalidSpec([f"spec: not valid JSON: {exc}"]) from None
-        return parse_spec(data)
-    return parse_spec(dict(spec))
+        return parse_spec_json(spec, limits)
+    return parse_spec(dict(spec), limits)
 
 
 def job_view(stored: rq_layout.StoredJob) -> JobView:

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from core.settings import ServiceSettings, redact_url
+from jobs.limits import DEFAULT_LIMITS, SpecLimits
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: The schemes redis-py's ``from_url`` accepts.
@@ -58,6 +59,46 @@ class QueueSettings(ServiceSettings):
         description="How long finished, failed and cancelled job records are kept, s.",
     )
 
+    max_queued_jobs: int = Field(
+        100,
+        ge=1,
+        description="Jobs a queue may hold waiting for a worker; a submit beyond is refused "
+        "(RESOURCE_EXHAUSTED).",
+    )
+    # Caps on a training spec (jobs.limits), checked from its shapes alone, the same in the
+    # server, the worker and the CLI.
+    max_parameters: int = Field(
+        DEFAULT_LIMITS.max_parameters, ge=1, description="Trainable parameters of a model."
+    )
+    max_activation_bytes: int = Field(
+        DEFAULT_LIMITS.max_activation_bytes,
+        ge=1,
+        description="Estimated training memory per sample (layer outputs, caches, scratch), bytes.",
+    )
+    max_training_bytes: int = Field(
+        DEFAULT_LIMITS.max_training_bytes,
+        ge=1,
+        description="Estimated memory of a training step (batch activations, parameters, "
+        "gradients, optimizer state), bytes.",
+    )
+    max_layer_units: int = Field(
+        DEFAULT_LIMITS.max_layer_units, ge=1, description="Units of a dense layer."
+    )
+    max_filters: int = Field(DEFAULT_LIMITS.max_filters, ge=1, description="Filters of a conv.")
+    max_kernel: int = Field(
+        DEFAULT_LIMITS.max_kernel, ge=1, description="Side of a conv kernel or pooling window."
+    )
+    max_padding: int = Field(
+        DEFAULT_LIMITS.max_padding, ge=1, description="Explicit padding of a conv or pool."
+    )
+    max_epochs: int = Field(DEFAULT_LIMITS.max_epochs, ge=1, description="Epochs of a job.")
+    max_train_batch_size: int = Field(
+        DEFAULT_LIMITS.max_train_batch_size, ge=1, description="Training batch size of a job."
+    )
+    max_timeout_s: int = Field(
+        DEFAULT_LIMITS.max_timeout_s, ge=1, description="Timeout a spec may ask for, s."
+    )
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:
@@ -78,6 +119,10 @@ class QueueSettings(ServiceSettings):
                 raise ValueError("at least one queue name is required")
             return names
         return value
+
+    def spec_limits(self) -> SpecLimits:
+        """The caps a training spec is validated against (`jobs.spec.parse_spec`)."""
+        return SpecLimits.from_settings(self)
 
     @property
     def queue(self) -> str:

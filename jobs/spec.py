@@ -9,6 +9,10 @@ optional job timeout, plus every field of `core.training.TrainConfig` (epochs, b
 optimizer, schedule, seed, validation_split, early_stopping, augmentation, ...). Unknown keys are
 rejected at every level, and errors name the field path, e.g.
 ``architecture.2.type: unknown layer 'conv3d'``.
+
+The model is sized from its shapes alone (`core.estimate`: nothing is allocated) and held to
+the caps of `jobs.limits.SpecLimits` (``CNN_MAX_PARAMETERS``, ...), passed as
+``parse_spec(data, limits)``: every process validates with its own `QueueSettings.spec_limits()`.
 """
 
 from __future__ import annotations
@@ -18,20 +22,25 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.datasets import KNOWN_INPUT_SHAPES, DatasetRef
 from core.repository import MODEL_NAME_PATTERN
 from core.training import TrainConfig
 from jobs.errors import InvalidSpec
+from jobs.limits import DEFAULT_LIMITS, SpecLimits, job_errors, layer_option_errors, size_errors
 
 #: The job function a worker runs (and the only one it runs): named by path, so whoever submits
 #: needs no worker code.
 TRAIN_FUNCTION = "worker.jobs.train_job"
 
-#: Longest job timeout a spec may ask for (one week).
+#: Longest job timeout the schema allows (one week); CNN_MAX_TIMEOUT_S caps it further.
 MAX_TIMEOUT_S = 7 * 24 * 3600
+
+#: Errors a bad option may raise while a layer or optimizer parses it (a huge int is an
+#: OverflowError once made a float, a deeply nested value a RecursionError).
+_OPTION_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
 
 
 class TrainSpec(TrainConfig):
@@ -60,12 +69,47 @@ class TrainSpec(TrainConfig):
     )
 
     @model_validator(mode="after")
-    def _check_architecture(self) -> TrainSpec:
-        errors = architecture_errors(self.architecture, self.input_shape(), seed=self.seed)
+    def _check_architecture(self, info: ValidationInfo) -> TrainSpec:
+        limits = (info.context or {}).get("limits") or DEFAULT_LIMITS
+        errors = [
+            _error(loc, message, None)
+            for loc, message in job_errors(self.epochs, self.batch_size, self.timeout_s, limits)
+        ]
+        layer_errors = architecture_errors(self.architecture)
+        errors += layer_errors
+        errors += [
+            _error(loc, message, None)
+            for loc, message in layer_option_errors(self.architecture, limits)
+        ]
+        input_shape = self.input_shape()
+        if not layer_errors and input_shape is not None:  # sized even when over a layer cap
+            errors += self._size_errors(input_shape, limits)
         errors += optimizer_errors(self.optimizer, self.schedule)
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _size_errors(
+        self, input_shape: tuple[int, int, int], limits: SpecLimits
+    ) -> list[InitErrorDetails]:
+        return model_errors(
+            self.architecture,
+            input_shape,
+            batch_size=self.batch_size,
+            optimizer=str(self.optimizer.get("type")),
+            limits=limits,
+        )
+
+    def check_model(self, input_shape: tuple[int, int, int], limits: SpecLimits) -> None:
+        """Check the model on a data set's actual input shape (a data set whose shape is not
+        known before loading it is checked here, by the worker, once loaded).
+
+        Raises:
+            InvalidSpec: shapes that do not fit, or a size over `limits`.
+        """
+        errors = self._size_errors(input_shape, limits)
+        if errors:
+            raise InvalidSpec(describe_errors(ValidationError.from_exception_data("", errors)))
 
     def input_shape(self) -> tuple[int, int, int] | None:
         """(C, H, W) of the data set when known without loading it, else None."""
@@ -81,15 +125,8 @@ class TrainSpec(TrainConfig):
         return self.model_dump(mode="json", exclude_none=False)
 
 
-def architecture_errors(
-    architecture: list[dict[str, Any]], input_shape: tuple[int, int, int] | None, *, seed: int = 0
-) -> list[InitErrorDetails]:
-    """Check an architecture without running any kernel.
-
-    Each layer config is checked on its own (known type, known and valid options); when the
-    data set's input shape is known, the model is also built (parameters allocated, shapes
-    propagated) so that incompatible shapes are reported at submit time.
-    """
+def architecture_errors(architecture: list[dict[str, Any]]) -> list[InitErrorDetails]:
+    """Check each layer config on its own: known type, known and valid options."""
     from core.layers import LAYER_TYPES, layer_from_config
 
     errors: list[InitErrorDetails] = []
@@ -110,24 +147,46 @@ def architecture_errors(
             continue
         try:
             layer_from_config(dict(cfg))
-        except (ValueError, TypeError) as exc:
-            errors.append(_error(("architecture", index), str(exc), cfg))
-    if errors or input_shape is None:
-        return errors
+        except _OPTION_ERRORS as exc:
+            errors.append(_error(("architecture", index), _option_problem(exc), None))
+    return errors
 
-    from core.model import Sequential
+
+def model_errors(
+    architecture: list[dict[str, Any]],
+    input_shape: tuple[int, int, int],
+    *,
+    batch_size: int,
+    optimizer: str,
+    limits: SpecLimits = DEFAULT_LIMITS,
+) -> list[InitErrorDetails]:
+    """Check the model on per-sample input `input_shape` from its estimate (nothing is
+    allocated): shapes that do not fit, then parameters and memory over `limits`."""
+    from core.estimate import estimate
+    from core.optim import OPTIMIZER_TYPES
 
     try:
-        Sequential.from_spec(list(architecture), input_shape, seed=seed)
-    except (ValueError, TypeError) as exc:
-        message = str(exc)
+        model = estimate(list(architecture), input_shape)
+    except _OPTION_ERRORS as exc:
+        message = _option_problem(exc)
         match = re.match(r"layer (\d+) \(([^)]*)\): ", message)
         loc: tuple[str | int, ...] = ("architecture",)
         if match and int(match.group(1)) < len(architecture):
             loc = ("architecture", int(match.group(1)))
             message = message[match.end() :]
-        errors.append(_error(loc, f"{message} [data set input {input_shape}]", architecture))
-    return errors
+        return [_error(loc, f"{message} [data set input {input_shape}]", None)]
+    if optimizer not in OPTIMIZER_TYPES:
+        optimizer = "adam"  # reported by optimizer_errors; size with the largest state
+    found = size_errors(model, batch_size=batch_size, optimizer=optimizer, limits=limits)
+    return [_error(loc, message, None) for loc, message in found]
+
+
+def _option_problem(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    if isinstance(exc, OverflowError):
+        return f"a number is too large ({exc})"
+    return str(exc)
 
 
 def optimizer_errors(
@@ -140,13 +199,13 @@ def optimizer_errors(
     errors: list[InitErrorDetails] = []
     try:
         optimizer_from_config(dict(optimizer), [])
-    except (ValueError, TypeError) as exc:
-        errors.append(_error(("optimizer",), str(exc), optimizer))
+    except _OPTION_ERRORS as exc:
+        errors.append(_error(("optimizer",), _option_problem(exc), None))
     lr = optimizer.get("lr", 1e-3)
     try:
         schedule_from_config(dict(schedule) if schedule else None, float(lr), 1000)
-    except (ValueError, TypeError) as exc:
-        errors.append(_error(("schedule",), str(exc), schedule))
+    except _OPTION_ERRORS as exc:
+        errors.append(_error(("schedule",), _option_problem(exc), None))
     return errors
 
 
@@ -172,8 +231,8 @@ def describe_errors(exc: ValidationError) -> list[str]:
     return lines
 
 
-def parse_spec(data: Any) -> TrainSpec:
-    """Validate a decoded JSON spec.
+def parse_spec(data: Any, limits: SpecLimits = DEFAULT_LIMITS) -> TrainSpec:
+    """Validate a decoded JSON spec against the caps `limits`.
 
     Raises:
         InvalidSpec: naming each offending field path.
@@ -181,21 +240,33 @@ def parse_spec(data: Any) -> TrainSpec:
     if not isinstance(data, dict):
         raise InvalidSpec([f"spec: expected a JSON object, got {type(data).__name__}"])
     try:
-        return TrainSpec.model_validate(data)
+        return TrainSpec.model_validate(data, context={"limits": limits})
     except ValidationError as exc:
         raise InvalidSpec(describe_errors(exc)) from None
+    except RecursionError:
+        raise InvalidSpec(["spec: nested too deeply"]) from None
 
 
-def load_spec(path: str | Path) -> TrainSpec:
+def parse_spec_json(text: str, limits: SpecLimits = DEFAULT_LIMITS) -> TrainSpec:
+    """Decode and validate JSON spec text.
+
+    Raises:
+        InvalidSpec: bad JSON (with line/column), nested too deeply, or invalid fields.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidSpec([f"spec: not valid JSON: {exc}"]) from None
+    except RecursionError:
+        raise InvalidSpec(["spec: nested too deeply"]) from None
+    return parse_spec(data, limits)
+
+
+def load_spec(path: str | Path, limits: SpecLimits = DEFAULT_LIMITS) -> TrainSpec:
     """Read and validate a spec file.
 
     Raises:
         FileNotFoundError: no such file.
         InvalidSpec: bad JSON (with line/column) or invalid fields.
     """
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidSpec([f"spec: not valid JSON: {exc}"]) from None
-    return parse_spec(data)
+    return parse_spec_json(Path(path).read_text(encoding="utf-8"), limits)

@@ -16,11 +16,11 @@ from contextlib import contextmanager
 import grpc
 
 from jobs import proto_codec
-from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
+from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
 from jobs.status import JobStatus
 from jobs.views import JobView
 from proto.cnn.v1 import training_pb2 as pb
-from server.errors import InvalidInput, ServerError, Unavailable
+from server.errors import InvalidInput, LimitExceeded, ServerError, Unavailable
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
@@ -122,6 +122,8 @@ def queue_errors() -> Iterator[None]:
         raise UnknownJob(str(exc)) from None
     except JobAlreadyEnded as exc:
         raise JobEnded(str(exc)) from None
+    except QueueFull as exc:
+        raise LimitExceeded(str(exc)) from None
     except QueueUnavailable as exc:
         raise Unavailable(
             f"{exc} (training calls fail until it is back; classification is unaffected)"

@@ -52,7 +52,7 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
     writer = JobMetaWriter(job)
     _start_attempt(job, writer)
     try:
-        spec = parse_spec(payload)
+        spec = parse_spec(payload, settings.spec_limits())
         reporter = ProgressReporter(
             writer,
             min_interval=settings.progress_interval,

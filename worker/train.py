@@ -96,6 +96,8 @@ def run_training(
     timings["load_data_s"] = round(time.monotonic() - t0, 4)
 
     t1 = time.monotonic()
+    # sized before it is built: a data set's shape may only be known now that it is loaded
+    spec.check_model(data.input_shape, settings.spec_limits())
     model = Sequential.from_spec(spec.architecture, data.input_shape, seed=spec.seed)
     timings["build_model_s"] = round(time.monotonic() - t1, 4)
 

@@ -22,6 +22,10 @@ from cnn_cli.stack import LocalStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: CNN_MAX_EPOCHS of the stack and of submits that queue a long job (3,000 epochs keep the
+#: only worker busy while the cancel tests run).
+LONG_JOB_MAX_EPOCHS = "10000"
+
 #: Client settings a developer may have exported; tests set what they need explicitly.
 CLIENT_VARIABLES = ("CNN_ADDRESS", "CNN_TOKEN", "CNN_CA_CERT", "CNN_TIMEOUT", "CNN_REDIS_URL")
 
@@ -98,6 +102,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "CNN_POLL_INTERVAL_S": "0.2",
             "CNN_SHUTDOWN_GRACE_S": "2",
             "PYTHONUNBUFFERED": "1",
+            "CNN_MAX_EPOCHS": LONG_JOB_MAX_EPOCHS,
         },
     )
     with local:

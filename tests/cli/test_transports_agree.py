@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from cnn_cli.stack import LocalStack
-from tests.cli.conftest import run_cnn, spec, write_spec
+from tests.cli.conftest import LONG_JOB_MAX_EPOCHS, run_cnn, spec, write_spec
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
@@ -139,7 +139,14 @@ def test_list_is_the_same_table_and_the_same_json(stack: LocalStack, finished: s
 def busy_worker(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A long job the only worker is running, so jobs submitted now stay queued."""
     path = write_spec(tmp_path_factory.mktemp("long"), spec("agree-long", epochs=3000))
-    job_id = run_cnn("train", "submit", str(path), "--redis-url", stack.redis_url).stdout.strip()
+    job_id = run_cnn(
+        "train",
+        "submit",
+        str(path),
+        "--redis-url",
+        stack.redis_url,
+        env={"CNN_MAX_EPOCHS": LONG_JOB_MAX_EPOCHS},
+    ).stdout.strip()
     wait_for_status(stack, job_id, "running")
     yield job_id
     if status_of(stack, job_id) != "cancelled":

@@ -83,6 +83,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CNN_DATA_DIR": str(root / "data"),
         "CNN_PROGRESS_INTERVAL": "0.2",
         "CNN_MAX_WATCHES": "3",
+        "CNN_MAX_EPOCHS": str(LONG_EPOCHS),
         "PYTHONUNBUFFERED": "1",
     }
     worker = ManagedProcess(

@@ -48,7 +48,9 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
     start_worker, job_queue: JobQueue, models_dir: Path
 ) -> None:
     worker = start_worker()
-    job_id = job_queue.submit(tiny_spec("digits-timeout", epochs=3000, timeout_s=3))
+    job_id = job_queue.submit(
+        tiny_spec("digits-timeout", epochs=1000, timeout_s=3)
+    )  # CNN_MAX_EPOCHS
     info = wait_until_ended(job_queue, job_id, 60)
 
     assert info.status is JobStatus.FAILED
