@@ -27,6 +27,7 @@ from server.decoding import PixelWorkers
 from server.inference import InferenceService
 from server.interceptors import ServiceInterceptor
 from server.model import ServedModel, load_version
+from server.rate_limit import RateLimiter
 from server.registry import ModelRegistry
 from server.settings import Settings
 from server.watcher import Loader, RepositoryWatcher
@@ -174,6 +175,7 @@ def _add_training(
         max_watches=settings.max_watches,
         watch_interval_s=settings.watch_interval_s,
         draining=server.draining,
+        submit_limiter=RateLimiter(settings.submit_rate_per_min, settings.submit_burst),
     )
     training_pb2_grpc.add_TrainingServicer_to_server(servicer, grpc_server)
 

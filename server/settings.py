@@ -100,6 +100,15 @@ class Settings(QueueSettings):
     watch_interval_s: float = Field(
         0.2, gt=0.0, le=10.0, description="How often Training.Watch polls a job's state, s."
     )
+    submit_rate_per_min: float = Field(
+        30.0,
+        ge=0.0,
+        description="Training.Submit calls per minute one caller (client host) may make on "
+        "average; beyond it RESOURCE_EXHAUSTED. 0 = no limit.",
+    )
+    submit_burst: int = Field(
+        10, ge=1, description="Training.Submit calls one caller may make at once."
+    )
     auth_token: str | None = Field(
         None,
         description="Bearer token required in `authorization` metadata; unset = no auth.",

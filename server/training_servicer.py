@@ -30,6 +30,7 @@ from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
 from server import training_codec as codec
 from server.errors import LimitExceeded, Unavailable, map_errors, map_stream_errors
+from server.rate_limit import RateLimiter, caller_of
 
 T = TypeVar("T")
 
@@ -48,6 +49,7 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         draining: true once the server shuts down; open Watch streams then end (UNAVAILABLE).
         watch_grace_s: how long a Watch rides out Redis being unreachable (or the job hash
             missing after a Redis restart) before it gives up.
+        submit_limiter: Submit calls per caller (default: no limit).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         watch_interval_s: float = 0.2,
         draining: Callable[[], bool] = lambda: False,
         watch_grace_s: float = 15.0,
+        submit_limiter: RateLimiter | None = None,
     ) -> None:
         self._queue = queue
         self._blocking = blocking
@@ -67,6 +70,7 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         self._interval = watch_interval_s
         self._draining = draining
         self._grace = watch_grace_s
+        self._submits = submit_limiter or RateLimiter(0, 1)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` in the blocking pool; `jobs` errors propagate as they are."""
@@ -82,6 +86,13 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitResponse:
         context.set_trailing_metadata(NO_CLIENT_RETRY)
+        wait_s = self._submits.acquire(caller_of(context.peer()))
+        if wait_s > 0:
+            raise LimitExceeded(
+                f"too many submits from this client: at most {self._submits.burst} at once and "
+                f"{self._submits.per_minute:g} per minute (CNN_SUBMIT_BURST, "
+                f"CNN_SUBMIT_RATE_PER_MIN); retry in {wait_s:.0f} s"
+            )
         spec_json = codec.spec_json(request.spec_json)
         return pb.SubmitResponse(job_id=await self._call(self._queue.submit, spec_json))
 

@@ -103,6 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             "CNN_SHUTDOWN_GRACE_S": "2",
             "PYTHONUNBUFFERED": "1",
             "CNN_MAX_EPOCHS": LONG_JOB_MAX_EPOCHS,
+            "CNN_SUBMIT_RATE_PER_MIN": "0",  # the whole CLI suite submits from one host
         },
     )
     with local:

@@ -84,6 +84,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CNN_PROGRESS_INTERVAL": "0.2",
         "CNN_MAX_WATCHES": "3",
         "CNN_MAX_EPOCHS": str(LONG_EPOCHS),
+        "CNN_SUBMIT_RATE_PER_MIN": "0",  # the module submits more than a burst from one host
         "PYTHONUNBUFFERED": "1",
     }
     worker = ManagedProcess(

@@ -48,7 +48,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     models.mkdir()
     redis_server = RedisServer(root / "redis").start()
     try:
-        env = {"CNN_REDIS_URL": redis_server.url, "CNN_MAX_QUEUED_JOBS": "5"}
+        env = {
+            "CNN_REDIS_URL": redis_server.url,
+            "CNN_MAX_QUEUED_JOBS": "5",
+            "CNN_SUBMIT_RATE_PER_MIN": "0",  # hundreds of submits from one client, on purpose
+        }
         process = start_server(root / "server", models, env)
         try:
             yield process
