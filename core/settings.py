@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 from pydantic.fields import FieldInfo
@@ -30,10 +29,9 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-ENV_PREFIX = "CNN_"
+from core.redaction import redact_url
 
-#: Query parameters that carry credentials in connection URLs (redis-py accepts ``?password=``).
-_SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pass", "token", "secret"})
+ENV_PREFIX = "CNN_"
 
 # The environment `ServiceSettings.from_env` reads when the caller passes one explicitly (tests,
 # the CLI building settings from parsed options); unset means `os.environ`.
@@ -148,33 +146,6 @@ def _shown(field: FieldInfo, value: Any, *, keep_none: bool = False) -> Any:
     if isinstance(value, str) and "://" in value:
         return redact_url(value)
     return value if keep_none else repr(value)
-
-
-def redact_url(url: str) -> str:
-    """`url` with every password replaced by ``***``: in the user part and in the query.
-
-    ``redis://app:s3cret@redis:6379/0?password=x`` -> ``redis://app:***@redis:6379/0?password=***``.
-    A URL that cannot be parsed is reduced to its scheme, so nothing secret leaks through it.
-    """
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc
-        if parts.password is not None:
-            user = parts.username or ""
-            netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
-        query = parts.query
-        if query:
-            pairs = parse_qsl(query, keep_blank_values=True)
-            if any(key.lower() in _SECRET_QUERY_KEYS for key, _ in pairs):
-                masked = [
-                    (key, "***" if key.lower() in _SECRET_QUERY_KEYS else value)
-                    for key, value in pairs
-                ]
-                query = urlencode(masked, safe="*")
-        return urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        scheme = url.partition("://")[0]
-        return f"{scheme}://***" if scheme and scheme != url else "***"
 
 
 def settings_table(settings_cls: type[ServiceSettings]) -> str:

@@ -17,12 +17,12 @@ Runs in one background thread. Each scan:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.redaction import hide_paths
 from server.model import ServedModel
 from server.registry import LOADING, UNAVAILABLE, ModelRegistry
 
@@ -48,22 +48,6 @@ def fingerprint(directory: Path) -> Fingerprint:
             continue
         stamps.append((entry.name, stat.st_size, stat.st_mtime_ns))
     return tuple(stamps)
-
-
-# An absolute path inside a message: "/" starting a word, up to a blank, quote or separator.
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/[^\s'\"`:,;()\[\]{}<>]+")
-
-
-def hide_paths(message: str, root: Path) -> str:
-    """`message` without server paths, for clients: paths inside the repository `root` become
-    relative to it ("digits/3/model.json": model, version, file), any other absolute path is
-    cut to its last component. The server log keeps the full message.
-    """
-    prefixes = {str(root), str(root.absolute()), str(root.resolve())}
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        if prefix not in ("", ".", "/"):
-            message = message.replace(prefix.rstrip("/") + "/", "")
-    return _ABSOLUTE_PATH.sub(lambda match: Path(match.group()).name or "/", message)
 
 
 class RepositoryWatcher:
@@ -182,7 +166,7 @@ class RepositoryWatcher:
             # makes the next scan try again.
             self._failed[(name, version)] = before
             # Clients see the reason (RepositoryIndex, GetModel...): no server paths in it.
-            reason = f"failed to load: {type(exc).__name__}: {hide_paths(str(exc), self.root)}"
+            reason = f"failed to load: {type(exc).__name__}: {hide_paths(str(exc), [self.root])}"
             self._registry.set_state(name, version, UNAVAILABLE, reason)
             log.error(
                 "model %s version %d failed to load from %s: %s: %s; skipping it",

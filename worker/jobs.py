@@ -21,6 +21,7 @@ from typing import Any
 from rq import get_current_job
 from rq.job import Job
 
+from core.redaction import hide_paths
 from jobs import meta as job_meta
 from jobs.spec import InvalidSpec, parse_spec
 from worker.progress import JobMetaWriter, ProgressReporter
@@ -72,6 +73,9 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
             reason = "invalid training spec: " + "; ".join(exc.errors)
         else:
             reason = failure_reason(type(exc), exc)
+        # Callers read the reason (Training.Get, cnn train status): data and model paths
+        # relative to their volumes, no other server path; the worker's log keeps them all.
+        reason = hide_paths(reason, [settings.data_dir, settings.models_dir])
         writer.update(job_meta.failure_update(reason, final=True))
         raise
     timings = dict(outcome.timings)

@@ -65,13 +65,14 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
 
 
 def test_a_crashing_job_fails_with_its_reason_and_the_worker_carries_on(
-    start_worker, job_queue: JobQueue, models_dir: Path
+    start_worker, job_queue: JobQueue, models_dir: Path, tmp_path: Path
 ) -> None:
     worker = start_worker()
     bad = job_queue.submit(tiny_spec("digits-crash", dataset={"name": "npz", "path": "nope.npz"}))
     info = wait_until_ended(job_queue, bad, 60)
     assert info.status is JobStatus.FAILED and info.attempts == 1
     assert info.error and "nope.npz" in info.error and "\n" not in info.error
+    assert str(tmp_path) not in info.error  # callers see no server paths (the data dir's)
     assert list(job_queue.follow(bad))[-1].error == info.error
 
     good = wait_until_ended(job_queue, job_queue.submit(tiny_spec("digits-after-crash")), 120)
