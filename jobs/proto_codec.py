@@ -90,20 +90,7 @@ def encode_epoch(snapshot: EpochSnapshot) -> pb.Progress:
 
 def decode_epoch(message: pb.Progress) -> EpochSnapshot:
     """A `cnn.v1.Progress` from ``Job.epochs`` as a finished epoch."""
-    return EpochSnapshot(
-        epoch=message.epoch,
-        epochs=message.epochs,
-        step=message.step,
-        total_steps=message.total_steps,
-        at=message.updated_at,
-        loss=message.loss,
-        train_accuracy=message.train_accuracy,
-        val_accuracy=_optional(message, "val_accuracy"),
-        val_loss=_optional(message, "val_loss"),
-        lr=_optional(message, "lr"),
-        images_per_s=message.images_per_s,
-        eta_s=message.eta_s,
-    )
+    return EpochSnapshot.from_progress(decode_progress(message), at=message.updated_at)
 
 
 def decode_progress(message: pb.Progress) -> Progress:

@@ -68,6 +68,24 @@ class EpochSnapshot:
     images_per_s: float | None = None
     eta_s: float | None = None
 
+    @classmethod
+    def from_progress(cls, progress: Progress, at: float) -> EpochSnapshot:
+        """The snapshot of an epoch that ended at `at` showing `progress`."""
+        return cls(
+            epoch=progress.epoch,
+            epochs=progress.epochs,
+            step=progress.step,
+            total_steps=progress.total_steps,
+            at=at,
+            loss=progress.loss,
+            train_accuracy=progress.train_accuracy,
+            val_accuracy=progress.val_accuracy,
+            val_loss=progress.val_loss,
+            lr=progress.lr,
+            images_per_s=progress.images_per_s,
+            eta_s=progress.eta_s,
+        )
+
     def as_progress(self) -> Progress:
         """The progress report the job showed when this epoch ended."""
         return Progress(
