@@ -17,6 +17,7 @@ from cnn_cli.stack import wait_until_serving
 from tests.integration import clients
 from tests.integration.conftest import TrainedModel, unique
 from tests.integration.stack import ControlUnavailable, Stack
+from tests.support.limits import COLD_START_LIMIT_S
 
 pytestmark = pytest.mark.integration
 
@@ -92,11 +93,11 @@ def test_server_restart_reloads_the_models(stack: Stack, digits_model: TrainedMo
         stack.restart_server()
     except ControlUnavailable as exc:
         pytest.skip(str(exc))
-    wait_until_serving(stack.grpc_address, timeout=120)
+    wait_until_serving(stack.grpc_address, timeout=COLD_START_LIMIT_S)
 
     with clients.OwnApi(stack.grpc_address) as api:
         for name, versions in before.items():
-            api.wait_for_model(name, max(versions), timeout=30)
+            api.wait_for_model(name, max(versions))
         version, predicted_after = api.classify(digits_model.name, images)
     assert version == digits_model.version
     np.testing.assert_array_equal(predicted_after, predicted_before)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.processes import ManagedProcess, python_module
 from tests.worker.helpers import REPO_ROOT
 
@@ -37,7 +38,7 @@ def warm_numba_cache() -> str:
         env={**os.environ, "NUMBA_CACHE_DIR": cache},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=COLD_START_LIMIT_S,  # a cold compile on a fresh clone
     )
     if done.returncode != 0:
         pytest.fail(f"python -m worker.warmup failed:\n{done.stderr[-4000:]}")
@@ -82,7 +83,8 @@ def start_worker(
             cwd=REPO_ROOT,
         )
         started.append(proc.start())
-        proc.wait_for_log(r"\*\*\* Listening on", timeout=120)
+        # With CNN_WARMUP=block the worker compiles the kernels before it listens.
+        proc.wait_for_log(r"\*\*\* Listening on", timeout=COLD_START_LIMIT_S)
         return proc
 
     try:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.repository import ModelRepository
+from tests.support.limits import EVENT_LIMIT_S
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
 from tests.worker.helpers import run_cli, tiny_spec
@@ -18,6 +19,8 @@ pytestmark = pytest.mark.integration
 
 #: ~1230 steps (a few seconds) with a checkpoint every 10 steps: long enough to hit mid-run.
 LONG = {"epochs": 30, "checkpoint_every": 10}
+#: Waits for a job's progress or end (tiny specs on a warm compile cache; guards hangs only).
+JOB_LIMIT_S = 300.0
 
 
 def _progress_step(job_id: str) -> int:
@@ -36,7 +39,7 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
 ) -> None:
     worker = start_worker()
     job_id = client.submit(tiny_spec("digits-timeout", epochs=3000, timeout_s=3))
-    info = client.poll(job_id, timeout=60)
+    info = client.poll(job_id, timeout=JOB_LIMIT_S)
 
     assert info.status == "failed"
     assert info.error is not None and info.error.startswith("timed out")
@@ -61,13 +64,13 @@ def test_a_crashing_job_fails_with_its_reason_and_the_worker_carries_on(
 ) -> None:
     worker = start_worker()
     bad = client.submit(tiny_spec("digits-crash", dataset={"name": "npz", "path": "nope.npz"}))
-    info = client.poll(bad, timeout=60)
+    info = client.poll(bad, timeout=JOB_LIMIT_S)
     assert info.status == "failed" and info.attempts == 1
     assert info.error and "nope.npz" in info.error and "\n" not in info.error
     watched = run_cli(client_env, "train", "watch", bad)
     assert watched.returncode == 1 and "nope.npz" in watched.stdout + watched.stderr
 
-    good = client.poll(client.submit(tiny_spec("digits-after-crash")), timeout=120)
+    good = client.poll(client.submit(tiny_spec("digits-after-crash")), timeout=JOB_LIMIT_S)
     assert good.status == "finished"
     assert worker.poll() is None
 
@@ -77,7 +80,7 @@ def test_cancel_running_job_stops_it_without_publishing(
 ) -> None:
     worker = start_worker()
     job_id = client.submit(tiny_spec("digits-cancel", **LONG))
-    wait_for(lambda: _progress_step(job_id) >= 5, timeout=60, what="training progress")
+    wait_for(lambda: _progress_step(job_id) >= 5, timeout=JOB_LIMIT_S, what="training progress")
 
     assert client.cancel(job_id) == "stopped"
     info = client.status(job_id)
@@ -85,7 +88,7 @@ def test_cancel_running_job_stops_it_without_publishing(
     assert _only_versions(models_dir, "digits-cancel") == []
     wait_for(
         lambda: not (models_dir / ".checkpoints" / job_id).exists(),
-        timeout=10,
+        timeout=EVENT_LIMIT_S,
         what="checkpoint removal",
     )
     assert worker.poll() is None
@@ -109,14 +112,14 @@ def test_sigkilled_work_horse_is_requeued_and_resumes_from_its_checkpoint(
             (models_dir / ".checkpoints" / job_id / "checkpoint.json").exists()
             and _progress_step(job_id) >= 25
         ),
-        timeout=60,
+        timeout=JOB_LIMIT_S,
         what="a checkpoint",
     )
     horse = client.status(job_id).worker
     assert horse is not None
     os.kill(horse["pid"], signal.SIGKILL)
 
-    info = client.poll(job_id, timeout=120)
+    info = client.poll(job_id, timeout=JOB_LIMIT_S)
     assert info.status == "finished"
     assert info.attempts == 2
     assert "work horse died (signal 9 (SIGKILL))" in info.previous_errors[0]
@@ -135,16 +138,16 @@ def test_sigkilled_worker_job_is_requeued_by_another_worker_and_resumes(
             (models_dir / ".checkpoints" / job_id / "checkpoint.json").exists()
             and _progress_step(job_id) >= 25
         ),
-        timeout=60,
+        timeout=JOB_LIMIT_S,
         what="a checkpoint",
     )
     horse_pid = client.status(job_id).worker["pid"]  # type: ignore[index]
     start_worker("rescuer")
 
     first.signal_group(signal.SIGKILL)  # the worker; its horse is in its own process group
-    wait_for(lambda: not _alive(horse_pid), timeout=5, what="the orphaned horse to die")
+    wait_for(lambda: not _alive(horse_pid), timeout=EVENT_LIMIT_S, what="the orphaned horse to die")
 
-    info = client.poll(job_id, timeout=120)
+    info = client.poll(job_id, timeout=JOB_LIMIT_S)
     assert info.status == "finished"
     assert info.attempts == 2
     assert info.previous_errors and info.previous_errors[0].startswith("abandoned")
@@ -158,16 +161,16 @@ def test_worker_reconnects_after_redis_restarts_mid_job(
 ) -> None:
     worker = start_worker()
     job_id = client.submit(tiny_spec("digits-redis", **LONG))
-    wait_for(lambda: _progress_step(job_id) >= 5, timeout=60, what="training progress")
+    wait_for(lambda: _progress_step(job_id) >= 5, timeout=JOB_LIMIT_S, what="training progress")
 
     redis_server.restart(down_for=2.0)  # no persistence: every key is gone
 
     repo = ModelRepository(models_dir)
-    wait_for(lambda: repo.versions("digits-redis") == [1], timeout=120, what="version 1")
-    info = client.poll(job_id, timeout=30)  # the horse wrote the job back
+    wait_for(lambda: repo.versions("digits-redis") == [1], timeout=JOB_LIMIT_S, what="version 1")
+    info = client.poll(job_id, timeout=EVENT_LIMIT_S)  # the horse wrote the job back
     assert info.status == "finished" and info.result and info.result["version"] == 1
 
-    after = client.poll(client.submit(tiny_spec("digits-redis")), timeout=120)
+    after = client.poll(client.submit(tiny_spec("digits-redis")), timeout=JOB_LIMIT_S)
     assert after.status == "finished" and after.result and after.result["version"] == 2
     assert worker.poll() is None
 

@@ -1,43 +1,79 @@
-"""Start-up overhead of a job: cold vs warm Numba compile cache (numbers printed with -s)."""
+"""Start-up of a job: the Numba compile cache. A job on a warm cache (filled by an earlier job,
+or by the worker's warm-up before it took any job) compiles nothing: it adds no cache entry
+and rewrites none. The start-up times are printed with -s; speed is not asserted here."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from tests.support.limits import COLD_START_LIMIT_S, COLD_START_TEST_TIMEOUT_S
 from tests.worker.helpers import tiny_spec
 from worker import client
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Each test starts on an empty compile cache: a cold compile (minutes on a loaded machine).
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.timeout(COLD_START_TEST_TIMEOUT_S),
+]
+
+#: A tiny job once its kernels are compiled (guards hangs only).
+JOB_LIMIT_S = 300.0
 
 
-def test_warm_compile_cache_makes_the_first_step_fast(
+def _cache_entries(cache: Path) -> dict[str, tuple[int, int]]:
+    """Every file of a Numba cache with its (mtime in ns, size): a compile adds or rewrites
+    index (.nbi) and data (.nbc) files, a load from the cache only reads them."""
+    return {
+        str(path.relative_to(cache)): (path.stat().st_mtime_ns, path.stat().st_size)
+        for path in cache.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_a_job_on_a_warm_compile_cache_compiles_nothing(
     start_worker, client_env: dict[str, str], tmp_path: Path
 ) -> None:
     cold_cache = tmp_path / "numba-cache"
     start_worker("cold", NUMBA_CACHE_DIR=str(cold_cache), CNN_WARMUP="off")
     spec = tiny_spec("digits-startup")
 
-    cold = client.poll(client.submit(spec), timeout=300)  # compiles, fills the cache
-    warm = client.poll(client.submit(spec), timeout=300)  # a new horse, same cache
+    cold = client.poll(client.submit(spec), timeout=COLD_START_LIMIT_S)  # compiles, fills
+    assert cold.status == "finished"
+    assert any(cold_cache.rglob("*.nbi")), "kernels were not cached"
+    filled = _cache_entries(cold_cache)
+    warm = client.poll(client.submit(spec), timeout=JOB_LIMIT_S)  # a new horse, same cache
 
-    assert cold.status == warm.status == "finished"
+    assert warm.status == "finished"
+    assert _cache_entries(cold_cache) == filled
     cold_s = cold.timings["startup_to_first_step_s"]  # type: ignore[index]
     warm_s = warm.timings["startup_to_first_step_s"]  # type: ignore[index]
     print(f"\njob start-up to first step: cold cache {cold_s:.2f} s, warm cache {warm_s:.2f} s")
-    assert any(cold_cache.rglob("*.nbi")), "kernels were not cached"
-    assert warm_s < cold_s / 2
 
 
 def test_worker_warms_the_cache_before_taking_jobs(
     start_worker, client_env: dict[str, str], tmp_path: Path
 ) -> None:
     cache = tmp_path / "numba-cache"
-    worker = start_worker("warm", NUMBA_CACHE_DIR=str(cache), CNN_WARMUP="block")
-    match = worker.wait_for_log(r"warm-up finished in ([0-9.]+) s")
-    info = client.poll(client.submit(tiny_spec("digits-warm")), timeout=300)
+    worker = start_worker(
+        "warm",
+        NUMBA_CACHE_DIR=str(cache),
+        CNN_WARMUP="block",
+        CNN_WARMUP_TIMEOUT=str(COLD_START_LIMIT_S),
+    )
+    log = worker.log_text()  # start_worker returned once the worker listens for jobs
+    warmed = re.search(r"warm-up finished in ([0-9.]+) s", log)
+    assert warmed, log
+    assert warmed.start() < log.index("*** Listening on")
+    filled = _cache_entries(cache)
+    assert filled, "the warm-up cached nothing"
+
+    info = client.poll(client.submit(tiny_spec("digits-warm")), timeout=JOB_LIMIT_S)
+
     assert info.status == "finished"
+    assert _cache_entries(cache) == filled  # the job found every kernel in the cache
     startup = info.timings["startup_to_first_step_s"]  # type: ignore[index]
-    print(f"\nwarm-up {match.group(1)} s at worker start; job start-up {startup:.2f} s")
-    assert startup < float(match.group(1)) / 2  # the compile time was paid before the job
+    print(f"\nwarm-up {warmed.group(1)} s at worker start; job start-up {startup:.2f} s")
