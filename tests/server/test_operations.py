@@ -168,12 +168,17 @@ def _forward_passes(server: ServerProcess) -> tuple[int, int]:
 
 
 def _refuses_new_rpcs(server: ServerProcess) -> bool:
+    """True once a new RPC is refused (UNAVAILABLE). One that arrives just as the server stops
+    accepting RPCs may be CANCELLED instead (gRPC cancels calls not yet handed to a handler):
+    not conclusive, the next one tells."""
     with server.channel() as channel:
         try:
             pb_grpc.ClassifierStub(channel).ListModels(pb.ListModelsRequest(), timeout=LIMIT_S)
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 return True
+            if exc.code() == grpc.StatusCode.CANCELLED:
+                return False
             raise
     return False
 
