@@ -126,6 +126,8 @@ class Batcher:
         observe: called after each batch with (rows, requests, seconds of `run`).
         inline_max_s: passes expected to take less than this run on the loop thread (0: never).
         seconds_per_row: initial estimate of the forward cost (refined after every pass).
+        clock: seconds for the waits under load (`max_queue_delay_s` and its pause); tests
+            pass a clock they move by hand.
     """
 
     def __init__(
@@ -140,6 +142,7 @@ class Batcher:
         observe: BatchObserver | None = None,
         inline_max_s: float = 0.001,
         seconds_per_row: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -152,13 +155,14 @@ class Batcher:
         self.inline_max_s = inline_max_s
         self._observe = observe
         self._row_s = seconds_per_row
+        self._clock = clock
         self._queue: collections.deque[_Item] = collections.deque()
         self._queued_rows = 0
         self._closed = False
         self._busy = False  # a forward pass of this batcher runs
         self._flush_scheduled = False
         self._hold_until: float | None = None  # waiting for more requests until then
-        self._last_arrival = 0.0  # perf_counter of the newest submission during a wait
+        self._last_arrival = 0.0  # clock() of the newest submission during a wait
         self._pause_s = max_queue_delay_s * _PAUSE
         self._last_requests = 1
         self.batches = 0
@@ -196,7 +200,7 @@ class Batcher:
             self._hold_until = None  # a full batch is waiting: go
             self._schedule_flush()
         else:
-            self._last_arrival = time.perf_counter()
+            self._last_arrival = self._clock()
         return Pending(items, self._loop)
 
     def close(self) -> None:
@@ -228,7 +232,7 @@ class Batcher:
         if not self._queue:
             self._hold_until = None
             return
-        now = time.perf_counter()
+        now = self._clock()
         if self._hold_until is not None:
             if now < self._hold_until and self._queued_rows < self.max_batch_size:
                 return  # still waiting: _check_hold flushes later
@@ -265,7 +269,7 @@ class Batcher:
         """
         if self._hold_until is None:
             return
-        now = time.perf_counter()
+        now = self._clock()
         if now < self._hold_until and now - self._last_arrival < self._pause_s:
             self._loop.call_soon(self._check_hold)
             return
@@ -331,12 +335,16 @@ class Batcher:
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """`run(x)` and its duration; the caller holds `COMPUTE_LOCK` (released here)."""
+        # The two debug lines let a test see that a pass is running (tests/server/).
+        log.debug("forward pass of %s started: %d rows", self.name, len(x))
         started = time.perf_counter()
         try:
             out = self._run(x)
         finally:
             COMPUTE_LOCK.release()
-        return out, time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        log.debug("forward pass of %s done: %d rows in %.3f s", self.name, len(x), seconds)
+        return out, seconds
 
     def _record(self, rows: int, requests: int, seconds: float) -> None:
         per_row = seconds / max(rows, 1)

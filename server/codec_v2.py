@@ -2,7 +2,8 @@
 
 The only module that knows how V2 messages carry tensors. Imported only by the server process
 (`server.v2_servicer`): its generated `inference.*` messages clash with tritonclient's copies
-in the default protobuf pool, so test processes must never import it.
+in the default protobuf pool, so a process that imports tritonclient must never import it (its
+tests run in a pytest process of their own, tests/server_v2codec).
 
 Model mapping: input "input" [-1, C, H, W] (UINT8 or FP32, pixel range), outputs
 "probabilities" FP32 [-1, K] and "label" INT64 [-1, 1] (argmax); Triton's classification extension

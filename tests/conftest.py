@@ -15,6 +15,20 @@ os.environ.setdefault(
     "NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".numba-cache")
 )
 
+#: Tests that import proto.inference, which cannot share a process with tritonclient: a run
+#: collects them only when they are named on its command line (scripts/test.sh runs them
+#: in a second pytest process).
+OWN_PROCESS_DIR = Path(__file__).resolve().parent / "server_v2codec"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path != OWN_PROCESS_DIR:
+        return None
+    named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+    if any(path == OWN_PROCESS_DIR or OWN_PROCESS_DIR in path.parents for path in named):
+        return None
+    return True
+
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:

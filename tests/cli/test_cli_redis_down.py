@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,9 +42,7 @@ def test_redis_stopped_classify_works_and_training_fails_with_one_line(
         assert classified.returncode == 0, classified.stderr
         assert json.loads(classified.stdout)["model"] == "digits"
 
-        started = time.monotonic()
         over_grpc = run_cnn("train", "list", "--address", address)
-        assert time.monotonic() - started < 10
         assert over_grpc.returncode != 0
         assert "Traceback" not in over_grpc.stderr
         (line,) = over_grpc.stderr.strip().splitlines()

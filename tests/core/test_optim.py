@@ -55,15 +55,32 @@ def test_adam_first_steps_by_hand():
     np.testing.assert_allclose(p.value, np.array([0.99, 1.01]) - step, rtol=1e-6)
 
 
-def test_adam_l2_vs_adamw_decoupled_decay():
-    a, b = _param([2.0], [0.0]), _param([2.0], [0.0])
-    Adam([a], lr=0.1, weight_decay=0.5).step()  # g' = 1.0 -> moves by lr
-    AdamW([b], lr=0.1, weight_decay=0.5).step()  # w *= 1 - 0.05; g = 0 -> no Adam move
-    np.testing.assert_allclose(a.value, [1.9], rtol=1e-6)
-    np.testing.assert_allclose(b.value, [1.9], rtol=1e-6)
-    b.grad[...] = 1.0
-    AdamW([b], lr=0.1, weight_decay=0.0).step()
-    np.testing.assert_allclose(b.value, [1.8], rtol=1e-6)
+def test_adam_weight_decay_is_l2_added_to_the_gradient():
+    p = _param([2.0], [1.0])
+    Adam([p], lr=0.1, weight_decay=0.5).step()
+    # g' = g + wd*w = 1 + 0.5*2 = 2; m = 0.1*2 = 0.2, v = 0.001*4 = 0.004;
+    # mhat = 0.2/(1-0.9) = 2, vhat = 0.004/(1-0.999) = 4; move = 0.1 * 2/sqrt(4) = 0.1:
+    # Adam's normalisation cancels the decay term -> w = 1.9
+    np.testing.assert_allclose(p.value, [1.9], rtol=1e-6)
+
+
+def test_adamw_decays_the_weight_apart_from_the_adam_step():
+    """Decoupled decay (Loshchilov & Hutter): w -= lr*wd*w, then the Adam step of the raw
+    gradient. The same case with L2 gives 1.9 after one step and ~1.80007 after two."""
+    p = _param([2.0], [1.0])
+    opt = AdamW([p], lr=0.1, weight_decay=0.5)
+    opt.step()
+    # decay: w = 2 * (1 - 0.1*0.5) = 1.9; m = 0.1*1 = 0.1, v = 0.001*1 = 0.001;
+    # mhat = 0.1/(1-0.9) = 1, vhat = 0.001/(1-0.999) = 1; move = 0.1 * 1/sqrt(1) -> w = 1.8
+    np.testing.assert_allclose(p.value, [1.8], rtol=1e-6)
+    opt.step()  # the same gradient, 1
+    # decay: w = 1.8 * 0.95 = 1.71; m = 0.9*0.1 + 0.1*1 = 0.19, mhat = 0.19/(1-0.81) = 1;
+    # v = 0.999*0.001 + 0.001*1 = 0.001999, vhat = 0.001999/(1-0.998001) = 1;
+    # move = 0.1 -> w = 1.61
+    np.testing.assert_allclose(p.value, [1.61], rtol=1e-6)
+    # With L2 instead: g' = 1 + 0.5*1.9 = 1.95; m = 0.9*0.2 + 0.1*1.95 = 0.375,
+    # v = 0.999*0.004 + 0.001*1.95**2 = 0.0077985; move = 0.1 * (0.375/0.19) /
+    # sqrt(0.0077985/0.001999) = 0.099926 -> w = 1.800074
 
 
 def test_step_uses_the_lr_argument():

@@ -20,6 +20,7 @@ import grpc
 import numpy as np
 
 from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc
+from tests.support.limits import COLD_START_LIMIT_S
 
 #: Small CNN on scikit-learn's 8x8 digits: a few seconds per epoch on one core.
 DIGITS_ARCHITECTURE: list[dict[str, Any]] = [
@@ -89,8 +90,9 @@ def job_status(job_id: str, redis_url: str) -> dict[str, Any]:
     return status
 
 
-def wait_for_workers(redis_url: str, count: int, timeout: float = 300.0) -> int:
-    """Wait until at least `count` RQ workers are registered; returns how many are."""
+def wait_for_workers(redis_url: str, count: int, timeout: float = COLD_START_LIMIT_S) -> int:
+    """Wait until at least `count` RQ workers are registered (after their compile-cache
+    warm-up); returns how many are."""
     import redis
     from rq import Worker
 
@@ -132,8 +134,9 @@ class OwnApi:
         reply = self._stub.ListModels(classifier_pb2.ListModelsRequest(), timeout=10)
         return {m.name: list(m.versions) for m in reply.models}
 
-    def wait_for_model(self, name: str, version: int, timeout: float = 60.0) -> None:
-        """Wait until the server has loaded `name` at `version` (it hot-loads new versions)."""
+    def wait_for_model(self, name: str, version: int, timeout: float = COLD_START_LIMIT_S) -> None:
+        """Wait until the server has loaded `name` at `version` (it hot-loads new versions;
+        the server's first model compiles the inference kernels when the cache is cold)."""
         deadline = time.monotonic() + timeout
         while True:
             try:

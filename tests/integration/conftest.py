@@ -12,6 +12,7 @@ import pytest
 from cnn_cli.stack import wait_until_serving
 from tests.integration import clients
 from tests.integration.stack import LocalProcesses, Stack, stack_from_env
+from tests.support.limits import COLD_START_LIMIT_S
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +20,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack under test: `CNN_IT_*` variables name a running one, else local processes."""
     stack = stack_from_env(tmp_path_factory.mktemp("stack"))
     try:
-        wait_until_serving(stack.grpc_address, timeout=120)
+        wait_until_serving(stack.grpc_address, timeout=COLD_START_LIMIT_S)
         yield stack
     finally:
         stack.close()

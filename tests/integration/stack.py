@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from cnn_cli.stack import LocalStack
+from tests.support.limits import COLD_START_LIMIT_S
 
 
 class ControlUnavailable(RuntimeError):
@@ -72,13 +73,15 @@ class LocalProcesses(Stack):
         self.logs_dir = self._stack.logs_dir
 
     def restart_server(self) -> None:
-        self._stack.restart_server()
+        # The restarted server loads and warms every model before it serves.
+        self._stack.restart_server(timeout=COLD_START_LIMIT_S)
 
     def scale_workers(self, count: int) -> None:
         while len(self._stack.workers) > count:
             self._stack.workers.pop().stop()
         while len(self._stack.workers) < count:
-            self._stack.add_worker().wait_for_log(r"cnn worker ready", timeout=300)
+            # A worker warms the compile cache before it is ready: a cold compile.
+            self._stack.add_worker().wait_for_log(r"cnn worker ready", timeout=COLD_START_LIMIT_S)
 
     def logs(self) -> str:
         """Every process's log (printed when a test fails)."""
@@ -99,7 +102,7 @@ class ControlChannel:
     ``<id>.response``: the command's exit status on the first line, then its output.
     """
 
-    def __init__(self, directory: Path, timeout: float = 300.0) -> None:
+    def __init__(self, directory: Path, timeout: float = COLD_START_LIMIT_S) -> None:
         self.directory = directory
         self.timeout = timeout
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.support.limits import COLD_START_LIMIT_S, EVENT_LIMIT_S
 from tests.support.processes import ManagedProcess, python_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ class ServerProcess:
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.address)
 
-    def health(self, service: str = "", timeout: float = 2.0) -> int:
+    def health(self, service: str = "", timeout: float = EVENT_LIMIT_S) -> int:
         with self.channel() as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             return stub.Check(
@@ -50,9 +51,13 @@ def start_server(
     env: Mapping[str, str] | None = None,
     *,
     wait_serving: bool = True,
-    timeout: float = 90.0,
+    timeout: float = COLD_START_LIMIT_S,
 ) -> ServerProcess:
-    """Start a server on 127.0.0.1:0 serving `models_dir`; caller must `stop()` it."""
+    """Start a server on 127.0.0.1:0 serving `models_dir`; caller must `stop()` it.
+
+    The first scan loads and warms every model, which compiles the kernels when the Numba
+    cache is cold: hence a cold-start limit (it guards hangs only).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     full_env = {
         "CNN_MODELS_DIR": str(models_dir),

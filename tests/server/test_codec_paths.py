@@ -1,15 +1,13 @@
 """The codecs' fast per-request paths against their slow, obvious twins.
 
-`server.codec` and `server.images` are tested in-process. `server.codec_v2` is tested in a
-subprocess only: this process may import tritonclient, whose messages clash with ours
+`server.codec` and `server.images` here; `server.codec_v2` in tests/server_v2codec, a pytest
+process of its own: this one may import tritonclient, whose messages clash with ours
 (see test_v2_api.py).
 """
 
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from server import codec
 from server.errors import InvalidInput
 from server.images import check_pixels, check_pixels_reference
 from server.model import ServedModel
-from tests.server.serverproc import REPO_ROOT
 
 SPEC = InputSpec(1, 8, 8, "uint8", (0.0, 16.0))
 LIMITS = codec.Limits(max_images_per_request=256, max_image_side=4096)
@@ -243,111 +240,3 @@ def test_out_of_range_uint8_is_rejected_naming_the_field() -> None:
     request = pb.ClassifyRequest(images=[pb.Image(tensor=_tensor(x))])
     with pytest.raises(InvalidInput, match=r"^images\[0\]\.tensor has values in \[0, 17\]"):
         codec.decode_images(request, _model(), LIMITS)
-
-
-# --- codec_v2 (in a subprocess) ------------------------------------------------------------
-
-_V2_CHECKS = r"""
-import math
-import numpy as np
-from proto.inference import grpc_service_pb2 as pb
-from server import codec_v2
-from server.codec import Limits
-from server.errors import InvalidInput
-from server.model import ServedModel
-from core.artifacts import InputSpec
-from core.datasets import Normalisation
-
-LIMITS = Limits(max_images_per_request=256, max_image_side=4096)
-MODEL = ServedModel(name="m", version=2, spec=InputSpec(1, 8, 8, "uint8", (0.0, 200.0)),
-                    normalisation=Normalisation(mean=[0.0], std=[1.0]),
-                    class_names=tuple(f"c{i}" for i in range(10)), meta={},
-                    network=None, batcher=None)
-
-def request(datatype, n=1, values=None, raw=None):
-    req = pb.ModelInferRequest()
-    t = req.inputs.add(name="input", datatype=datatype, shape=[n, 1, 8, 8])
-    if raw is not None:
-        req.raw_input_contents.append(raw)
-    else:
-        field = "uint_contents" if datatype == "UINT8" else "fp32_contents"
-        getattr(t.contents, field).extend(values)
-    return req
-
-def error(req):
-    try:
-        codec_v2.decode_inputs(req, MODEL, LIMITS)
-    except InvalidInput as exc:
-        return str(exc)
-    raise AssertionError("accepted")
-
-rng = np.random.default_rng(0)
-for n in (1, 3, 100):
-    for hi in (127, 200):  # all one-byte varints, then some two-byte ones
-        u8 = rng.integers(0, hi + 1, size=(n, 1, 8, 8)).astype(np.uint8)
-        f32 = (u8 / 2).astype(np.float32)
-        for req, want in [
-            (request("UINT8", n, values=u8.ravel().tolist()), u8),
-            (request("UINT8", n, raw=u8.tobytes()), u8),
-            (request("FP32", n, values=f32.ravel().tolist()), f32),
-            (request("FP32", n, raw=f32.tobytes()), f32),
-        ]:
-            got = codec_v2.decode_inputs(req, MODEL, LIMITS)
-            assert got.dtype == np.float32 and got.shape == (n, 1, 8, 8)
-            assert np.array_equal(got, want.astype(np.float32))
-
-odd = request("FP32", values=[1.0] * 64)
-odd.inputs[0].contents.MergeFromString(b"\xa8\x06\x01")  # an unknown field: slow path
-assert np.array_equal(codec_v2.decode_inputs(odd, MODEL, LIMITS), np.ones((1, 1, 8, 8)))
-
-prefix = "inputs[0] ('input')"
-values = [0] * 64
-values[5], values[9] = 300, 256
-assert error(request("UINT8", values=values)) == (
-    f"{prefix}.contents.uint_contents has value 300 > 255 (UINT8)")
-values = [0.0] * 64
-values[9] = math.nan
-assert error(request("FP32", values=values)) == (
-    "inputs[0] (values) contains NaN or infinity (first at flat element 9); "
-    "pixel values must be finite")
-values[9] = 200.5
-assert error(request("FP32", values=values)).startswith("inputs[0] (values) has values in [0, ")
-both = request("FP32", values=[0.0] * 64)
-both.inputs[0].contents.int64_contents.append(1)
-assert error(both) == (
-    f"{prefix}.contents.int64_contents is set; datatype FP32 uses contents.fp32_contents")
-wrong = request("FP32", values=[])
-wrong.inputs[0].contents.uint_contents.extend([1] * 64)
-assert error(wrong) == (
-    f"{prefix}.contents.uint_contents is set; datatype FP32 uses contents.fp32_contents")
-
-req = pb.ModelInferRequest()
-req.outputs.add(name="label")
-out = req.outputs.add(name="probabilities")
-out.parameters["classification"].int64_param = 30
-out.parameters["binary_data"].bool_param = True
-before = req.SerializeToString()
-got = codec_v2.requested_outputs(req, MODEL)
-assert [(o.name, o.classification) for o in got] == [("label", 0), ("probabilities", 10)]
-assert req.SerializeToString() == before  # looking the parameter up did not add one
-assert [o.name for o in codec_v2.requested_outputs(pb.ModelInferRequest(), MODEL)] == [
-    "probabilities", "label"]
-
-p = rng.integers(0, 4, size=(3, 10)).astype(np.float32) / 4
-p[1, 4] = math.nan
-response = codec_v2.encode_infer_response(req, MODEL, p, [codec_v2.RequestedOutput("p", 4)])
-order = np.argsort(-p, axis=1, kind="stable")[:, :4]
-strings = [f"{p[r, c]:f}:{c}:c{c}".encode() for r in range(3) for c in order[r]]
-want = b"".join(len(s).to_bytes(4, "little") + s for s in strings)
-assert list(response.outputs[0].shape) == [3, 4]
-assert response.raw_output_contents[0] == want
-print("ok")
-"""
-
-
-def test_codec_v2_fast_paths_match_the_obvious_computation() -> None:
-    """Typed and raw contents, their errors, output requests and classification strings."""
-    out = subprocess.run(
-        [sys.executable, "-c", _V2_CHECKS], cwd=REPO_ROOT, capture_output=True, text=True
-    )
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

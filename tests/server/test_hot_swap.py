@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -16,7 +15,10 @@ from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from tests.server.models import TrainedArtifact, local_probabilities, publish_broken, publish_copy
 from tests.server.serverproc import REPO_ROOT
+from tests.support.limits import EVENT_LIMIT_S
 from tests.support.polling import wait_for
+
+LIMIT_S = EVENT_LIMIT_S  # guards hangs only: the watcher polls every 0.2 s
 
 
 def _classify(address: str, x: np.ndarray, version: int = 0) -> pb.ClassifyResponse:
@@ -28,7 +30,7 @@ def _classify(address: str, x: np.ndarray, version: int = 0) -> pb.ClassifyRespo
                 batch=pb.Tensor(dtype=pb.DATA_TYPE_UINT8, shape=list(x.shape), data=x.tobytes()),
                 top_k=10,
             ),
-            timeout=10,
+            timeout=LIMIT_S,
         )
 
 
@@ -39,7 +41,43 @@ def _probs(response: pb.ClassifyResponse) -> np.ndarray:
     return out
 
 
-def test_publishing_under_load_fails_nothing_and_serves_new_version_within_2s(
+class LoadClients:
+    """`python -m tests.server.load_client` processes against one server, and their reports."""
+
+    def __init__(self, address: str, workdir: Path, count: int) -> None:
+        self._stop_file = workdir / "stop-load"
+        self._reports = [workdir / f"client{i}.json" for i in range(count)]
+        client = [sys.executable, "-m", "tests.server.load_client", address]
+        self._procs = [
+            subprocess.Popen([*client, str(report), str(self._stop_file)], cwd=REPO_ROOT)
+            for report in self._reports
+        ]
+
+    def reports(self) -> list[dict]:
+        """Each client's latest report ({} before its first); fails if a client exited early."""
+        for proc in self._procs:
+            if proc.poll() is not None and not self._stop_file.exists():
+                raise AssertionError(f"a load client exited early with status {proc.returncode}")
+        return [json.loads(r.read_text()) if r.exists() else {} for r in self._reports]
+
+    def all_answered_by(self, version: int, answers: int) -> bool:
+        return all(r.get("answers", {}).get(str(version), 0) >= answers for r in self.reports())
+
+    def stop(self) -> list[dict]:
+        """Stop the clients; returns their final reports."""
+        self._stop_file.touch()
+        for proc in self._procs:
+            assert proc.wait(timeout=LIMIT_S) == 0
+        return self.reports()
+
+    def kill(self) -> None:
+        for proc in self._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_publishing_under_load_fails_nothing_and_the_new_version_takes_over(
     tmp_path: Path,
     server_factory,  # type: ignore[no-untyped-def]
     digits_artifact: TrainedArtifact,
@@ -48,40 +86,18 @@ def test_publishing_under_load_fails_nothing_and_serves_new_version_within_2s(
     root = tmp_path / "models"
     publish_copy(root, "digits", digits_artifact.path)
     server = server_factory(root)
-    clients = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.server.load_client",
-                server.address,
-                str(tmp_path / f"client{i}.json"),
-                "--duration",
-                "7",
-                "--threads",
-                "2",
-            ],
-            cwd=REPO_ROOT,
-        )
-        for i in range(3)
-    ]
+    clients = LoadClients(server.address, tmp_path, count=3)
     try:
-        time.sleep(2.5)  # steady load on version 1
-        published_at = time.time()
+        wait_for(lambda: clients.all_answered_by(1, 20), LIMIT_S, what="steady load on version 1")
         assert publish_copy(root, "digits", digits_artifact_v2.path) == 2
-        for proc in clients:
-            assert proc.wait(timeout=60) == 0
+        wait_for(lambda: clients.all_answered_by(2, 20), LIMIT_S, what="load on version 2")
+        results = clients.stop()
     finally:
-        for proc in clients:
-            if proc.poll() is None:
-                proc.kill()
-    results = [json.loads((tmp_path / f"client{i}.json").read_text()) for i in range(3)]
+        clients.kill()
     for result in results:
+        assert result["done"]
         assert result["failed"] == 0, result["failures"]
-        assert result["ok"] > 50
-        assert "1" in result["first_seen"]
-        assert "2" in result["first_seen"], result
-        assert result["first_seen"]["2"] - published_at <= 2.0, result
+        assert set(result["answers"]) == {"1", "2"}, result
     x = digits_artifact.data.x_test[:16]
     latest = _classify(server.address, x)
     assert latest.version == 2
@@ -111,7 +127,11 @@ def test_broken_version_is_skipped_and_previous_keeps_serving(
                 m["version"]: m for m in client.get_model_repository_index(as_json=True)["models"]
             }
 
-        wait_for(lambda: index().get("2", {}).get("state") == "UNAVAILABLE", 10, what="v2 failure")
+        wait_for(
+            lambda: index().get("2", {}).get("state") == "UNAVAILABLE",
+            LIMIT_S,
+            what="v2 failure",
+        )
         assert "sha256" in index()["2"]["reason"]
         assert not client.is_model_ready("digits", "2")
         x = digits_artifact.data.x_test[:4]
@@ -119,7 +139,7 @@ def test_broken_version_is_skipped_and_previous_keeps_serving(
         with grpc.insecure_channel(server.address) as channel:
             try:
                 pb_grpc.ClassifierStub(channel).GetModel(
-                    pb.GetModelRequest(model="digits", version=2), timeout=5
+                    pb.GetModelRequest(model="digits", version=2), timeout=LIMIT_S
                 )
             except grpc.RpcError as exc:
                 assert exc.code() == grpc.StatusCode.NOT_FOUND
@@ -128,7 +148,7 @@ def test_broken_version_is_skipped_and_previous_keeps_serving(
                 raise AssertionError("GetModel of a broken version succeeded")
         # A good version published after the broken one is picked up.
         assert publish_copy(root, "digits", digits_artifact_v2.path) == 3
-        wait_for(lambda: client.is_model_ready("digits", "3"), 10, what="v3 ready")
+        wait_for(lambda: client.is_model_ready("digits", "3"), LIMIT_S, what="v3 ready")
         assert _classify(server.address, x).version == 3
     assert "failed to load" in server.process.log_text()
 
@@ -144,9 +164,9 @@ def test_server_starts_on_empty_repository_and_loads_models_published_later(
         assert client.is_server_ready()
         assert client.get_model_repository_index(as_json=True) == {}
         publish_copy(root, "digits", digits_artifact.path)
-        wait_for(lambda: client.is_model_ready("digits"), 10, what="digits ready")
+        wait_for(lambda: client.is_model_ready("digits"), LIMIT_S, what="digits ready")
         # Deleting the version directory unloads it.
         import shutil
 
         shutil.rmtree(root / "digits" / "1")
-        wait_for(lambda: not client.is_model_ready("digits"), 10, what="digits unloaded")
+        wait_for(lambda: not client.is_model_ready("digits"), LIMIT_S, what="digits unloaded")

@@ -15,18 +15,38 @@ import pytest
 from PIL import Image
 
 from core.artifacts import InputSpec
-from server.batcher import COMPUTE_LOCK, Batcher, BatcherClosed
+from server.batcher import COMPUTE_LOCK, Batcher, BatcherClosed, Pending
 from server.errors import DeadlineExceeded, InvalidInput, LimitExceeded, ModelNotFound
 from server.images import check_image_shape, check_pixels, decode_image
 from server.model import ServedModel
 from server.registry import ModelRegistry, parse_version
 from server.tensors import array_from_bytes, check_tensor_shape
+from tests.support.limits import EVENT_LIMIT_S
+from tests.support.polling import wait_for_on_loop
 
 SPEC = InputSpec(1, 8, 8, "uint8", (0.0, 16.0))
 
 
 # --- batcher ---------------------------------------------------------------------------------
 # The batcher lives on the server's event loop: each test runs one loop with asyncio.run.
+# Its waits under load read a ManualClock that only the test moves, so "not yet" and "now"
+# are decided by the test, never by how fast this machine is. Forward functions that must
+# stay busy wait on a threading.Event the test sets; LIMIT_S only guards against hangs.
+
+LIMIT_S = EVENT_LIMIT_S
+
+
+class ManualClock:
+    """A clock for `Batcher(clock=...)` that stands still until `advance` moves it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def _batcher(run, **kwargs) -> Batcher:  # type: ignore[no-untyped-def]
@@ -35,24 +55,29 @@ def _batcher(run, **kwargs) -> Batcher:  # type: ignore[no-untyped-def]
     return Batcher(run, loop=asyncio.get_running_loop(), name="m:1", **options)
 
 
-def _recording(calls: list[tuple[int, str]], seconds: float = 0.0):  # type: ignore[no-untyped-def]
+def _recording(calls: list[tuple[int, str]]):  # type: ignore[no-untyped-def]
     def run(x: np.ndarray) -> np.ndarray:
         calls.append((len(x), threading.current_thread().name))
-        if seconds:
-            time.sleep(seconds)
         return x * 2
 
     return run
+
+
+async def _let_the_loop_run() -> None:
+    """A few event-loop iterations: time for flushes and checks that are due to run. With a
+    ManualClock standing still, a batcher that is waiting keeps waiting however many run."""
+    for _ in range(10):
+        await asyncio.sleep(0)
 
 
 def test_lone_fast_request_runs_inline_without_waiting_for_the_queue_delay() -> None:
     calls: list[tuple[int, str]] = []
 
     async def scenario() -> None:
-        batcher = _batcher(_recording(calls), max_queue_delay_s=1.0)
-        started = time.perf_counter()
-        out = await batcher.submit(np.ones((1, 2))).result(5)
-        assert time.perf_counter() - started < 0.5
+        # The clock never moves: had the request waited for the queue delay, it would never
+        # be answered (and fail with DeadlineExceeded after LIMIT_S).
+        batcher = _batcher(_recording(calls), max_queue_delay_s=1.0, clock=ManualClock())
+        out = await batcher.submit(np.ones((1, 2))).result(LIMIT_S)
         np.testing.assert_array_equal(out, np.full((1, 2), 2.0))
         assert (batcher.batches, batcher.rows, batcher.batch_stats[1][0]) == (1, 1, 1)
 
@@ -66,7 +91,7 @@ def test_requests_of_one_loop_iteration_share_passes_and_get_their_own_rows() ->
     async def scenario() -> None:
         batcher = _batcher(_recording(calls), max_batch_size=16)
         pending = [batcher.submit(np.full((2, 3), float(i))) for i in range(40)]
-        results = await asyncio.gather(*(p.result(5) for p in pending))
+        results = await asyncio.gather(*(p.result(LIMIT_S) for p in pending))
         for i, out in enumerate(results):
             np.testing.assert_array_equal(out, np.full((2, 3), 2.0 * i))
 
@@ -81,7 +106,7 @@ def test_request_larger_than_max_batch_is_split_into_chunks() -> None:
     async def scenario() -> None:
         batcher = _batcher(_recording(calls), max_batch_size=4)
         x = np.arange(10.0).reshape(10, 1)
-        np.testing.assert_array_equal(await batcher.submit(x).result(5), x * 2)
+        np.testing.assert_array_equal(await batcher.submit(x).result(LIMIT_S), x * 2)
 
     asyncio.run(scenario())
     assert [n for n, _ in calls] == [4, 4, 2]
@@ -94,77 +119,123 @@ def test_slow_pass_runs_in_the_compute_thread_and_arrivals_form_the_next_batch()
     def run(x: np.ndarray) -> np.ndarray:
         calls.append((len(x), threading.current_thread().name))
         if len(calls) == 1:
-            gate.wait(5)
+            gate.wait(LIMIT_S)
         return x + 1
 
     async def scenario() -> None:
         batcher = _batcher(run, max_batch_size=16, inline_max_s=0.0)
-        first = asyncio.ensure_future(batcher.submit(np.zeros((1, 1))).result(5))
-        while not calls:  # the first pass started in the compute thread
-            await asyncio.sleep(0.001)
+        first = asyncio.ensure_future(batcher.submit(np.zeros((1, 1))).result(LIMIT_S))
+        await wait_for_on_loop(lambda: calls, LIMIT_S, what="the first pass to start")
         others = [batcher.submit(np.full((1, 1), float(i))) for i in range(1, 6)]
         assert batcher.queued_rows == 5
         gate.set()
-        outs = await asyncio.gather(first, *(p.result(5) for p in others))
+        outs = await asyncio.gather(first, *(p.result(LIMIT_S) for p in others))
         for i, out in enumerate(outs):
             np.testing.assert_array_equal(out, np.full((1, 1), i + 1.0))
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()  # never leave the process-wide compute thread blocked
     assert [n for n, _ in calls] == [1, 5]
     assert all(name.startswith("compute") for _, name in calls)
 
 
 def test_under_load_a_flush_waits_until_arrivals_pause() -> None:
     calls: list[tuple[int, str]] = []
-    delay = 0.5  # the pause that ends a wait is a fifth of it: 0.1 s
+    clock = ManualClock()
+    # max_queue_delay_s = 1: a wait ends at the latest 1 s after it began, or as soon as no
+    # request arrived for a fifth of it (0.2 s).
 
     async def scenario() -> None:
-        batcher = _batcher(_recording(calls), max_batch_size=8, max_queue_delay_s=delay)
+        batcher = _batcher(_recording(calls), max_batch_size=8, max_queue_delay_s=1.0, clock=clock)
 
-        async def burst(n: int) -> float:
-            started = time.perf_counter()
-            await asyncio.gather(*(batcher.submit(np.zeros((1, 1))).result(5) for _ in range(n)))
-            return time.perf_counter() - started
+        def submit(n: int) -> list[Pending]:
+            return [batcher.submit(np.zeros((1, 1))) for _ in range(n)]
 
-        assert await burst(1) < 0.05  # a lone client never waits
-        assert 0.09 < await burst(3) < 0.4  # several queued: wait for a pause in arrivals
-        started = time.perf_counter()
-        early = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]
-        await asyncio.sleep(0.06)  # still arriving within the pause: these join the batch
-        late = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]
-        await asyncio.gather(*(p.result(5) for p in early + late))
-        assert 0.15 < time.perf_counter() - started < delay + 0.2
-        assert await burst(8) < 0.05  # a full batch never waits
-        assert 0.09 < await burst(1) < 0.4  # after load: one short wait...
-        assert await burst(1) < 0.05  # ...then none
+        async def answered(pending: list[Pending]) -> None:
+            await asyncio.gather(*(p.result(LIMIT_S) for p in pending))
+
+        await answered(submit(1))  # a lone client never waits (the clock did not move)
+
+        several = submit(3)  # several queued: wait for a pause in arrivals
+        await _let_the_loop_run()
+        assert len(calls) == 1
+        clock.advance(0.25)
+        await answered(several)
+
+        early = submit(2)
+        await _let_the_loop_run()
+        clock.advance(0.125)
+        late = submit(2)  # still arriving within the pause: these join the batch
+        await _let_the_loop_run()
+        clock.advance(0.125)  # 0.25 s since the wait began, but only 0.125 s since an arrival
+        await _let_the_loop_run()
+        assert len(calls) == 2
+        clock.advance(0.125)  # a pause of 0.25 s
+        await answered(early + late)
+
+        await answered(submit(8))  # a full batch never waits
+
+        after_load = submit(1)  # after load: one wait for a pause...
+        await _let_the_loop_run()
+        assert len(calls) == 4
+        clock.advance(0.25)
+        await answered(after_load)
+        await answered(submit(1))  # ...then none
 
     asyncio.run(scenario())
     assert [n for n, _ in calls] == [1, 3, 4, 8, 1, 1]
 
 
+def test_under_load_a_flush_waits_at_most_the_queue_delay() -> None:
+    calls: list[tuple[int, str]] = []
+    clock = ManualClock()
+
+    async def scenario() -> None:
+        batcher = _batcher(_recording(calls), max_batch_size=16, max_queue_delay_s=1.0, clock=clock)
+        pending = [batcher.submit(np.zeros((1, 1))) for _ in range(2)]
+        for _ in range(7):  # one arrival every 0.125 s: never a pause of 0.2 s
+            await _let_the_loop_run()
+            clock.advance(0.125)
+            pending.append(batcher.submit(np.zeros((1, 1))))
+        await _let_the_loop_run()
+        assert calls == []  # 0.875 s into the wait
+        clock.advance(0.125)  # the full second
+        await asyncio.gather(*(p.result(LIMIT_S) for p in pending))
+
+    asyncio.run(scenario())
+    assert [n for n, _ in calls] == [9]
+
+
 def test_full_queue_is_resource_exhausted_and_closed_batcher_refuses_but_finishes() -> None:
-    gate = threading.Event()
+    started, gate = threading.Event(), threading.Event()
 
     def slow(x: np.ndarray) -> np.ndarray:
-        gate.wait(5)
+        started.set()
+        gate.wait(LIMIT_S)
         return x
 
     async def scenario() -> None:
         batcher = _batcher(slow, max_batch_size=1, max_queue_size=2, inline_max_s=0.0)
         first = batcher.submit(np.zeros((1, 1)))
-        await asyncio.sleep(0.05)  # the first is running, the queue is empty
+        # The first is running: the queue is empty.
+        await wait_for_on_loop(started.is_set, LIMIT_S, what="the first pass to start")
         queued = batcher.submit(np.zeros((2, 1)))
         with pytest.raises(LimitExceeded, match="max_queue_size=2"):
             batcher.submit(np.zeros((1, 1)))
-        batcher.close()  # from any thread; takes effect on the loop
-        await asyncio.sleep(0)
+        batcher.close()  # from any thread; takes effect on the loop...
+        await asyncio.sleep(0)  # ...in its next iteration
         with pytest.raises(BatcherClosed):
             batcher.submit(np.zeros((1, 1)))
         gate.set()
-        assert (await first.result(5)).shape == (1, 1)
-        assert (await queued.result(5)).shape == (2, 1)  # queued work still ran
+        assert (await first.result(LIMIT_S)).shape == (1, 1)
+        assert (await queued.result(LIMIT_S)).shape == (2, 1)  # queued work still ran
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
 
 
 def test_result_past_deadline_is_deadline_exceeded_and_is_dropped_from_the_queue() -> None:
@@ -173,21 +244,27 @@ def test_result_past_deadline_is_deadline_exceeded_and_is_dropped_from_the_queue
 
     def run(x: np.ndarray) -> np.ndarray:
         calls.append((len(x), threading.current_thread().name))
-        gate.wait(5)
+        gate.wait(LIMIT_S)
         return x
 
     async def scenario() -> None:
         batcher = _batcher(run, max_batch_size=1, inline_max_s=0.0)
         running = batcher.submit(np.zeros((1, 1)))
-        await asyncio.sleep(0.02)
+        await wait_for_on_loop(lambda: calls, LIMIT_S, what="the first pass to start")
+        # The pass holds the compute thread until the gate opens: this request cannot be
+        # answered before its deadline.
         with pytest.raises(DeadlineExceeded, match="deadline"):
             await batcher.submit(np.zeros((1, 1))).result(0.05)
         gate.set()
-        await running.result(5)
-        await asyncio.sleep(0.05)
-        assert batcher.queued_rows == 0
+        await running.result(LIMIT_S)
+        await wait_for_on_loop(
+            lambda: batcher.queued_rows == 0, LIMIT_S, what="the expired request to be dropped"
+        )
 
-    asyncio.run(scenario())
+    try:
+        asyncio.run(scenario())
+    finally:
+        gate.set()
     assert len(calls) == 1  # the expired request was never computed
 
 
@@ -199,7 +276,7 @@ def test_forward_passes_never_overlap_across_batchers_and_threads() -> None:
         inside[0] += 1
         if inside[0] > 1:
             overlaps[0] += 1
-        time.sleep(0.0002)
+        time.sleep(0.0002)  # not synchronisation: a pass that lasts, so overlaps would show
         inside[0] -= 1
         return x
 
@@ -217,7 +294,7 @@ def test_forward_passes_never_overlap_across_batchers_and_threads() -> None:
 
         async def client(i: int) -> None:
             for _ in range(30):
-                await batchers[i % 2].submit(np.zeros((1, 1))).result(10)
+                await batchers[i % 2].submit(np.zeros((1, 1))).result(LIMIT_S)
 
         await asyncio.gather(*(client(i) for i in range(12)))
         assert sum(b.rows for b in batchers) == 360
@@ -242,9 +319,9 @@ def test_forward_error_reaches_every_request_of_the_batch(inline_max_s: float) -
         pending = [batcher.submit(np.zeros((1, 1))) for _ in range(3)]
         for p in pending:
             with pytest.raises(RuntimeError, match="kernel failed"):
-                await p.result(5)
+                await p.result(LIMIT_S)
         with pytest.raises(RuntimeError, match="kernel failed"):  # still serving
-            await batcher.submit(np.zeros((1, 1))).result(5)
+            await batcher.submit(np.zeros((1, 1))).result(LIMIT_S)
 
     asyncio.run(scenario())
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobs.queue import JobQueue
+from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.processes import ManagedProcess, python_module
 from tests.worker.helpers import REPO_ROOT
 from worker.settings import WorkerSettings
@@ -39,7 +40,7 @@ def warm_numba_cache() -> str:
         env={**os.environ, "NUMBA_CACHE_DIR": cache},
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=COLD_START_LIMIT_S,  # a cold compile on a fresh clone
     )
     if done.returncode != 0:
         pytest.fail(f"python -m worker.warmup failed:\n{done.stderr[-4000:]}")
@@ -84,7 +85,8 @@ def start_worker(
             cwd=REPO_ROOT,
         )
         started.append(proc.start())
-        proc.wait_for_log(r"\*\*\* Listening on", timeout=120)
+        # With CNN_WARMUP=block the worker compiles the kernels before it listens.
+        proc.wait_for_log(r"\*\*\* Listening on", timeout=COLD_START_LIMIT_S)
         return proc
 
     try:

@@ -15,6 +15,7 @@ from core.repository import ModelRepository
 from jobs.errors import JobAlreadyEnded
 from jobs.queue import JobQueue
 from jobs.status import JobStatus
+from tests.support.limits import EVENT_LIMIT_S
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
 from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.integration
 
 #: ~1230 steps (a few seconds) with a checkpoint every 10 steps: long enough to hit mid-run.
 LONG = {"epochs": 30, "checkpoint_every": 10}
+#: Waits for a job's progress or end (tiny specs on a warm compile cache; guards hangs only).
+JOB_LIMIT_S = 300.0
 
 
 def _progress_step(queue: JobQueue, job_id: str) -> int:
@@ -51,7 +54,7 @@ def test_job_timeout_fails_with_a_one_line_reason_and_no_retry(
     job_id = job_queue.submit(
         tiny_spec("digits-timeout", epochs=1000, timeout_s=3)
     )  # CNN_MAX_EPOCHS
-    info = wait_until_ended(job_queue, job_id, 60)
+    info = wait_until_ended(job_queue, job_id, JOB_LIMIT_S)
 
     assert info.status is JobStatus.FAILED
     assert info.error is not None and info.error.startswith("timed out")
@@ -69,13 +72,15 @@ def test_a_crashing_job_fails_with_its_reason_and_the_worker_carries_on(
 ) -> None:
     worker = start_worker()
     bad = job_queue.submit(tiny_spec("digits-crash", dataset={"name": "npz", "path": "nope.npz"}))
-    info = wait_until_ended(job_queue, bad, 60)
+    info = wait_until_ended(job_queue, bad, JOB_LIMIT_S)
     assert info.status is JobStatus.FAILED and info.attempts == 1
     assert info.error and "nope.npz" in info.error and "\n" not in info.error
     assert str(tmp_path) not in info.error  # callers see no server paths (the data dir's)
     assert list(job_queue.follow(bad))[-1].error == info.error
 
-    good = wait_until_ended(job_queue, job_queue.submit(tiny_spec("digits-after-crash")), 120)
+    good = wait_until_ended(
+        job_queue, job_queue.submit(tiny_spec("digits-after-crash")), JOB_LIMIT_S
+    )
     assert good.status is JobStatus.FINISHED
     assert worker.poll() is None
 
@@ -85,14 +90,18 @@ def test_cancel_running_job_stops_it_without_publishing(
 ) -> None:
     worker = start_worker()
     job_id = job_queue.submit(tiny_spec("digits-cancel", **LONG))
-    wait_for(lambda: _progress_step(job_queue, job_id) >= 5, timeout=60, what="training progress")
+    wait_for(
+        lambda: _progress_step(job_queue, job_id) >= 5,
+        timeout=JOB_LIMIT_S,
+        what="training progress",
+    )
 
     info = job_queue.cancel(job_id, stop_wait_s=60)
     assert info.status is JobStatus.CANCELLED and info.error == "stopped by user"
     assert _only_versions(models_dir, "digits-cancel") == []
     wait_for(
         lambda: not (models_dir / ".checkpoints" / job_id).exists(),
-        timeout=10,
+        timeout=EVENT_LIMIT_S,
         what="checkpoint removal",
     )
     assert worker.poll() is None
@@ -116,12 +125,12 @@ def test_sigkilled_work_horse_is_requeued_and_resumes_from_its_checkpoint(
             (models_dir / ".checkpoints" / job_id / "checkpoint.json").exists()
             and _progress_step(job_queue, job_id) >= 25
         ),
-        timeout=60,
+        timeout=JOB_LIMIT_S,
         what="a checkpoint",
     )
     os.kill(job_record(job_queue, job_id)["worker"]["pid"], signal.SIGKILL)
 
-    info = wait_until_ended(job_queue, job_id, 120)
+    info = wait_until_ended(job_queue, job_id, JOB_LIMIT_S)
     assert info.status is JobStatus.FINISHED
     assert info.attempts == 2
     record = job_record(job_queue, job_id)
@@ -141,16 +150,16 @@ def test_sigkilled_worker_job_is_requeued_by_another_worker_and_resumes(
             (models_dir / ".checkpoints" / job_id / "checkpoint.json").exists()
             and _progress_step(job_queue, job_id) >= 25
         ),
-        timeout=60,
+        timeout=JOB_LIMIT_S,
         what="a checkpoint",
     )
     horse_pid = job_record(job_queue, job_id)["worker"]["pid"]
     start_worker("rescuer")
 
     first.signal_group(signal.SIGKILL)  # the worker; its horse is in its own process group
-    wait_for(lambda: not _alive(horse_pid), timeout=5, what="the orphaned horse to die")
+    wait_for(lambda: not _alive(horse_pid), timeout=EVENT_LIMIT_S, what="the orphaned horse to die")
 
-    info = wait_until_ended(job_queue, job_id, 120)
+    info = wait_until_ended(job_queue, job_id, JOB_LIMIT_S)
     assert info.status is JobStatus.FINISHED
     assert info.attempts == 2
     record = job_record(job_queue, job_id)
@@ -165,16 +174,20 @@ def test_worker_reconnects_after_redis_restarts_mid_job(
 ) -> None:
     worker = start_worker()
     job_id = job_queue.submit(tiny_spec("digits-redis", **LONG))
-    wait_for(lambda: _progress_step(job_queue, job_id) >= 5, timeout=60, what="training progress")
+    wait_for(
+        lambda: _progress_step(job_queue, job_id) >= 5,
+        timeout=JOB_LIMIT_S,
+        what="training progress",
+    )
 
     redis_server.restart(down_for=2.0)  # no persistence: every key is gone
 
     repo = ModelRepository(models_dir)
-    wait_for(lambda: repo.versions("digits-redis") == [1], timeout=120, what="version 1")
-    info = wait_until_ended(job_queue, job_id, 30)  # the horse wrote the job back
+    wait_for(lambda: repo.versions("digits-redis") == [1], timeout=JOB_LIMIT_S, what="version 1")
+    info = wait_until_ended(job_queue, job_id, EVENT_LIMIT_S)  # the horse wrote the job back
     assert info.status is JobStatus.FINISHED and info.model_version == 1
 
-    after = wait_until_ended(job_queue, job_queue.submit(tiny_spec("digits-redis")), 120)
+    after = wait_until_ended(job_queue, job_queue.submit(tiny_spec("digits-redis")), JOB_LIMIT_S)
     assert after.status is JobStatus.FINISHED and after.model_version == 2
     assert worker.poll() is None
 
