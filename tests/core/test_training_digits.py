@@ -50,6 +50,6 @@ def test_small_cnn_reaches_97_percent_on_digits(one_numba_thread: None) -> None:
     )
     start = time.perf_counter()
     result = fit(model, data, config)
-    elapsed = time.perf_counter() - start  # printed for information; speed is core.bench's
+    elapsed = time.perf_counter() - start  # printed for information; speed is bench.core_ops's
     print(f"digits: test accuracy {result.metrics['test_accuracy']:.4f} in {elapsed:.1f} s")
     assert result.metrics["test_accuracy"] >= 0.97

@@ -2,8 +2,9 @@
 
 A test waits for an event (a log line, a status, a file) and polls until it happens; the limit
 only decides when a stuck wait becomes a failure. It never says how fast something must be:
-speed is measured in `core.bench` / `server.bench`, not asserted in tests. The limits are
-generous because the suite must pass on a fresh clone while other processes load both cores.
+speed is measured in `bench/` (`python -m bench.core_ops`, `bench.serving`), not asserted in
+tests. The limits are generous because the suite must pass on a fresh clone while other
+processes load both cores.
 """
 
 from __future__ import annotations
