@@ -146,23 +146,10 @@ def progress_from_core(report: Any, *, updated_at: float) -> Progress:
 
 def epoch_snapshot(progress: Progress) -> EpochSnapshot:
     """The snapshot of the epoch that `progress` (an epoch end) closes."""
+    # The same instant as the progress written with it, so a follower can tell that the epoch
+    # end and the current state are one report, not two.
     at = progress.updated_at if progress.updated_at is not None else 0.0
-    return EpochSnapshot(
-        epoch=progress.epoch,
-        epochs=progress.epochs,
-        step=progress.step,
-        total_steps=progress.total_steps,
-        # The same instant as the progress written with it, so a follower can tell that the
-        # epoch end and the current state are one report, not two.
-        at=at,
-        loss=progress.loss,
-        train_accuracy=progress.train_accuracy,
-        val_accuracy=progress.val_accuracy,
-        val_loss=progress.val_loss,
-        lr=progress.lr,
-        images_per_s=progress.images_per_s,
-        eta_s=progress.eta_s,
-    )
+    return EpochSnapshot.from_progress(progress, at=at)
 
 
 def progress_update(
