@@ -6,13 +6,16 @@ archives (``.zip``, ``.tar``, ``.tar.gz``).
   (without it K = max(y) + 1 and the classes are named "0".."K-1").
 - :func:`inspect_archive`: ``<class>/<image>`` or ``train|test/<class>/<image>`` entries, each
   a PNG or JPEG (by content); class ``k`` is the k-th class name in sorted order.
+- :func:`extract_archive`: the same checks, and the images written under a new directory as
+  ``<split>/<class>/<n>.png|.jpg`` (no name from the archive but class and split), complete or
+  not at all.
 - :class:`IngestLimits`: every size limit, one frozen object (the server builds it from its
   settings).
 
 Both read the file as a stream, never as a whole: archive entries are visited one at a time,
 each image is decoded alone (at most ``max_image_bytes`` encoded, ``max_image_side`` squared
 decoded), and pixel statistics accumulate in per-channel running moments (Chan et al.'s
-pairwise update in float64), so memory does not grow with the upload. Nothing is extracted.
+pairwise update in float64), so memory does not grow with the upload.
 
 Grey and colour images may be mixed in one archive: a grey image counts as RGB with three equal
 channels when any image is colour. Pillow modes "1", "L" and "LA" are grey (alpha dropped);
@@ -27,8 +30,11 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
 import stat
+import struct
 import tarfile
+import uuid
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -38,6 +44,7 @@ from typing import IO, Literal, Protocol
 
 import numpy as np
 
+from core.durable import fsync_dir, fsync_tree
 from core.errors import DatasetError
 from core.images import ImageDecodeError, ImageTooLargeError, image_pixels, load_image, read_header
 
@@ -49,10 +56,15 @@ SPLITS = ("train", "test")
 #: Pillow modes counted as one grey channel; all others are converted to RGB.
 GREY_MODES = frozenset({"1", "L", "LA"})
 NPZ_ARRAYS = ("x", "y", "class_names")
+_NPZ_MAX_ENTRIES = 16  # more than enough to name the unexpected ones
 MAX_NAME_BYTES = 255  # a class name becomes a directory name later: one path component
 MAX_CLASS_NAME_CHARS = 1024  # itemsize bound of a class_names array, checked before reading it
 _VALUES_PER_BLOCK = 1 << 20  # pixel values converted to float64 at once (8 MiB)
-_ZIP_ENCRYPTED = 0x1
+_ZIP_ENCRYPTED = 0x1  # general purpose flag bit 0
+_ZIP_UNIX = 3  # ZipInfo.create_system of unix hosts
+_ZIP_END_SIZE = 22  # end of central directory record, without its comment
+_ZIP64_LOCATOR_SIZE = 20
+_ZIP64_END_SIZE = 56
 
 
 class IngestError(DatasetError):
@@ -189,8 +201,9 @@ class _ImageStats:
         self.heights = (0, 0)  # (min, max) over the images seen
         self.widths = (0, 0)
 
-    def add(self, data: bytes, what: str) -> None:
-        """Check the header against the limits, then decode ``data`` and fold its pixels in.
+    def add(self, data: bytes, what: str) -> str:
+        """Check the header against the limits, then decode ``data`` and fold its pixels in;
+        returns the suffix of its format (".png", ".jpg").
 
         Raises:
             IngestError: too_large (a side, the total decoded pixels) or undecodable.
@@ -218,6 +231,7 @@ class _ImageStats:
         first = self.heights == (0, 0)
         self.heights = _span(self.heights, height, first)
         self.widths = _span(self.widths, width, first)
+        return ".png" if header.format == "PNG" else ".jpg"
 
     def channels(self) -> int:
         return 3 if self.rgb.count[0] else 1
@@ -429,32 +443,82 @@ def _detect_archive(path: Path) -> ArchiveFormat:
     raise IngestError("format", f"{path}: not a .zip, .tar or .tar.gz archive (by its content)")
 
 
+def _zip_entry_count(path: Path) -> int | None:
+    """The entry count a zip's end record declares (zip64 included), read before ``zipfile``
+    builds one object per entry; None when there is no end record (``zipfile`` then says why).
+
+    A central directory of millions of tiny entries fits in an upload of a few hundred MB and
+    would cost gigabytes as ``ZipInfo`` objects: the count is refused first.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        # The end record is 22 bytes plus a comment of at most 65,535 bytes.
+        tail_start = max(0, size - _ZIP_END_SIZE - 0xFFFF)
+        fh.seek(tail_start)
+        tail = fh.read()
+        end = tail.rfind(b"PK\x05\x06")
+        if end < 0 or len(tail) - end < _ZIP_END_SIZE:
+            return None
+        (count,) = struct.unpack_from("<H", tail, end + 10)
+        locator = end - _ZIP64_LOCATOR_SIZE
+        if count != 0xFFFF or locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
+            return int(count)
+        (record_offset,) = struct.unpack_from("<Q", tail, locator + 8)
+        fh.seek(record_offset)
+        record = fh.read(_ZIP64_END_SIZE)
+    if len(record) < _ZIP64_END_SIZE or not record.startswith(b"PK\x06\x06"):
+        return None
+    (count64,) = struct.unpack_from("<Q", record, 32)
+    return int(count64)
+
+
+def _open_zip(path: Path, max_entries: int) -> zipfile.ZipFile:
+    count = _zip_entry_count(path)
+    if count is not None and count > max_entries:
+        raise IngestError(
+            "too_large", f"{path}: {count} entries in the zip directory, more than {max_entries}"
+        )
+    return zipfile.ZipFile(path)
+
+
+def _check_zip_info(info: zipfile.ZipInfo, what: str, limits: IngestLimits) -> None:
+    """Refuse an entry zipfile should not even open: encrypted, an unusual compression method
+    (only stored and deflate), a link or device, or a per-entry ratio over the limit."""
+    if info.flag_bits & _ZIP_ENCRYPTED:
+        raise IngestError("bad_entry", f"{what}: encrypted entries are not supported")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise IngestError(
+            "bad_entry",
+            f"{what}: compression method {info.compress_type}; only stored and deflate are read",
+        )
+    # A unix zip keeps st_mode in the high 16 bits; many writers leave its type bits 0.
+    mode = info.external_attr >> 16
+    file_type = stat.S_IFMT(mode) if info.create_system == _ZIP_UNIX else 0
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise IngestError("bad_entry", f"{what}: {_file_type(mode)}, not a regular file")
+    if info.file_size > limits.expansion_limit(info.compress_size):
+        raise IngestError(
+            "bomb",
+            f"{what}: {info.file_size} bytes from {info.compress_size} compressed, over "
+            f"max_compression_ratio {limits.max_compression_ratio:g} (a compression bomb?)",
+        )
+
+
 def _zip_entries(path: Path, limits: IngestLimits) -> Iterator[_Entry]:
-    with zipfile.ZipFile(path) as archive:
+    # Directory entries are bounded by the classes: <c>/, train/<c>/, test/<c>/, train/, test/.
+    max_entries = limits.max_files + 3 * limits.max_classes + 2
+    with _open_zip(path, max_entries) as archive:
         infos = archive.infolist()
         total = sum(info.file_size for info in infos)
-        if total > limits.expansion_limit(path.stat().st_size):
+        on_disk = path.stat().st_size
+        if total > limits.expansion_limit(on_disk):
             raise IngestError(
                 "bomb",
-                f"{path}: entries declare {total} bytes from {path.stat().st_size} on disk, over "
+                f"{path}: entries declare {total} bytes from {on_disk} on disk, over "
                 f"max_compression_ratio {limits.max_compression_ratio:g} (a compression bomb?)",
             )
         for info in infos:
-            what = f"{path}: {info.filename}"
-            if info.flag_bits & _ZIP_ENCRYPTED:
-                raise IngestError("bad_entry", f"{what}: encrypted entries are not supported")
-            # A unix zip keeps st_mode in the high 16 bits; many writers leave its type bits 0.
-            mode = info.external_attr >> 16
-            file_type = stat.S_IFMT(mode) if info.create_system == 3 else 0
-            if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-                raise IngestError("bad_entry", f"{what}: {_file_type(mode)}, not a regular file")
-            if info.file_size > limits.expansion_limit(info.compress_size):
-                raise IngestError(
-                    "bomb",
-                    f"{what}: {info.file_size} bytes from {info.compress_size} compressed, over "
-                    f"max_compression_ratio {limits.max_compression_ratio:g} "
-                    "(a compression bomb?)",
-                )
+            _check_zip_info(info, f"{path}: {info.filename}", limits)
             if info.is_dir():
                 yield _Entry(info.filename, True, 0, _no_data)
                 continue
@@ -534,8 +598,59 @@ def inspect_archive(path: Path, limits: IngestLimits | None = None) -> DatasetSu
     Raises:
         IngestError: the first problem found (see the module docstring for the kinds).
     """
-    limits = limits or IngestLimits()
-    path = Path(path)
+    return _scan_archive(Path(path), limits or IngestLimits(), keep=None)
+
+
+def extract_archive(path: Path, dest: Path, limits: IngestLimits | None = None) -> DatasetSummary:
+    """Check an image-folder archive as :func:`inspect_archive` does and write its images to
+    ``dest/<split>/<class>/<n>.png|.jpg`` (split "train" for an archive without one).
+
+    Nothing of the archive's file names is used but the class and split names, which are
+    checked: files are numbered ``000000``, ``000001``... in archive order, with the suffix of
+    their content. Images go into a hidden sibling ``.<dest name>.tmp-<random>``, which is
+    fsynced and renamed to ``dest`` once everything passed: ``dest`` then holds a complete,
+    valid data set or does not exist.
+
+    Raises:
+        IngestError: as :func:`inspect_archive` (nothing is left behind).
+        FileExistsError: ``dest`` exists already.
+    """
+    path, dest, limits = Path(path), Path(dest), limits or IngestLimits()
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists already; extract_archive writes a new directory")
+    staging = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex}"
+    (staging / "files").mkdir(parents=True)
+    placed: list[tuple[tuple[str, ...], str]] = []  # (folder, file name in staging/files)
+
+    def keep(folder: tuple[str, ...], data: bytes, suffix: str) -> None:
+        name = f"{len(placed):06d}{suffix}"
+        with (staging / "files" / name).open("xb") as fh:
+            fh.write(data)
+        placed.append((folder, name))
+
+    try:
+        summary = _scan_archive(path, limits, keep)
+        for folder, name in placed:
+            target = staging / Path(*folder) if summary.splits else staging / "train" / folder[0]
+            target.mkdir(parents=True, exist_ok=True)
+            (staging / "files" / name).rename(target / name)
+        (staging / "files").rmdir()
+        fsync_tree(staging)
+        staging.rename(dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    fsync_dir(dest.parent)
+    return summary
+
+
+def _scan_archive(
+    path: Path,
+    limits: IngestLimits,
+    keep: Callable[[tuple[str, ...], bytes, str], None] | None,
+) -> DatasetSummary:
+    """Visit every entry once, checking it; hand each image (its folder, bytes and suffix) to
+    ``keep`` once it has decoded, then check the layout as a whole and summarise."""
     _check_size(path, limits)
     archive_format = _detect_archive(path)
     entries = (
@@ -568,8 +683,13 @@ def inspect_archive(path: Path, limits: IngestLimits | None = None) -> DatasetSu
                     "too_large",
                     f"{what}: {entry.size} bytes, over max_image_bytes {limits.max_image_bytes}",
                 )
-            stats.add(entry.read(limits.max_image_bytes + 1), what)
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+            data = entry.read(limits.max_image_bytes + 1)
+            suffix = stats.add(data, what)
+            if keep is not None:
+                keep(parts[:-1], data, suffix)
+    # Other OSErrors (a disk that fails to read the upload or to write an image) are the
+    # server's problem, not the upload's: they propagate as they are.
+    except (tarfile.TarError, zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError) as exc:
         raise IngestError(
             "format", f"{path}: corrupt {archive_format} archive ({type(exc).__name__}: {exc})"
         ) from None
@@ -749,9 +869,9 @@ def inspect_npz(path: Path, limits: IngestLimits | None = None) -> DatasetSummar
     path = Path(path)
     _check_size(path, limits)
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _open_zip(path, _NPZ_MAX_ENTRIES) as archive:
             return _inspect_npz_members(path, archive, limits)
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise IngestError(
             "format", f"{path}: not a readable .npz ({type(exc).__name__}: {exc})"
         ) from None
@@ -770,12 +890,7 @@ def _inspect_npz_members(
                 f"{what}: unexpected or repeated array; an npz holds x, y and optionally "
                 "class_names",
             )
-        if info.file_size > limits.expansion_limit(info.compress_size):
-            raise IngestError(
-                "bomb",
-                f"{what}: {info.file_size} bytes from {info.compress_size} compressed, over "
-                f"max_compression_ratio {limits.max_compression_ratio:g} (a compression bomb?)",
-            )
+        _check_zip_info(info, what, limits)
         infos[name] = info
     for name in ("x", "y"):
         if name not in infos:

@@ -9,6 +9,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from core.ingest import (
     DatasetSummary,
     IngestError,
     IngestLimits,
+    extract_archive,
     inspect_archive,
     inspect_npz,
 )
@@ -88,7 +90,8 @@ def png_header_only(width: int, height: int) -> bytes:
 TWO_CLASSES = {"cats/a.png": solid(10), "dogs/b.png": solid(30)}
 
 
-def refused(kind: str, call, *args) -> IngestError:  # type: ignore[no-untyped-def]
+def refused(kind: str, call: Callable[..., object], *args: object) -> IngestError:
+    """The IngestError ``call(*args)`` raises, checked to be of ``kind``."""
     with pytest.raises(IngestError) as caught:
         call(*args)
     assert caught.value.kind == kind, str(caught.value)
@@ -432,3 +435,114 @@ def test_npz_image_side_and_pixels_checked_from_the_header(tmp_path: Path) -> No
     limits = IngestLimits(max_decoded_pixels=7)
     path = save_npz(tmp_path / "e.npz", x=np.zeros((2, 2, 2), np.uint8), y=np.array([0, 1]))
     assert "max_decoded_pixels" in str(refused("too_large", inspect_npz, path, limits))
+
+
+# --- zip details ---------------------------------------------------------------------------
+
+
+def test_one_zip_entry_over_the_ratio_in_a_modest_archive_is_a_bomb(tmp_path: Path) -> None:
+    # The archive as a whole is fine (~300 KiB from ~200 KiB); one entry is 100 KiB of zeros.
+    files = {"cats/zeros.png": bytes(100 * 1024), "dogs/noise.png": noise(7, 256, 256).tobytes()}
+    path = tmp_path / "d.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("cats/zeros.png", files["cats/zeros.png"], zipfile.ZIP_DEFLATED)
+        archive.writestr("dogs/noise.png", files["dogs/noise.png"], zipfile.ZIP_STORED)
+    error = refused("bomb", inspect_archive, path, SMALL)
+    assert "cats/zeros.png" in str(error)
+
+
+def test_zip_directory_with_too_many_entries_is_refused_before_it_is_parsed(
+    tmp_path: Path,
+) -> None:
+    files = {f"cats/{i}.png": solid(1) for i in range(8)}
+    path = write_zip(tmp_path / "d.zip", files)
+    error = refused("too_large", inspect_archive, path, IngestLimits(max_files=1, max_classes=1))
+    # 1 file + 3 x 1 class folders + train/ and test/ = 6 entries at most.
+    assert "8 entries in the zip directory, more than 6" in str(error)
+
+
+def test_zip_entries_in_other_compression_methods_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("cats/a.png", solid(1), zipfile.ZIP_BZIP2)
+    assert "compression method 12" in str(refused("bad_entry", inspect_archive, path))
+
+
+def test_a_corrupt_gzip_stream_is_a_format_error(tmp_path: Path) -> None:
+    whole = write_tar(tmp_path / "d.tar.gz", TWO_CLASSES).read_bytes()
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    assert "corrupt tar.gz archive" in str(refused("format", inspect_archive, path))
+
+
+def test_npz_with_an_unexpected_array(tmp_path: Path) -> None:
+    x = np.zeros((2, 2, 2), np.uint8)
+    path = save_npz(tmp_path / "d.npz", x=x, y=np.array([0, 1]), x_test=x)
+    assert "x_test.npy: unexpected" in str(refused("format", inspect_npz, path))
+
+
+# --- extraction ----------------------------------------------------------------------------
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_extract_a_flat_archive_into_train(tmp_path: Path) -> None:
+    files = {"cats/x y.png": solid(1), "dogs/b.jpg": encode(noise(1, 4, 4), "JPEG")}
+    dest = tmp_path / "store" / "cats-1"
+    dest.parent.mkdir()
+    summary = extract_archive(write_zip(tmp_path / "d.zip", files), dest)
+    assert summary == inspect_archive(tmp_path / "d.zip")
+    assert tree(dest) == ["train/cats/000000.png", "train/dogs/000001.jpg"]
+    assert (dest / "train/cats/000000.png").read_bytes() == files["cats/x y.png"]
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["cats-1"]
+
+
+def test_extract_keeps_the_split(tmp_path: Path) -> None:
+    files = {
+        "train/cats/a.png": solid(1),
+        "train/dogs/b.png": solid(2),
+        "test/dogs/c.png": solid(3),
+    }
+    dest = tmp_path / "out"
+    extract_archive(write_tar(tmp_path / "d.tar.gz", files), dest)
+    assert tree(dest) == ["test/dogs/000002.png", "train/cats/000000.png", "train/dogs/000001.png"]
+
+
+def test_a_refused_extraction_leaves_nothing_behind(tmp_path: Path) -> None:
+    # The empty class is only found at the end, after every image was written to staging.
+    path = write_zip(tmp_path / "d.zip", TWO_CLASSES, dirs=("birds/",))
+    store = tmp_path / "store"
+    store.mkdir()
+    refused("classes", extract_archive, path, store / "new")
+    assert list(store.iterdir()) == []
+
+
+def test_extract_never_overwrites(tmp_path: Path) -> None:
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(FileExistsError):
+        extract_archive(write_zip(tmp_path / "d.zip", TWO_CLASSES), dest)
+
+
+# --- statistics over images larger than one block ------------------------------------------
+
+
+def test_npz_planes_larger_than_a_block_are_streamed_in_bands(tmp_path: Path) -> None:
+    # 600 x 2000 = 1.2 M values per plane, over the 1 M-value block: bands of 300 rows.
+    x = np.random.default_rng(3).integers(0, 256, (2, 3, 600, 2000), dtype=np.uint8)
+    path = save_npz(tmp_path / "d.npz", x=x, y=np.array([0, 1]))
+    summary = inspect_npz(path)
+    values = x.transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64)
+    np.testing.assert_allclose(summary.mean, values.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(summary.std, values.std(axis=1), rtol=1e-12)
+
+
+def test_archive_images_larger_than_a_block_are_folded_in_bands(tmp_path: Path) -> None:
+    big = noise(8, 1100, 1000)  # 1.1 M pixels per channel: two bands of rows
+    files = {"cats/big.png": encode(big), "dogs/small.png": encode(noise(9, 3, 3))}
+    summary = inspect_archive(write_zip(tmp_path / "d.zip", files))
+    pooled = np.concatenate([big.reshape(-1, 3), noise(9, 3, 3).reshape(-1, 3)])
+    np.testing.assert_allclose(summary.mean, pooled.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(summary.std, pooled.astype(np.float64).std(axis=0), rtol=1e-12)
