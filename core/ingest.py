@@ -65,6 +65,9 @@ _ZIP_UNIX = 3  # ZipInfo.create_system of unix hosts
 _ZIP_END_SIZE = 22  # end of central directory record, without its comment
 _ZIP64_LOCATOR_SIZE = 20
 _ZIP64_END_SIZE = 56
+# An entry's directory record: 46 bytes, its name (a class and a file name, <= 255 bytes each)
+# and extra fields; 1 KiB leaves room for all of that.
+_ZIP_DIRECTORY_BYTES_PER_ENTRY = 1024
 
 
 class IngestError(DatasetError):
@@ -443,42 +446,62 @@ def _detect_archive(path: Path) -> ArchiveFormat:
     raise IngestError("format", f"{path}: not a .zip, .tar or .tar.gz archive (by its content)")
 
 
-def _zip_entry_count(path: Path) -> int | None:
-    """The entry count a zip's end record declares (zip64 included), read before ``zipfile``
-    builds one object per entry; None when there is no end record (``zipfile`` then says why).
-
-    A central directory of millions of tiny entries fits in an upload of a few hundred MB and
-    would cost gigabytes as ``ZipInfo`` objects: the count is refused first.
+def _zip_directory(path: Path) -> tuple[int, int] | None:
+    """(entries, central directory bytes) as a zip's end record declares them (zip64
+    included), read before ``zipfile`` builds one object per entry; None when there is no end
+    record (``zipfile`` then says why).
     """
     size = path.stat().st_size
     with path.open("rb") as fh:
         # The end record is 22 bytes plus a comment of at most 65,535 bytes.
-        tail_start = max(0, size - _ZIP_END_SIZE - 0xFFFF)
-        fh.seek(tail_start)
+        fh.seek(max(0, size - _ZIP_END_SIZE - 0xFFFF))
         tail = fh.read()
         end = tail.rfind(b"PK\x05\x06")
         if end < 0 or len(tail) - end < _ZIP_END_SIZE:
             return None
-        (count,) = struct.unpack_from("<H", tail, end + 10)
+        count, directory_size = struct.unpack_from("<HI", tail, end + 10)
         locator = end - _ZIP64_LOCATOR_SIZE
-        if count != 0xFFFF or locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
-            return int(count)
+        if locator < 0 or tail[locator : locator + 4] != b"PK\x06\x07":
+            return int(count), int(directory_size)
         (record_offset,) = struct.unpack_from("<Q", tail, locator + 8)
         fh.seek(record_offset)
         record = fh.read(_ZIP64_END_SIZE)
     if len(record) < _ZIP64_END_SIZE or not record.startswith(b"PK\x06\x06"):
         return None
-    (count64,) = struct.unpack_from("<Q", record, 32)
-    return int(count64)
+    count64, directory_size64 = struct.unpack_from("<QQ", record, 32)
+    return int(count64), int(directory_size64)
 
 
 def _open_zip(path: Path, max_entries: int) -> zipfile.ZipFile:
-    count = _zip_entry_count(path)
-    if count is not None and count > max_entries:
+    """``zipfile.ZipFile(path)`` once its directory is known to be small enough.
+
+    A central directory of millions of tiny entries fits in an upload of a few hundred MB and
+    would cost gigabytes as ``ZipInfo`` objects. ``zipfile`` walks the directory by its size in
+    bytes, not by the entry count, so both are bounded (the size by
+    ``_ZIP_DIRECTORY_BYTES_PER_ENTRY`` per entry), and the entries are counted again after.
+    """
+    declared = _zip_directory(path)
+    if declared is not None:
+        count, directory_size = declared
+        if count > max_entries:
+            raise IngestError(
+                "too_large",
+                f"{path}: {count} entries in the zip directory, more than {max_entries}",
+            )
+        if directory_size > max_entries * _ZIP_DIRECTORY_BYTES_PER_ENTRY:
+            raise IngestError(
+                "too_large",
+                f"{path}: a zip directory of {directory_size} bytes, more than "
+                f"{_ZIP_DIRECTORY_BYTES_PER_ENTRY} per entry for {max_entries} entries",
+            )
+    archive = zipfile.ZipFile(path)
+    if len(archive.infolist()) > max_entries:
+        archive.close()
         raise IngestError(
-            "too_large", f"{path}: {count} entries in the zip directory, more than {max_entries}"
+            "too_large",
+            f"{path}: {len(archive.infolist())} entries in the zip, more than {max_entries}",
         )
-    return zipfile.ZipFile(path)
+    return archive
 
 
 def _check_zip_info(info: zipfile.ZipInfo, what: str, limits: IngestLimits) -> None:

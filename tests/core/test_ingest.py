@@ -546,3 +546,13 @@ def test_archive_images_larger_than_a_block_are_folded_in_bands(tmp_path: Path) 
     pooled = np.concatenate([big.reshape(-1, 3), noise(9, 3, 3).reshape(-1, 3)])
     np.testing.assert_allclose(summary.mean, pooled.astype(np.float64).mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(summary.std, pooled.astype(np.float64).std(axis=0), rtol=1e-12)
+
+
+def test_a_zip_end_record_understating_its_entries_is_still_caught(tmp_path: Path) -> None:
+    path = write_zip(tmp_path / "d.zip", {f"cats/{i}.png": solid(1) for i in range(8)})
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 8 : end + 12] = struct.pack("<HH", 1, 1)  # claims 1 entry; the directory has 8
+    path.write_bytes(bytes(data))
+    error = refused("too_large", inspect_archive, path, IngestLimits(max_files=1, max_classes=1))
+    assert "more than 6" in str(error)
