@@ -8,7 +8,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,16 +65,6 @@ def _visible(root: Path) -> list[str]:
 @pytest.fixture()
 def store(tmp_path: Path) -> DataStore:
     return DataStore(tmp_path / "data")
-
-
-@pytest.fixture()
-def umask() -> Iterator[None]:
-    """Restores the process umask the test changes."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 # -- metadata ---------------------------------------------------------------------------------

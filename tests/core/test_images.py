@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from core.images import (
     ImageDecodeError,
@@ -15,17 +12,12 @@ from core.images import (
     image_pixels,
     open_image,
 )
-
-
-def _encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format=fmt)
-    return buf.getvalue()
+from tests.support.images import encode_image
 
 
 def test_png_pixels_come_back_exactly_as_uint8_chw() -> None:
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    out = image_pixels(open_image(_encode(rgb)), 3)
+    out = image_pixels(open_image(encode_image(rgb)), 3)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, rgb.transpose(2, 0, 1))
 
@@ -33,7 +25,7 @@ def test_png_pixels_come_back_exactly_as_uint8_chw() -> None:
 def test_rgb_becomes_grey_with_pillows_luma_weights() -> None:
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[..., 0] = 100  # L = 299/1000 * R = 29.9 -> 30
-    out = image_pixels(open_image(_encode(rgb)), 1)
+    out = image_pixels(open_image(encode_image(rgb)), 1)
     assert out.shape == (1, 2, 2)
     assert out.ravel().tolist() == [30] * 4
 
@@ -41,7 +33,7 @@ def test_rgb_becomes_grey_with_pillows_luma_weights() -> None:
 def test_decode_resizes_and_maps_0_255_onto_the_pixel_range() -> None:
     grey = np.zeros((32, 16), np.uint8)
     grey[:, 8:] = 255  # left half black, right half white
-    out = decode_image(_encode(grey), (1, 8, 4), (-1.0, 1.0))
+    out = decode_image(encode_image(grey), (1, 8, 4), (-1.0, 1.0))
     assert out.shape == (1, 8, 4) and out.dtype == np.float32
     # x = lo + p * (hi - lo) / 255: black -> -1, white -> 1 (bilinear keeps the far columns)
     np.testing.assert_allclose(out[0, :, 0], -1.0)
@@ -50,15 +42,17 @@ def test_decode_resizes_and_maps_0_255_onto_the_pixel_range() -> None:
 
 
 def test_jpeg_is_accepted() -> None:
-    out = decode_image(_encode(np.full((8, 8, 3), 255, np.uint8), "JPEG"), (3, 8, 8), (0.0, 16.0))
+    out = decode_image(
+        encode_image(np.full((8, 8, 3), 255, np.uint8), "JPEG"), (3, 8, 8), (0.0, 16.0)
+    )
     np.testing.assert_allclose(out, 16.0, atol=0.2)
 
 
 def test_a_side_over_the_limit_is_refused_with_the_size() -> None:
     with pytest.raises(ImageTooLargeError, match=r"upload is 11x4 pixels; each side must be <= 10"):
-        open_image(_encode(np.zeros((4, 11), np.uint8)), "upload", max_side=10)
+        open_image(encode_image(np.zeros((4, 11), np.uint8)), "upload", max_side=10)
     try:
-        open_image(_encode(np.zeros((4, 11), np.uint8)), max_side=10)
+        open_image(encode_image(np.zeros((4, 11), np.uint8)), max_side=10)
     except ImageTooLargeError as exc:
         assert (exc.width, exc.height, exc.max_side) == (11, 4, 10)
 
@@ -68,7 +62,7 @@ def test_a_side_over_the_limit_is_refused_with_the_size() -> None:
     [
         (b"", "f is empty; expected PNG or JPEG bytes"),
         (b"GIF89a....", "f could not be decoded as PNG or JPEG"),
-        (_encode(np.zeros((4, 4), np.uint8))[:40], "f could not be decoded as PNG or JPEG"),
+        (encode_image(np.zeros((4, 4), np.uint8))[:40], "f could not be decoded as PNG or JPEG"),
     ],
     ids=["empty", "gif", "truncated"],
 )
@@ -79,4 +73,4 @@ def test_unusable_bytes_are_refused_naming_the_source(data: bytes, message: str)
 
 def test_only_one_or_three_channels_can_come_from_an_image() -> None:
     with pytest.raises(ImageDecodeError, match="1 \\(grey\\) or 3 \\(RGB\\) channels, not 4"):
-        decode_image(_encode(np.zeros((4, 4), np.uint8)), (4, 4, 4), (0.0, 1.0))
+        decode_image(encode_image(np.zeros((4, 4), np.uint8)), (4, 4, 4), (0.0, 1.0))

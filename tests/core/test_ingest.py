@@ -24,19 +24,13 @@ from core.ingest import (
     inspect_archive,
     inspect_npz,
 )
+from tests.support.images import encode_image
 
 # --- builders ------------------------------------------------------------------------------
 
 
-def encode(pixels: np.ndarray, fmt: str = "PNG") -> bytes:
-    """(H, W) grey or (H, W, 3) RGB uint8 -> PNG/JPEG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
 def solid(value: int, height: int = 2, width: int = 2) -> bytes:
-    return encode(np.full((height, width), value, dtype=np.uint8))
+    return encode_image(np.full((height, width), value, dtype=np.uint8))
 
 
 def noise(seed: int, height: int, width: int, rgb: bool = True) -> np.ndarray:
@@ -128,7 +122,7 @@ def test_mixed_zip_rgb_and_grey_png_and_jpeg_mixed_sizes(tmp_path: Path) -> None
         "dogs/d.jpeg": noise(4, 3, 9, rgb=False),
     }
     files = {
-        name: encode(pixels, "JPEG" if name.endswith(("jpg", "jpeg")) else "PNG")
+        name: encode_image(pixels, "JPEG" if name.endswith(("jpg", "jpeg")) else "PNG")
         for name, pixels in images.items()
     }
     summary = inspect_archive(write_zip(tmp_path / "d.zip", files, dirs=("cats/", "dogs/")))
@@ -312,7 +306,7 @@ def test_a_file_that_is_not_an_image_is_undecodable(tmp_path: Path) -> None:
 
 
 def test_a_truncated_png_is_undecodable(tmp_path: Path) -> None:
-    whole = encode(noise(5, 32, 32))
+    whole = encode_image(noise(5, 32, 32))
     files = {**TWO_CLASSES, "dogs/cut.png": whole[: len(whole) // 2]}
     error = refused("undecodable", inspect_archive, write_tar(tmp_path / "d.tar", files))
     assert "dogs/cut.png" in str(error)
@@ -489,7 +483,7 @@ def tree(root: Path) -> list[str]:
 
 
 def test_extract_a_flat_archive_into_train(tmp_path: Path) -> None:
-    files = {"cats/x y.png": solid(1), "dogs/b.jpg": encode(noise(1, 4, 4), "JPEG")}
+    files = {"cats/x y.png": solid(1), "dogs/b.jpg": encode_image(noise(1, 4, 4), "JPEG")}
     dest = tmp_path / "store" / "cats-1"
     dest.parent.mkdir()
     summary = extract_archive(write_zip(tmp_path / "d.zip", files), dest)
@@ -541,7 +535,7 @@ def test_npz_planes_larger_than_a_block_are_streamed_in_bands(tmp_path: Path) ->
 
 def test_archive_images_larger_than_a_block_are_folded_in_bands(tmp_path: Path) -> None:
     big = noise(8, 1100, 1000)  # 1.1 M pixels per channel: two bands of rows
-    files = {"cats/big.png": encode(big), "dogs/small.png": encode(noise(9, 3, 3))}
+    files = {"cats/big.png": encode_image(big), "dogs/small.png": encode_image(noise(9, 3, 3))}
     summary = inspect_archive(write_zip(tmp_path / "d.zip", files))
     pooled = np.concatenate([big.reshape(-1, 3), noise(9, 3, 3).reshape(-1, 3)])
     np.testing.assert_allclose(summary.mean, pooled.astype(np.float64).mean(axis=0), rtol=1e-12)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,16 +16,6 @@ from core.repository import ModelRepository
 
 ARCH = [{"type": "flatten"}, {"type": "dense", "units": 2}]
 HISTORY = [{"epoch": 1, "loss": 1.0, "accuracy": 0.5}, {"epoch": 2, "loss": 0.5, "accuracy": 0.7}]
-
-
-@pytest.fixture()
-def umask() -> Iterator[None]:
-    """Restores the process umask the test changes."""
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def _mode(path: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import grpc
@@ -10,12 +9,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from PIL import Image
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from tests.server.models import TrainedArtifact, local_probabilities
 from tests.server.serverproc import ServerProcess
+from tests.support.images import encode_image
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +28,6 @@ def _tensor(x: np.ndarray) -> pb.Tensor:
     return pb.Tensor(
         dtype=dtype, shape=list(x.shape), data=x.astype(x.dtype.newbyteorder("<")).tobytes()
     )
-
-
-def _png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_classify_batch_tensor_matches_core_locally(stub, digits_artifact: TrainedArtifact) -> None:  # type: ignore[no-untyped-def]
@@ -55,7 +48,7 @@ def test_classify_per_image_uint8_float32_and_png_agree(
     stub, digits_artifact: TrainedArtifact
 ) -> None:  # type: ignore[no-untyped-def]
     image = digits_artifact.data.x_test[5]  # (1, 8, 8) uint8 in 0..16
-    png = _png((image[0].astype(np.float32) * 255 / 16).round().astype(np.uint8))
+    png = encode_image((image[0].astype(np.float32) * 255 / 16).round().astype(np.uint8))
     request = pb.ClassifyRequest(
         model="digits",
         version=1,
@@ -211,7 +204,7 @@ def test_invalid_requests_name_the_field(stub, bad_request, code, needle) -> Non
 
 
 def test_oversized_encoded_image_is_resource_exhausted(stub) -> None:  # type: ignore[no-untyped-def]
-    big = _png(np.zeros((8, 5000), np.uint8))
+    big = encode_image(np.zeros((8, 5000), np.uint8))
     with pytest.raises(grpc.RpcError) as info:
         stub.Classify(pb.ClassifyRequest(model="digits", images=[pb.Image(encoded=big)]), timeout=5)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

@@ -6,13 +6,11 @@ Never imports `server.app`, `server.v2_servicer` or `server.codec_v2` (see test_
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from core.artifacts import InputSpec
 from server.batcher import COMPUTE_LOCK, Batcher, BatcherClosed, Pending
@@ -21,6 +19,7 @@ from server.images import check_image_shape, check_pixels, decode_image
 from server.model import ServedModel
 from server.registry import ModelRegistry, parse_version
 from server.tensors import array_from_bytes, check_tensor_shape
+from tests.support.images import encode_image
 from tests.support.limits import EVENT_LIMIT_S
 from tests.support.polling import wait_for_on_loop
 
@@ -352,16 +351,10 @@ def test_served_model_preprocess_is_bit_identical_to_core(digits_artifact) -> No
 # --- images --------------------------------------------------------------------------------
 
 
-def _encode(pixels: np.ndarray, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format=fmt)
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
 def test_encoded_image_is_resized_and_rescaled_into_pixel_range(fmt: str) -> None:
     rgb = np.full((32, 16, 3), 255, np.uint8)
-    out = decode_image(_encode(rgb, fmt), SPEC, 4096, "images[0].encoded")
+    out = decode_image(encode_image(rgb, fmt), SPEC, 4096, "images[0].encoded")
     assert out.shape == (1, 8, 8) and out.dtype == np.float32
     np.testing.assert_allclose(out, 16.0, atol=0.2)
 
@@ -372,7 +365,9 @@ def test_undecodable_and_oversized_images_are_rejected() -> None:
     with pytest.raises(InvalidInput, match="is empty"):
         decode_image(b"", SPEC, 4096, "images[0].encoded")
     with pytest.raises(LimitExceeded, match="max_image_side=10"):
-        decode_image(_encode(np.zeros((11, 4), np.uint8), "PNG"), SPEC, 10, "images[0].encoded")
+        decode_image(
+            encode_image(np.zeros((11, 4), np.uint8), "PNG"), SPEC, 10, "images[0].encoded"
+        )
 
 
 def test_encoded_images_need_a_one_or_three_channel_model() -> None:
@@ -380,7 +375,9 @@ def test_encoded_images_need_a_one_or_three_channel_model() -> None:
     with pytest.raises(
         InvalidInput, match=r"images\[0\].encoded: .* has 2 channels \(send a raw tensor instead\)"
     ):
-        decode_image(_encode(np.zeros((8, 8), np.uint8), "PNG"), spec, 4096, "images[0].encoded")
+        decode_image(
+            encode_image(np.zeros((8, 8), np.uint8), "PNG"), spec, 4096, "images[0].encoded"
+        )
 
 
 def test_pixels_must_be_finite_and_in_range() -> None:
