@@ -77,16 +77,14 @@ def inspect_model(model_dir: Path, image_path: Path, out_dir: Path) -> list[Path
     Raises:
         core.errors.CnnError: an unreadable model or image (one line for the user).
     """
-    from core.artifacts import load_artifact, preprocess
-    from core.images import decode_image
+    from core.artifacts import image_input, load_artifact, preprocess
+    from core.images import open_image
     from core.pictures import feature_map_grid, kernel_grid
 
     loaded = load_artifact(model_dir)
     model, meta = loaded.model, loaded.meta
     out_dir.mkdir(parents=True, exist_ok=True)
-    pixels = decode_image(
-        image_path.read_bytes(), meta.input.shape, meta.input.pixel_range, what=str(image_path)
-    )
+    pixels = image_input(open_image(image_path.read_bytes(), str(image_path)), meta.input)
     x = preprocess(meta, pixels[None])
     written: list[Path] = []
     for index, layer in enumerate(model.layers):

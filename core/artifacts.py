@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
@@ -24,6 +25,7 @@ from core.checkpoint import npz_bytes, read_npz_bytes
 from core.datasets import Normalisation
 from core.durable import atomic_write_bytes
 from core.errors import ArtifactError, CnnError, ShapeError, SpecError
+from core.images import ResizeMode, scale_pixels
 from core.model import Sequential
 
 FORMAT_VERSION = 1
@@ -52,6 +54,9 @@ class InputSpec:
     width: Annotated[int, Field(ge=1, le=4096)]
     dtype: Literal["uint8", "float32"] = "uint8"
     pixel_range: tuple[float, float] = (0.0, 255.0)
+    #: How encoded images of another size are brought to (H, W) (`core.images.image_pixels`);
+    #: artifacts written before it existed were stretched, hence the default.
+    resize: ResizeMode = "stretch"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -111,6 +116,18 @@ class LoadedModel:
         return self.predict_proba(images, batch_size).argmax(axis=1)
 
 
+def image_input(image: Image.Image, spec: InputSpec, what: str = "image") -> np.ndarray:
+    """A decoded image (any size, grey or colour) -> float32 (C, H, W) raw model input in the
+    pixel range: converted to the spec's channels, brought to (H, W) by ``spec.resize`` and
+    rescaled from 0..255. The server and local predictions both use it, so they agree; the
+    per-channel normalisation (:func:`preprocess`) comes after, as for raw tensors.
+
+    Raises:
+        ImageDecodeError: the spec does not take 1 or 3 channels, or Pillow cannot convert.
+    """
+    return scale_pixels(image, spec.shape, spec.pixel_range, what, spec.resize)
+
+
 def make_meta(
     model: Sequential,
     *,
@@ -118,6 +135,7 @@ def make_meta(
     class_names: list[str],
     normalisation: Normalisation,
     pixel_range: tuple[float, float] = (0.0, 255.0),
+    resize: ResizeMode = "stretch",
     metrics: dict[str, Any] | None = None,
     dataset: dict[str, Any] | None = None,
     job_id: str | None = None,
@@ -129,7 +147,7 @@ def make_meta(
         name=name,
         version=version,
         architecture=model.architecture,
-        input=InputSpec(channels=c, height=h, width=w, pixel_range=pixel_range),
+        input=InputSpec(channels=c, height=h, width=w, pixel_range=pixel_range, resize=resize),
         preprocessing=normalisation,
         class_names=list(class_names),
         metrics=metrics or {},

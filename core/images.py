@@ -6,7 +6,11 @@
 - :func:`load_image`: decode the pixels of an image :func:`read_header` returned.
 - :func:`open_image`: both.
 - :func:`image_pixels`: a decoded image as uint8 (C, H, W): grey (C = 1) or RGB (C = 3),
-  resized (bilinear) when a size is given.
+  brought to a size when one is given, by one of :data:`RESIZE_MODES`: ``"stretch"`` resizes
+  both sides (bilinear, aspect ratio not kept), ``"crop"`` keeps the aspect ratio: the largest
+  centred region of the target's aspect ratio is cut out, then resized (bilinear) to the size.
+  The one function every path uses (training data, the server, local predictions), so a
+  served answer equals a local one.
 - :func:`scale_pixels`: that, then 0..255 rescaled to the model's pixel range [lo, hi]:
   ``x = lo + p * (hi - lo) / 255``, float32 (C, H, W).
 - :func:`decode_image`: bytes to model input in one call (:func:`open_image` then
@@ -18,15 +22,19 @@ Errors name ``what`` (a file path, a request field) as the caller calls the imag
 from __future__ import annotations
 
 import io
+from typing import Literal, get_args
 
 import numpy as np
-from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
+from PIL import Image, ImageFile, ImageOps, JpegImagePlugin, PngImagePlugin
 
 from core.errors import CnnError
 
 ENCODED_FORMATS = ("JPEG", "PNG")
 #: Channel counts an 8-bit image decodes to: grey ("L") or "RGB".
 IMAGE_MODES = {1: "L", 3: "RGB"}
+
+ResizeMode = Literal["stretch", "crop"]
+RESIZE_MODES: tuple[str, ...] = get_args(ResizeMode)
 
 
 class ImageDecodeError(CnnError, ValueError):
@@ -110,23 +118,34 @@ def open_image(data: bytes, what: str = "image", max_side: int | None = None) ->
 
 
 def image_pixels(
-    image: Image.Image, channels: int, size: tuple[int, int] | None = None, what: str = "image"
+    image: Image.Image,
+    channels: int,
+    size: tuple[int, int] | None = None,
+    what: str = "image",
+    resize: ResizeMode = "stretch",
 ) -> np.ndarray:
-    """A decoded image as uint8 (C, H, W), C = ``channels``; resized to ``size`` = (H, W)
-    (bilinear) when given and different.
+    """A decoded image as uint8 (C, H, W), C = ``channels``; brought to ``size`` = (H, W) by
+    ``resize`` (see the module docstring) when given and different.
 
     Raises:
-        ImageDecodeError: ``channels`` is not 1 or 3, or Pillow cannot convert the image.
+        ImageDecodeError: ``channels`` is not 1 or 3, an unknown ``resize``, or Pillow cannot
+            convert the image.
     """
     mode = IMAGE_MODES.get(channels)
     if mode is None:
         raise ImageDecodeError(
             f"{what}: an image decodes to 1 (grey) or 3 (RGB) channels, not {channels}"
         )
+    if resize not in RESIZE_MODES:
+        raise ImageDecodeError(f"{what}: resize must be one of {RESIZE_MODES}, got {resize!r}")
     try:
         converted = image.convert(mode)
         if size is not None and converted.size != (size[1], size[0]):
-            converted = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            target = (size[1], size[0])  # Pillow sizes are (width, height)
+            if resize == "crop":
+                converted = ImageOps.fit(converted, target, Image.Resampling.BILINEAR)
+            else:
+                converted = converted.resize(target, Image.Resampling.BILINEAR)
     except Exception as exc:  # as in open_image: Pillow's errors have no common base
         raise ImageDecodeError(
             f"{what} could not be converted to {mode} ({type(exc).__name__}: {exc})"
@@ -135,20 +154,34 @@ def image_pixels(
     return pixels[None, :, :] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
+def pixels_image(pixels: np.ndarray) -> Image.Image:
+    """uint8 (C, H, W) pixels, C = 1 or 3, as a Pillow image ("L" or "RGB"): the way arrays
+    (an ``.npz`` data set) go through :func:`image_pixels` like decoded files do."""
+    if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[0] not in IMAGE_MODES:
+        raise ImageDecodeError(
+            f"pixels must be uint8 (C, H, W) with C 1 or 3, got {pixels.dtype} {pixels.shape}"
+        )
+    if pixels.shape[0] == 1:
+        return Image.fromarray(np.ascontiguousarray(pixels[0]), mode="L")
+    return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
+
+
 def scale_pixels(
     image: Image.Image,
     shape: tuple[int, int, int],
     pixel_range: tuple[float, float],
     what: str = "image",
+    resize: ResizeMode = "stretch",
 ) -> np.ndarray:
-    """A decoded image -> float32 (C, H, W) = ``shape``, 0..255 mapped onto ``pixel_range``.
+    """A decoded image -> float32 (C, H, W) = ``shape`` (brought to H x W by ``resize``),
+    0..255 mapped onto ``pixel_range``.
 
     Raises:
         ImageDecodeError: a ``shape`` that does not have 1 or 3 channels, or Pillow cannot
             convert the image.
     """
     channels, height, width = shape
-    pixels = image_pixels(image, channels, (height, width), what)
+    pixels = image_pixels(image, channels, (height, width), what, resize)
     lo, hi = pixel_range
     out = pixels.astype(np.float32)
     out *= (hi - lo) / 255.0
@@ -163,11 +196,13 @@ def decode_image(
     *,
     max_side: int | None = None,
     what: str = "image",
+    resize: ResizeMode = "stretch",
 ) -> np.ndarray:
-    """PNG/JPEG bytes -> float32 (C, H, W) = ``shape``, 0..255 mapped onto ``pixel_range``.
+    """PNG/JPEG bytes -> float32 (C, H, W) = ``shape`` (brought to H x W by ``resize``), 0..255
+    mapped onto ``pixel_range``.
 
     Raises:
         ImageTooLargeError: a side is larger than ``max_side`` (checked before decoding).
         ImageDecodeError: unusable bytes, or a model that does not take 1 or 3 channels.
     """
-    return scale_pixels(open_image(data, what, max_side), shape, pixel_range, what)
+    return scale_pixels(open_image(data, what, max_side), shape, pixel_range, what, resize)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core import images as core_images
+from core.artifacts import image_input
 from server.errors import InvalidInput, LimitExceeded
 
 if TYPE_CHECKING:
@@ -154,8 +155,9 @@ def read_encoded(data: bytes, spec: InputSpec, max_side: int, field: str) -> Ima
 def decode_encoded(image: Image.Image, spec: InputSpec, field: str) -> np.ndarray:
     """Decode an image `read_encoded` returned into (C, H, W) float32 in the pixel range.
 
-    `core.images` does the work: the image is converted to the model's channel count (L or
-    RGB), resized to H x W (bilinear) and rescaled from 0..255 to the pixel range. The decoded
+    `core.artifacts.image_input` does the work (the same function local predictions use): the
+    image is converted to the model's channel count (L or RGB), brought to H x W by the
+    model's resize mode and rescaled from 0..255 to the pixel range. The decoded
     full-size pixels are released before this returns.
 
     Raises:
@@ -163,7 +165,7 @@ def decode_encoded(image: Image.Image, spec: InputSpec, field: str) -> np.ndarra
     """
     try:
         loaded = core_images.load_image(image, field)
-        return core_images.scale_pixels(loaded, spec.shape, spec.pixel_range, field)
+        return image_input(loaded, spec, field)
     except core_images.ImageDecodeError as exc:
         raise InvalidInput(str(exc)) from None
     finally:

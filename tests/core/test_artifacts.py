@@ -79,6 +79,7 @@ def test_model_json_records_input_preprocessing_and_provenance(saved) -> None:
         "width": 8,
         "dtype": "uint8",
         "pixel_range": [0.0, 16.0],
+        "resize": "stretch",
     }
     assert doc["preprocessing"] == {"mean": [4.5], "std": [6.0]}
     assert doc["class_names"] == ["a", "b", "c"] and doc["job_id"] == "job-1"

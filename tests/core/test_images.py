@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core import images
 from core.images import (
     ImageDecodeError,
     ImageTooLargeError,
@@ -74,3 +75,45 @@ def test_unusable_bytes_are_refused_naming_the_source(data: bytes, message: str)
 def test_only_one_or_three_channels_can_come_from_an_image() -> None:
     with pytest.raises(ImageDecodeError, match="1 \\(grey\\) or 3 \\(RGB\\) channels, not 4"):
         decode_image(encode_image(np.zeros((4, 4), np.uint8)), (4, 4, 4), (0.0, 1.0))
+
+
+def test_crop_keeps_the_aspect_ratio_and_cuts_the_centre() -> None:
+    # A 40x20 (W x H) image: left quarter red, middle half green, right quarter blue. Brought to
+    # 10x10 by "crop", only the centred 20x20 region survives: green (the bilinear filter reads
+    # one source pixel beyond the region, so the outer columns keep a trace of red and blue).
+    # "stretch" keeps all three bands.
+    pixels = np.zeros((3, 20, 40), dtype=np.uint8)
+    pixels[0, :, :10] = 255
+    pixels[1, :, 10:30] = 255
+    pixels[2, :, 30:] = 255
+    image = images.pixels_image(pixels)
+    cropped = images.image_pixels(image, 3, (10, 10), resize="crop")
+    stretched = images.image_pixels(image, 3, (10, 10), resize="stretch")
+    assert cropped.shape == stretched.shape == (3, 10, 10)
+    assert (cropped[1, :, 1:-1] == 255).all() and cropped[1].min() > 200
+    assert cropped[0].max() < 64 and cropped[2].max() < 64
+    assert stretched[0, :, 0].min() > 200 and stretched[2, :, -1].min() > 200
+
+
+def test_crop_and_stretch_agree_when_the_aspect_ratio_already_matches() -> None:
+    rng = np.random.default_rng(3)
+    image = images.pixels_image(rng.integers(0, 256, (1, 30, 30), dtype=np.uint8))
+    np.testing.assert_array_equal(
+        images.image_pixels(image, 1, (10, 10), resize="crop"),
+        images.image_pixels(image, 1, (10, 10), resize="stretch"),
+    )
+
+
+def test_unknown_resize_mode_is_refused_by_name() -> None:
+    image = images.pixels_image(np.zeros((1, 4, 4), dtype=np.uint8))
+    with pytest.raises(images.ImageDecodeError, match="resize must be one of"):
+        images.image_pixels(image, 1, (2, 2), resize="squash")  # type: ignore[arg-type]
+
+
+def test_pixels_image_round_trips_grey_and_rgb() -> None:
+    rng = np.random.default_rng(4)
+    for channels in (1, 3):
+        pixels = rng.integers(0, 256, (channels, 5, 7), dtype=np.uint8)
+        np.testing.assert_array_equal(
+            images.image_pixels(images.pixels_image(pixels), channels), pixels
+        )

@@ -97,7 +97,7 @@ class GetModelRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class InputSpec(_message.Message):
-    __slots__ = ("channels", "height", "width", "dtype", "pixel_min", "pixel_max", "mean", "std")
+    __slots__ = ("channels", "height", "width", "dtype", "pixel_min", "pixel_max", "mean", "std", "resize")
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +106,7 @@ class InputSpec(_message.Message):
     PIXEL_MAX_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FIELD_NUMBER: _ClassVar[int]
     channels: int
     height: int
     width: int
@@ -114,7 +115,8 @@ class InputSpec(_message.Message):
     pixel_max: float
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., dtype: _Optional[str] = ..., pixel_min: _Optional[float] = ..., pixel_max: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
+    resize: str
+    def __init__(self, channels: _Optional[int] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., dtype: _Optional[str] = ..., pixel_min: _Optional[float] = ..., pixel_max: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., resize: _Optional[str] = ...) -> None: ...
 
 class LayerSummary(_message.Message):
     __slots__ = ("index", "type", "output_shape", "parameters", "trainable_parameters", "global_receptive_field", "receptive_field", "jump", "start")
@@ -139,7 +141,7 @@ class LayerSummary(_message.Message):
     def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[int] = ..., trainable_parameters: _Optional[int] = ..., global_receptive_field: _Optional[bool] = ..., receptive_field: _Optional[_Iterable[int]] = ..., jump: _Optional[_Iterable[int]] = ..., start: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("name", "version", "versions", "input", "class_names", "layers", "summary_text", "total_parameters", "metrics", "dataset", "created_at", "job_id", "weights_sha256", "architecture_json")
+    __slots__ = ("name", "version", "versions", "input", "class_names", "layers", "summary_text", "total_parameters", "metrics", "dataset", "created_at", "job_id", "weights_sha256", "architecture_json", "evaluation")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,7 @@ class GetModelResponse(_message.Message):
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_JSON_FIELD_NUMBER: _ClassVar[int]
+    EVALUATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -175,4 +178,51 @@ class GetModelResponse(_message.Message):
     job_id: str
     weights_sha256: str
     architecture_json: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ..., summary_text: _Optional[str] = ..., total_parameters: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset: _Optional[str] = ..., created_at: _Optional[str] = ..., job_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., architecture_json: _Optional[str] = ...) -> None: ...
+    evaluation: EvaluationReport
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ..., summary_text: _Optional[str] = ..., total_parameters: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset: _Optional[str] = ..., created_at: _Optional[str] = ..., job_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., architecture_json: _Optional[str] = ..., evaluation: _Optional[_Union[EvaluationReport, _Mapping]] = ...) -> None: ...
+
+class ClassMetrics(_message.Message):
+    __slots__ = ("name", "precision", "recall", "f1", "support")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
+    RECALL_FIELD_NUMBER: _ClassVar[int]
+    F1_FIELD_NUMBER: _ClassVar[int]
+    SUPPORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+    def __init__(self, name: _Optional[str] = ..., precision: _Optional[float] = ..., recall: _Optional[float] = ..., f1: _Optional[float] = ..., support: _Optional[int] = ...) -> None: ...
+
+class TopKAccuracy(_message.Message):
+    __slots__ = ("k", "accuracy")
+    K_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    accuracy: float
+    def __init__(self, k: _Optional[int] = ..., accuracy: _Optional[float] = ...) -> None: ...
+
+class EvaluationReport(_message.Message):
+    __slots__ = ("split", "samples", "accuracy", "top_k", "classes", "macro_precision", "macro_recall", "macro_f1", "confusion_matrix", "loss")
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    CLASSES_FIELD_NUMBER: _ClassVar[int]
+    MACRO_PRECISION_FIELD_NUMBER: _ClassVar[int]
+    MACRO_RECALL_FIELD_NUMBER: _ClassVar[int]
+    MACRO_F1_FIELD_NUMBER: _ClassVar[int]
+    CONFUSION_MATRIX_FIELD_NUMBER: _ClassVar[int]
+    LOSS_FIELD_NUMBER: _ClassVar[int]
+    split: str
+    samples: int
+    accuracy: float
+    top_k: _containers.RepeatedCompositeFieldContainer[TopKAccuracy]
+    classes: _containers.RepeatedCompositeFieldContainer[ClassMetrics]
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    confusion_matrix: _containers.RepeatedScalarFieldContainer[int]
+    loss: float
+    def __init__(self, split: _Optional[str] = ..., samples: _Optional[int] = ..., accuracy: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[TopKAccuracy, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., confusion_matrix: _Optional[_Iterable[int]] = ..., loss: _Optional[float] = ...) -> None: ...
