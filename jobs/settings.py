@@ -7,6 +7,7 @@ inherit it, so each process still has exactly one settings object.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -36,6 +37,11 @@ class QueueSettings(ServiceSettings):
         le=30.0,
         description="Connect timeout towards Redis, s; a reply may take twice that (a worker "
         "waiting for jobs has no reply limit).",
+    )
+    data_dir: Path = Field(
+        Path("data"),
+        description="Data volume shared by servers and workers: uploaded data sets "
+        "(datasets/, names/) and npz/folder data sets placed by hand.",
     )
     queues: Annotated[tuple[str, ...], NoDecode] = Field(
         ("training",),

@@ -29,7 +29,6 @@ class WorkerSettings(QueueSettings):
         description="Model repository root (<name>/<version>/); checkpoints go to "
         "<root>/.checkpoints/<job id>/.",
     )
-    data_dir: Path = Field(Path("data"), description="Data volume for npz/folder data sets.")
     numba_cache_dir: Path | None = Field(
         None,
         validation_alias="NUMBA_CACHE_DIR",
