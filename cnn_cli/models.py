@@ -1,6 +1,7 @@
 """`cnn models list|show`: what the gRPC server has loaded, with layer summaries.
 
-`show` prints the layer table the server computed from the artifact: output shape, parameters
+`show` prints the input (C×H×W, pixel range, and how encoded images of another size are
+resized) and the layer table the server computed from the artifact: output shape, parameters
 and the receptive field of each layer (size, jump between neighbouring units, start).
 """
 
@@ -111,7 +112,7 @@ def run_show(args: argparse.Namespace) -> int:
     c, h, w = info.input_shape
     lo, hi = info.pixel_range
     print(f"model     {info.name} version {info.version} (loaded: {_versions(info.versions)})")
-    print(f"input     {c}×{h}×{w}, pixel range [{lo:g}, {hi:g}]")
+    print(f"input     {c}×{h}×{w}, pixel range [{lo:g}, {hi:g}]{_resize(info.resize)}")
     print(f"classes   {len(info.class_names)}: {', '.join(info.class_names)}")
     print(f"data set  {info.dataset or 'unknown'}")
     print(f"created   {info.created_at}" + (f" by job {info.job_id}" if info.job_id else ""))
@@ -121,6 +122,22 @@ def run_show(args: argparse.Namespace) -> int:
     print()
     print(info.summary_text.rstrip() or _layer_table(info))
     return 0
+
+
+#: How each resize mode brings an encoded image of another size to the input's H x W.
+RESIZE_MODES = {
+    "stretch": "both sides resized, aspect not kept",
+    "crop": "aspect kept, centre cropped",
+}
+
+
+def _resize(mode: str) -> str:
+    """The input line's resize part: empty when the server does not say."""
+    if not mode:
+        return ""
+    return f", images resized by {mode}" + (
+        f" ({RESIZE_MODES[mode]})" if mode in RESIZE_MODES else ""
+    )
 
 
 def _versions(versions: list[int]) -> str:

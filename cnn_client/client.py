@@ -108,6 +108,9 @@ class ModelInfo:
     job_id: str = ""
     weights_sha256: str = ""
     architecture: list[dict[str, Any]] = field(default_factory=list)
+    #: How the server brings encoded images of another size to `input_shape`: "stretch" or
+    #: "crop" (empty from a server that does not say).
+    resize: str = ""
 
 
 def _retry_service_config(attempts: int) -> str:
@@ -386,6 +389,7 @@ def _model_info(reply: classifier_pb2.GetModelResponse) -> ModelInfo:
         job_id=reply.job_id,
         weights_sha256=reply.weights_sha256,
         architecture=architecture if isinstance(architecture, list) else [],
+        resize=spec.resize,
     )
 
 

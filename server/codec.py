@@ -15,7 +15,13 @@ import numpy as np
 from proto.cnn.v1 import classifier_pb2 as pb
 from server.decoding import Check, PixelWork, estimate_seconds, no_check
 from server.errors import InvalidInput, LimitExceeded
-from server.images import check_pixels, decode_encoded, read_encoded, validate_pixels
+from server.images import (
+    check_decoded_pixels,
+    check_pixels,
+    decode_encoded,
+    read_encoded,
+    validate_pixels,
+)
 from server.model import ServedModel
 from server.tensors import INPUT_DTYPES, array_from_bytes, check_tensor_shape
 
@@ -117,11 +123,7 @@ def prepare_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limi
             pixels += header.width * header.height
         else:
             raise InvalidInput(f"images[{i}] is empty: set 'encoded' or 'tensor'")
-    if pixels > limits.max_decoded_pixels:
-        raise LimitExceeded(
-            f"the {len(encoded)} encoded images decode to {pixels} pixels in all; "
-            f"max_decoded_pixels is {limits.max_decoded_pixels} (CNN_MAX_DECODED_PIXELS)"
-        )
+    check_decoded_pixels(pixels, len(encoded), limits.max_decoded_pixels)
     shape = spec.shape
 
     def produce(check: Check) -> np.ndarray:
@@ -219,6 +221,7 @@ def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse
             pixel_max=spec.pixel_range[1],
             mean=list(model.normalisation.mean),
             std=list(model.normalisation.std),
+            resize=spec.resize,
         ),
         class_names=list(model.class_names),
         summary_text=str(summary.get("text", "")),

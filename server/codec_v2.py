@@ -5,9 +5,27 @@ The only module that knows how V2 messages carry tensors. Imported only by the s
 in the default protobuf pool, so a process that imports tritonclient must never import it (its
 tests run in a pytest process of their own, tests/server_v2codec).
 
-Model mapping: input "input" [-1, C, H, W] (UINT8 or FP32, pixel range), outputs
-"probabilities" FP32 [-1, K] and "label" INT64 [-1, 1] (argmax); Triton's classification extension
-(output parameter "classification" = k) returns BYTES [-1, k] "probability:index:name".
+Model mapping: a request carries exactly one of two inputs (both `optional` in ModelConfig):
+- "input" [-1, C, H, W], UINT8 or FP32 (the artifact's dtype): raw pixels already of the
+  model's size, in its pixel range; never resized.
+- "image" BYTES [-1] (also sent as [N, 1]): one PNG or JPEG file per element, of any size,
+  grey or colour, in raw_input_contents (each element a 4-byte little-endian length, then
+  its bytes, as Triton lays BYTES out) or contents.bytes_contents. The server reads every
+  header first (limits CNN_MAX_IMAGES_PER_REQUEST, CNN_MAX_IMAGE_SIDE, CNN_MAX_DECODED_PIXELS
+  checked before any pixel is decoded), then decodes as Classify does (`server.images`,
+  `core.artifacts.image_input`): converted to C channels (grey "L" or "RGB"), brought to
+  H x W by the artifact's resize mode ("stretch": bilinear resize of both sides; "crop":
+  aspect kept, the largest centred region of the target's aspect cut out, then bilinear
+  resize), 0..255 rescaled to the pixel range.
+Both are then normalised per channel, (x - mean) / std, with the data set's statistics.
+Outputs: "probabilities" FP32 [-1, K] and "label" INT64 [-1, 1] (argmax); Triton's
+classification extension (output parameter "classification" = k) returns BYTES [-1, k]
+"probability:index:name".
+
+ModelConfig's `parameters` (string values) describe the preprocessing: "channels",
+"height", "width" (the input size), "resize" ("stretch" or "crop"), "pixel_range" (JSON
+[min, max]), "mean" and "std" (JSON lists, per channel), plus "class_names" (JSON list) and
+"version".
 """
 
 from __future__ import annotations
@@ -23,14 +41,15 @@ import numpy as np
 from proto.inference import grpc_service_pb2 as pb
 from proto.inference import model_config_pb2 as config_pb
 from server.codec import Limits, rank_top_k
-from server.decoding import PixelWork, estimate_seconds
-from server.errors import InvalidInput
-from server.images import check_pixels
+from server.decoding import Check, PixelWork, estimate_seconds, no_check
+from server.errors import InvalidInput, LimitExceeded
+from server.images import check_decoded_pixels, check_pixels, decode_encoded, read_encoded
 from server.model import ServedModel
 from server.tensors import INPUT_DTYPES, array_from_bytes, check_tensor_shape
 
 PLATFORM = "cnn-numpy"
 INPUT_NAME = "input"
+IMAGE_NAME = "image"
 PROBABILITIES = "probabilities"
 LABEL = "label"
 OUTPUT_NAMES = (PROBABILITIES, LABEL)
@@ -42,8 +61,10 @@ _INPUT_TYPES: dict[str, tuple[np.dtype, str]] = {
     "FP32": (INPUT_DTYPES["float32"], "fp32_contents"),
 }
 _CONTENTS_FIELDS = tuple(pb.InferTensorContents.DESCRIPTOR.fields_by_name)
-# How messages name the input tensor once its name is known to be INPUT_NAME.
+# How messages name the input tensor once its name is known to be INPUT_NAME / IMAGE_NAME.
 _INPUT_FIELD = f"inputs[0] ({INPUT_NAME!r})"
+_IMAGE_FIELD = f"inputs[0] ({IMAGE_NAME!r})"
+_BOTH_INPUTS = f"{INPUT_NAME!r} (a raw tensor) or {IMAGE_NAME!r} (encoded PNG/JPEG files)"
 _CONFIG_TYPES = {"UINT8": config_pb.TYPE_UINT8, "FP32": config_pb.TYPE_FP32}
 
 
@@ -60,16 +81,15 @@ class RequestedOutput:
     classification: int = 0
 
 
-def _input_array(request: pb.ModelInferRequest, model: ServedModel, limits: Limits) -> np.ndarray:
-    if len(request.inputs) != 1:
-        raise InvalidInput(
-            f"inputs has {len(request.inputs)} tensors; the model takes exactly one, "
-            f"named {INPUT_NAME!r}"
-        )
-    tensor = request.inputs[0]
-    if tensor.name != INPUT_NAME:
-        raise InvalidInput(f"inputs[0].name is {tensor.name!r}; expected {INPUT_NAME!r}")
-    field = _INPUT_FIELD  # the name was just checked
+def _input_array(
+    request: pb.ModelInferRequest,
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    model: ServedModel,
+    limits: Limits,
+) -> np.ndarray:
+    """The raw tensor of `tensor` (the request's only input, named INPUT_NAME), unchecked
+    values, in its wire dtype."""
+    field = _INPUT_FIELD
     datatype = tensor.datatype
     types = _INPUT_TYPES.get(datatype)
     if types is None:
@@ -175,27 +195,175 @@ def _uint8_contents(contents: pb.InferTensorContents, values: Any, field: str) -
     return np.frombuffer(payload, dtype=np.uint8)
 
 
-def decode_inputs(request: pb.ModelInferRequest, model: ServedModel, limits: Limits) -> np.ndarray:
-    """The request's input tensor as (N, C, H, W) float32 in the model's pixel range.
-
-    Raises:
-        InvalidInput: wrong input count/name, datatype, shape, byte or element count, NaN,
-            values outside the pixel range (messages name the field).
-        LimitExceeded: batch larger than max_images_per_request.
-    """
-    x = _input_array(request, model, limits)
+def _tensor_pixels(
+    request: pb.ModelInferRequest,
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    model: ServedModel,
+    limits: Limits,
+) -> np.ndarray:
+    x = _input_array(request, tensor, model, limits)
     return check_pixels(x, model.spec, "inputs[0] (values)")
 
 
 def prepare_inputs(request: pb.ModelInferRequest, model: ServedModel, limits: Limits) -> PixelWork:
-    """`decode_inputs` as work for `server.decoding`, with its cost estimated from the
-    payload's size (the raw bytes, or the whole message for typed contents)."""
+    """Check the request's inputs now; return the pixel work still to do (`server.decoding`),
+    which produces (N, C, H, W) float32 in the model's pixel range.
+
+    "input" (a raw tensor): the work reads and checks it, its cost estimated from the
+    payload's size (the raw bytes, or the whole message for typed contents). "image"
+    (encoded files): every header is read now and the limits checked; the work decodes.
+
+    Raises (now, or from the work where noted):
+        InvalidInput: not exactly one input named "input" or "image"; a wrong datatype,
+            shape, byte or element count; an undecodable image header; from the work: NaN,
+            values outside the pixel range, corrupt image data (messages name the field and
+            the element).
+        LimitExceeded: more than max_images_per_request images, an image side over
+            max_image_side, images decoding to more than max_decoded_pixels pixels.
+    """
+    inputs = request.inputs
+    if len(inputs) != 1:
+        raise InvalidInput(f"inputs has {len(inputs)} tensors; send exactly one: {_BOTH_INPUTS}")
+    tensor = inputs[0]
+    name = tensor.name
+    if name != INPUT_NAME:
+        if name == IMAGE_NAME:
+            return _prepare_images(request, tensor, model, limits)
+        raise InvalidInput(f"inputs[0].name is {name!r}; expected {_BOTH_INPUTS}")
     raw = request.raw_input_contents
     size = len(raw[0]) if len(raw) == 1 else request.ByteSize()
     return PixelWork(
         estimate_seconds(tensor_bytes=size),
-        lambda check: decode_inputs(request, model, limits),
+        lambda check: _tensor_pixels(request, tensor, model, limits),
     )
+
+
+def decode_inputs(request: pb.ModelInferRequest, model: ServedModel, limits: Limits) -> np.ndarray:
+    """The request's input as (N, C, H, W) float32 in the model's pixel range, at once:
+    `prepare_inputs` and its work, in the calling thread.
+
+    Raises:
+        InvalidInput, LimitExceeded: as `prepare_inputs`.
+    """
+    return prepare_inputs(request, model, limits).produce(no_check)
+
+
+_LENGTH = struct.Struct("<I")
+
+
+def split_bytes_tensor(data: bytes, count: int, field: str) -> list[bytes]:
+    """The `count` elements of a BYTES tensor in Triton's raw layout: each one a 4-byte
+    little-endian length, then that many bytes, back to back.
+
+    Raises:
+        InvalidInput: a length prefix cut short, an element longer than what is left, or
+            not exactly `count` elements; names `field`.
+    """
+    elements: list[bytes] = []
+    offset, size = 0, len(data)
+    while offset < size:
+        if len(elements) == count:
+            raise InvalidInput(
+                f"{field} has {size - offset} bytes after its {count} elements; BYTES "
+                "elements are each a 4-byte little-endian length, then that many bytes"
+            )
+        if size - offset < 4:
+            raise InvalidInput(
+                f"{field} ends inside the 4-byte length of element {len(elements)} "
+                f"({size - offset} bytes left)"
+            )
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += 4
+        if length > size - offset:
+            raise InvalidInput(
+                f"{field}: element {len(elements)} says {length} bytes, "
+                f"{size - offset} bytes are left"
+            )
+        elements.append(data[offset : offset + length])
+        offset += length
+    if len(elements) != count:
+        raise InvalidInput(f"{field} has {len(elements)} elements; the shape needs {count}")
+    return elements
+
+
+def _image_files(
+    request: pb.ModelInferRequest, tensor: pb.ModelInferRequest.InferInputTensor, count: int
+) -> list[bytes]:
+    """The encoded files of the "image" input, from raw_input_contents or bytes_contents."""
+    field = _IMAGE_FIELD
+    has_contents = tensor.HasField("contents")
+    raw_contents = request.raw_input_contents
+    if len(raw_contents):
+        if has_contents:
+            raise InvalidInput(
+                f"{field}.contents is set together with raw_input_contents; use one of them"
+            )
+        if len(raw_contents) != 1:
+            raise InvalidInput(
+                f"raw_input_contents has {len(raw_contents)} entries; expected 1 (one per input)"
+            )
+        return split_bytes_tensor(raw_contents[0], count, "raw_input_contents[0]")
+    if not has_contents:
+        raise InvalidInput(
+            f"{field} has no data: set contents.bytes_contents or raw_input_contents"
+        )
+    contents = tensor.contents
+    for other in _CONTENTS_FIELDS:
+        if other != "bytes_contents" and len(getattr(contents, other)):
+            raise InvalidInput(
+                f"{field}.contents.{other} is set; datatype BYTES uses contents.bytes_contents"
+            )
+    files = list(contents.bytes_contents)
+    if len(files) != count:
+        raise InvalidInput(
+            f"{field}.contents.bytes_contents has {len(files)} elements; the shape needs {count}"
+        )
+    return files
+
+
+def _prepare_images(
+    request: pb.ModelInferRequest,
+    tensor: pb.ModelInferRequest.InferInputTensor,
+    model: ServedModel,
+    limits: Limits,
+) -> PixelWork:
+    """`prepare_inputs` for the "image" input: headers read and limits checked now, the
+    pixels decoded by the work, one image at a time (as Classify's encoded images)."""
+    field = _IMAGE_FIELD
+    if tensor.datatype != "BYTES":
+        raise InvalidInput(
+            f"{field}.datatype is {tensor.datatype!r}; expected 'BYTES' (one PNG/JPEG file "
+            f"per element; raw pixels go in an input named {INPUT_NAME!r})"
+        )
+    shape = list(tensor.shape)
+    if len(shape) not in (1, 2) or shape[0] < 1 or shape[1:] not in ([], [1]):
+        raise InvalidInput(
+            f"{field}.shape is {shape}; expected [N] or [N, 1] with N >= 1 "
+            "(one PNG/JPEG file per element)"
+        )
+    count = shape[0]
+    max_images = limits.max_images_per_request
+    if count > max_images:
+        raise LimitExceeded(
+            f"{field} has {count} images; max_images_per_request is {max_images} "
+            "(CNN_MAX_IMAGES_PER_REQUEST)"
+        )
+    spec = model.spec
+    headers = [
+        read_encoded(data, spec, limits.max_image_side, f"{field}[{i}]")
+        for i, data in enumerate(_image_files(request, tensor, count))
+    ]
+    pixels = sum(header.width * header.height for header in headers)
+    check_decoded_pixels(pixels, count, limits.max_decoded_pixels)
+
+    def produce(check: Check) -> np.ndarray:
+        out = np.empty((count, *spec.shape), dtype=np.float32)
+        for i, header in enumerate(headers):
+            check()
+            out[i] = decode_encoded(header, spec, f"{field}[{i}]")
+        return out
+
+    return PixelWork(estimate_seconds(images=count, pixels=pixels), produce)
 
 
 _ALL_OUTPUTS = tuple(RequestedOutput(name) for name in OUTPUT_NAMES)
@@ -294,7 +462,8 @@ def encode_metadata(model: ServedModel, versions: list[int]) -> pb.ModelMetadata
                 name=INPUT_NAME,
                 datatype=input_datatype(model),
                 shape=[-1, spec.channels, spec.height, spec.width],
-            )
+            ),
+            Tensor(name=IMAGE_NAME, datatype="BYTES", shape=[-1]),
         ],
         outputs=[
             Tensor(name=PROBABILITIES, datatype="FP32", shape=[-1, model.num_classes]),
@@ -308,6 +477,10 @@ def encode_config(model: ServedModel, max_batch_size: int, delay_us: int) -> pb.
     params = {
         "version": str(model.version),
         "class_names": json.dumps(list(model.class_names)),
+        "channels": str(spec.channels),
+        "height": str(spec.height),
+        "width": str(spec.width),
+        "resize": spec.resize,
         "pixel_range": json.dumps(list(spec.pixel_range)),
         "mean": json.dumps(list(model.normalisation.mean)),
         "std": json.dumps(list(model.normalisation.std)),
@@ -323,7 +496,15 @@ def encode_config(model: ServedModel, max_batch_size: int, delay_us: int) -> pb.
                 data_type=_CONFIG_TYPES[input_datatype(model)],
                 format=config_pb.ModelInput.FORMAT_NCHW,
                 dims=[spec.channels, spec.height, spec.width],
-            )
+                optional=True,
+            ),
+            config_pb.ModelInput(
+                name=IMAGE_NAME,
+                data_type=config_pb.TYPE_STRING,
+                dims=[1],
+                reshape=config_pb.ModelTensorReshape(shape=[]),
+                optional=True,
+            ),
         ],
         output=[
             config_pb.ModelOutput(

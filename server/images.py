@@ -152,6 +152,20 @@ def read_encoded(data: bytes, spec: InputSpec, max_side: int, field: str) -> Ima
         raise InvalidInput(str(exc)) from None
 
 
+def check_decoded_pixels(pixels: int, images: int, max_decoded_pixels: int) -> None:
+    """Refuse encoded images whose headers say they decode to too many pixels in all.
+
+    Raises:
+        LimitExceeded: `pixels` (of `images` images together) is over `max_decoded_pixels`;
+            names the limit and its setting.
+    """
+    if pixels > max_decoded_pixels:
+        raise LimitExceeded(
+            f"the {images} encoded images decode to {pixels} pixels in all; "
+            f"max_decoded_pixels is {max_decoded_pixels} (CNN_MAX_DECODED_PIXELS)"
+        )
+
+
 def decode_encoded(image: Image.Image, spec: InputSpec, field: str) -> np.ndarray:
     """Decode an image `read_encoded` returned into (C, H, W) float32 in the pixel range.
 

@@ -128,7 +128,7 @@ def test_models_list_and_show_with_receptive_fields(stack: LocalStack, trained: 
     shown = run_cnn("models", "show", MODEL, "--address", stack.grpc_address)
     assert shown.returncode == 0, shown.stderr
     assert f"model     {MODEL} version 1" in shown.stdout
-    assert "input     1×8×8" in shown.stdout
+    assert "input     1×8×8, pixel range [0, 16], images resized by stretch" in shown.stdout
     assert "RF size" in shown.stdout and "global" in shown.stdout  # receptive-field columns
     doc = json.loads(
         run_cnn("models", "show", MODEL, "--json", "--address", stack.grpc_address).stdout

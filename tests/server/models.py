@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from core.artifacts import load_artifact, make_meta, save_artifact
-from core.datasets import Dataset, load_digits
+from core.datasets import Dataset, Normalisation, load_digits
+from core.images import ResizeMode
 from core.model import Sequential
 from core.repository import ModelRepository
 
@@ -101,8 +102,6 @@ SLOW_ARCHITECTURE: list[dict] = [
 
 def save_slow_model(directory: Path) -> Path:
     """An untrained 64x64 model whose forward pass on 64 images takes about a second."""
-    from core.datasets import Normalisation
-
     model = Sequential.from_spec(SLOW_ARCHITECTURE, (1, 64, 64), seed=0)
     meta = make_meta(
         model,
@@ -110,6 +109,39 @@ def save_slow_model(directory: Path) -> Path:
         class_names=["a", "b"],
         normalisation=Normalisation(mean=[127.5], std=[64.0]),
         pixel_range=(0.0, 255.0),
+    )
+    save_artifact(directory, model, meta)
+    return directory
+
+
+IMAGE_ARCHITECTURE: list[dict] = [
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
+    {"type": "relu"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 3},
+]
+
+
+def save_image_model(
+    directory: Path,
+    *,
+    name: str,
+    shape: tuple[int, int, int],
+    resize: ResizeMode,
+    pixel_range: tuple[float, float],
+    normalisation: Normalisation,
+    seed: int = 0,
+) -> Path:
+    """An untrained (seeded) model of input `shape` (C, H, W) that resizes encoded images by
+    `resize`: enough to hold the server's preprocessing to the local one, whatever it says."""
+    model = Sequential.from_spec(IMAGE_ARCHITECTURE, shape, seed=seed)
+    meta = make_meta(
+        model,
+        name=name,
+        class_names=["a", "b", "c"],
+        normalisation=normalisation,
+        pixel_range=pixel_range,
+        resize=resize,
     )
     save_artifact(directory, model, meta)
     return directory

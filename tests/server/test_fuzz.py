@@ -210,6 +210,7 @@ def infer_defects(draw):  # type: ignore[no-untyped-def]
                 "output-dup",
                 "classification",
                 "batch-limit",
+                "image-bytes",
             ]
         )
     )
@@ -228,7 +229,7 @@ def infer_defects(draw):  # type: ignore[no-untyped-def]
         request.inputs.add().CopyFrom(tensor)
         return request, ("inputs",)
     if kind == "name":
-        tensor.name = draw(st.text(max_size=10).filter(lambda s: s != "input"))
+        tensor.name = draw(st.text(max_size=10).filter(lambda s: s not in ("input", "image")))
         return request, ("name",)
     if kind == "datatype":
         tensor.datatype = draw(
@@ -280,6 +281,16 @@ def infer_defects(draw):  # type: ignore[no-untyped-def]
     if kind == "no-data":
         del request.raw_input_contents[:]
         return request, ("no data",)
+    if kind == "image-bytes":  # the encoded-image input with garbage: files or their layout
+        tensor.name, tensor.datatype = "image", "BYTES"
+        del tensor.shape[:]
+        tensor.shape.append(1)
+        garbage = draw(st.binary(max_size=64))
+        framed = draw(st.booleans())  # a well-framed garbage file, or a broken frame
+        request.raw_input_contents[0] = (
+            len(garbage).to_bytes(4, "little") + garbage if framed else garbage
+        )
+        return request, ("inputs[0] ('image')[0]", "raw_input_contents[0]")
     if kind == "output-name":
         request.outputs.add(
             name=draw(st.text(max_size=12).filter(lambda s: s not in ("probabilities", "label")))

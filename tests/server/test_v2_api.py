@@ -57,7 +57,8 @@ def test_model_metadata_tells_the_input_and_outputs(client) -> None:  # type: ig
     meta = client.get_model_metadata("digits", as_json=True)
     assert meta["versions"] == ["1"]
     assert meta["inputs"] == [
-        {"name": "input", "datatype": "UINT8", "shape": ["-1", "1", "8", "8"]}
+        {"name": "input", "datatype": "UINT8", "shape": ["-1", "1", "8", "8"]},
+        {"name": "image", "datatype": "BYTES", "shape": ["-1"]},
     ]
     assert {o["name"]: o["datatype"] for o in meta["outputs"]} == {
         "probabilities": "FP32",
@@ -87,7 +88,7 @@ def test_client_built_from_metadata_alone_gets_correct_predictions(  # type: ign
 ) -> None:
     meta = client.get_model_metadata("digits", as_json=True)
     config = client.get_model_config("digits", as_json=True)["config"]
-    (spec,) = meta["inputs"]
+    (spec,) = [t for t in meta["inputs"] if t["name"] == "input"]  # raw pixels, not "image"
     shape = [int(d) for d in spec["shape"]]
     lo, hi = json.loads(config["parameters"]["pixel_range"]["string_value"])
     x = digits_artifact.data.x_test[:16]  # a client with images already in the model's range
