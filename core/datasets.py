@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import (
@@ -59,7 +59,6 @@ MAX_CHANNELS = 4
 DIGITS_SHAPE = (1, 8, 8)  # (C, H, W) of one sample
 MNIST_SHAPE = (1, 28, 28)  # mnist-5k and fashion-mnist
 
-DatasetName = Literal["digits", "mnist-5k", "fashion-mnist", "npz", "folder"]
 #: Names a training spec reads as a bundled or a file data set, never as an uploaded one (an
 #: upload under one of these names could not be referred to by name).
 BUNDLED_NAMES: tuple[str, ...] = ("digits", "mnist-5k", "fashion-mnist")
@@ -148,11 +147,6 @@ class DatasetRef(BaseModel):
     def is_stored(self) -> bool:
         """True for an uploaded data set (found in the data store), False for bundled/file."""
         return self.name not in RESERVED_NAMES
-
-    @property
-    def is_pinned(self) -> bool:
-        """A stored reference with name, version and id: what submitting makes of one."""
-        return self.is_stored and None not in (self.name, self.version, self.id)
 
     @model_serializer(mode="wrap")
     def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
