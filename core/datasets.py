@@ -12,18 +12,31 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import re
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from core.errors import DatasetError
+from core.repository import MODEL_NAME_RE
+
+if TYPE_CHECKING:
+    from core.images import ResizeMode
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
@@ -46,24 +59,98 @@ MAX_CHANNELS = 4
 DIGITS_SHAPE = (1, 8, 8)  # (C, H, W) of one sample
 MNIST_SHAPE = (1, 28, 28)  # mnist-5k and fashion-mnist
 
-DatasetName = Literal["digits", "mnist-5k", "fashion-mnist", "npz", "folder"]
+#: Names a training spec reads as a bundled or a file data set, never as an uploaded one (an
+#: upload under one of these names could not be referred to by name).
+BUNDLED_NAMES: tuple[str, ...] = ("digits", "mnist-5k", "fashion-mnist")
+FILE_NAMES: tuple[str, ...] = ("npz", "folder")
+RESERVED_NAMES: frozenset[str] = frozenset(BUNDLED_NAMES + FILE_NAMES)
+#: An uploaded data set's content id: "sha256:" and 64 lowercase hex digits.
+DATASET_ID_PATTERN = r"^sha256:[0-9a-f]{64}$"
+_DATASET_ID_RE = re.compile(DATASET_ID_PATTERN)
+_HEX64_RE = re.compile(r"[0-9a-fA-F]{64}")
+MAX_DATASET_VERSION = 10**18 - 1  # core.datastore versions are at most 18 digits
 
 
 class DatasetRef(BaseModel):
-    """Which data set to load: a bundled name, or "npz"/"folder" with a path in the data dir."""
+    """Which data set to train on. Four forms:
+
+    - a bundled set: ``{"name": "digits" | "mnist-5k" | "fashion-mnist"}``;
+    - a file placed by hand in the data directory: ``{"name": "npz" | "folder", "path": ...}``;
+    - an uploaded (stored) set by name: ``{"name": "cats"}`` (its newest version when the job
+      is submitted) or ``{"name": "cats", "version": 2}``;
+    - an uploaded set by content id: ``{"id": "sha256:<hex>"}``.
+
+    Submitting pins a stored reference to ``{"name", "version", "id"}`` (all three), so the job
+    trains on the bytes it was submitted with (:mod:`jobs.datasets`). Serialised without unset
+    fields: the job payload and the model artifact hold exactly the keys that mean something.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: DatasetName
+    name: str | None = None
     path: str | None = None
+    version: int | None = Field(default=None, ge=1, le=MAX_DATASET_VERSION)
+    id: str | None = None
 
     @model_validator(mode="after")
-    def _path_matches_name(self) -> DatasetRef:
-        if self.name in ("npz", "folder") and not self.path:
-            raise ValueError(f"dataset.path is required for dataset.name={self.name!r}")
-        if self.name not in ("npz", "folder") and self.path is not None:
-            raise ValueError(f"dataset.path is not used by the bundled data set {self.name!r}")
+    def _consistent(self) -> DatasetRef:
+        name = self.name
+        if name is None:
+            if self.id is None:
+                raise ValueError(
+                    "dataset needs a name (a bundled set, 'npz'/'folder' with a path, or an "
+                    "uploaded set) or the id of an uploaded set"
+                )
+            if self.version is not None:
+                raise ValueError("dataset.version needs dataset.name (the name it numbers)")
+        elif name in FILE_NAMES:
+            if not self.path:
+                raise ValueError(f"dataset.path is required for dataset.name={name!r}")
+        elif self.path is not None and name in BUNDLED_NAMES:
+            raise ValueError(f"dataset.path is not used by the bundled data set {name!r}")
+        elif self.path is not None:
+            raise ValueError(
+                f"dataset.path is only used with dataset.name 'npz' or 'folder', not {name!r}"
+            )
+        if name in RESERVED_NAMES and (self.version is not None or self.id is not None):
+            kind = "bundled data set" if name in BUNDLED_NAMES else "file data set"
+            raise ValueError(
+                f"dataset.version and dataset.id are not used by the {kind} {name!r} (they "
+                "select uploaded data sets)"
+            )
         return self
+
+    @field_validator("name")
+    @classmethod
+    def _known_or_stored_name(cls, name: str | None) -> str | None:
+        if name is None or name in RESERVED_NAMES:
+            return name
+        if not MODEL_NAME_RE.fullmatch(name) or _HEX64_RE.fullmatch(name):
+            raise ValueError(
+                f"{name[:80]!r} is neither a bundled data set ({', '.join(BUNDLED_NAMES)}), "
+                "'npz'/'folder', nor an uploaded data set name (1-64 characters A-Z a-z 0-9 "
+                ". _ -, starting with a letter or digit)"
+            )
+        return name
+
+    @field_validator("id")
+    @classmethod
+    def _content_id(cls, value: str | None) -> str | None:
+        if value is not None and not _DATASET_ID_RE.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r} is malformed: expected 'sha256:' and 64 lowercase hex "
+                "digits, as the Datasets API reports it"
+            )
+        return value
+
+    @property
+    def is_stored(self) -> bool:
+        """True for an uploaded data set (found in the data store), False for bundled/file."""
+        return self.name not in RESERVED_NAMES
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
 
 
 class Normalisation(BaseModel):
@@ -167,7 +254,12 @@ def load_dataset(ref: DatasetRef | dict, data_dir: Path | str | None = None) -> 
     """
     if isinstance(ref, dict):
         ref = DatasetRef.model_validate(ref)
-    bundled = BUNDLED.get(ref.name)
+    if ref.is_stored:
+        raise DatasetError(
+            f"dataset {ref.model_dump()} is an uploaded data set: load it from the data store "
+            "(core.stored_datasets)"
+        )
+    bundled = BUNDLED.get(ref.name or "")
     if bundled is not None:
         return bundled.load()
     if data_dir is None:
@@ -317,24 +409,59 @@ def load_fashion_mnist(root: Path | None = None) -> Dataset:
 
 @dataclass(frozen=True)
 class BundledDataset:
-    """A data set shipped by an installed package: how to load it, and its per-sample shape
-    (C, H, W), known without loading it (so a training spec can be checked up front)."""
+    """A data set shipped by an installed package: how to load it, its per-sample shape
+    (C, H, W) and its class count, known without loading it (so a training spec can be checked
+    up front)."""
 
     input_shape: tuple[int, int, int]
+    num_classes: int
     load: Callable[[], Dataset]
 
 
 BUNDLED: Mapping[str, BundledDataset] = MappingProxyType(
     {
-        "digits": BundledDataset(DIGITS_SHAPE, load_digits),
-        "mnist-5k": BundledDataset(MNIST_SHAPE, load_mnist_5k),
-        "fashion-mnist": BundledDataset(MNIST_SHAPE, load_fashion_mnist),
+        "digits": BundledDataset(DIGITS_SHAPE, len(DIGIT_CLASSES), load_digits),
+        "mnist-5k": BundledDataset(MNIST_SHAPE, len(DIGIT_CLASSES), load_mnist_5k),
+        "fashion-mnist": BundledDataset(
+            MNIST_SHAPE, len(FASHION_MNIST_CLASSES), load_fashion_mnist
+        ),
     }
 )
 #: (C, H, W) of one sample of each bundled data set, by data set name.
 KNOWN_INPUT_SHAPES: Mapping[str, tuple[int, int, int]] = MappingProxyType(
     {name: bundled.input_shape for name, bundled in BUNDLED.items()}
 )
+
+
+def conform_dataset(
+    data: Dataset, shape: tuple[int, int, int], resize: ResizeMode = "stretch"
+) -> Dataset:
+    """``data`` with every image brought to ``shape`` = (C, H, W) by
+    :func:`core.images.conform_pixels` (the conversion and resizing the server applies to
+    encoded images); ``data`` itself when its images have that shape already.
+
+    Each image is converted on its own into a preallocated array: the extra memory is the
+    converted data set, not a copy of the original per step.
+
+    Raises:
+        DatasetError: a target that is not 1 or 3 channels, or images that cannot be converted.
+    """
+    from core.images import ImageDecodeError, conform_pixels
+
+    if data.input_shape == tuple(shape):
+        return data
+
+    def convert(x: np.ndarray, split: str) -> np.ndarray:
+        out = np.empty((x.shape[0], *shape), dtype=np.uint8)
+        for i in range(x.shape[0]):
+            try:
+                out[i] = conform_pixels(x[i], shape, resize)
+            except ImageDecodeError as exc:
+                raise DatasetError(f"{data.name} x_{split}[{i}]: {exc}") from None
+        return out
+
+    x_test = None if data.x_test is None else convert(data.x_test, "test")
+    return replace(data, x_train=convert(data.x_train, "train"), x_test=x_test)
 
 
 # --- user data ---------------------------------------------------------------------------------

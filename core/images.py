@@ -11,8 +11,10 @@
   centred region of the target's aspect ratio is cut out, then resized (bilinear) to the size.
   The one function every path uses (training data, the server, local predictions), so a
   served answer equals a local one.
-- :func:`scale_pixels`: that, then 0..255 rescaled to the model's pixel range [lo, hi]:
-  ``x = lo + p * (hi - lo) / 255``, float32 (C, H, W).
+- :func:`conform_pixels`: uint8 (C, H, W) arrays (an ``.npz`` data set) through the same
+  conversion, so arrays and files end up alike.
+- :func:`scale_pixels`: :func:`image_pixels`, then 0..255 rescaled to the model's pixel range
+  [lo, hi]: ``x = lo + p * (hi - lo) / 255``, float32 (C, H, W).
 - :func:`decode_image`: bytes to model input in one call (:func:`open_image` then
   :func:`scale_pixels`).
 
@@ -164,6 +166,22 @@ def pixels_image(pixels: np.ndarray) -> Image.Image:
     if pixels.shape[0] == 1:
         return Image.fromarray(np.ascontiguousarray(pixels[0]), mode="L")
     return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
+
+
+def conform_pixels(
+    pixels: np.ndarray, shape: tuple[int, int, int], resize: ResizeMode = "stretch"
+) -> np.ndarray:
+    """uint8 (C, H, W) pixels brought to ``shape`` = (C', H', W') exactly as a decoded file of
+    those pixels would be (:func:`pixels_image` then :func:`image_pixels`); unchanged (the
+    same array) when the shape already matches.
+
+    Raises:
+        ImageDecodeError: pixels or a target that are not uint8 with 1 or 3 channels.
+    """
+    if tuple(pixels.shape) == tuple(shape) and pixels.dtype == np.uint8:
+        return pixels
+    channels, height, width = shape
+    return image_pixels(pixels_image(pixels), channels, (height, width), resize=resize)
 
 
 def scale_pixels(

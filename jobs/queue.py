@@ -26,11 +26,13 @@ from typing import Any, Self, cast
 
 import redis
 
+from core.datastore import DataStore
 from core.settings import redact_url
 from jobs import meta as job_meta
 from jobs import rq_layout
 from jobs.cancellation import request_cancel, withdraw_cancel
 from jobs.connection import QUEUE_RETRIES, connect
+from jobs.datasets import pin_dataset
 from jobs.errors import JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
 from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, DEFAULT_POLL_INTERVAL_S, follow
 from jobs.limits import SpecLimits
@@ -53,19 +55,34 @@ class JobQueue:
         connection: a Redis client (thread-safe; shared, not closed by `close` unless this
             queue made it with `connect`).
         settings: the queues, the Redis URL shown in errors, and what new jobs are given.
+        datasets: the data store that specs naming uploaded data sets are pinned against
+            (`jobs.datasets.pin_dataset`); default: the one on ``settings.data_dir``.
     """
 
-    def __init__(self, connection: redis.Redis, settings: QueueSettings) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        settings: QueueSettings,
+        *,
+        datasets: DataStore | None = None,
+    ) -> None:
         self._redis = connection
         self._settings = settings
+        self._datasets = datasets if datasets is not None else DataStore(settings.data_dir)
         self._owns_connection = False
 
     @classmethod
-    def connect(cls, settings: QueueSettings, *, retries: int = QUEUE_RETRIES) -> JobQueue:
+    def connect(
+        cls,
+        settings: QueueSettings,
+        *,
+        retries: int = QUEUE_RETRIES,
+        datasets: DataStore | None = None,
+    ) -> JobQueue:
         """A queue over a new client for ``settings.redis_url`` (no connection made yet).
 
         The client times out after ``settings.redis_timeout_s`` (replies: twice that) and
-        retries a failed command `retries` times with backoff.
+        retries a failed command `retries` times with backoff. ``datasets`` as in the class.
         """
         connection = connect(
             settings.redis_url,
@@ -73,7 +90,7 @@ class JobQueue:
             connect_timeout=settings.redis_timeout_s,
             socket_timeout=2 * settings.redis_timeout_s,
         )
-        queue = cls(connection, settings)
+        queue = cls(connection, settings, datasets=datasets)
         queue._owns_connection = True
         return queue
 
@@ -109,7 +126,8 @@ class JobQueue:
     # -- operations ------------------------------------------------------------------------------
 
     def submit(self, spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> str:
-        """Validate `spec` (against `settings.spec_limits()`) and queue a training job on the
+        """Validate `spec` (against `settings.spec_limits()`), pin an uploaded data set it
+        names to its content id (`jobs.datasets.pin_dataset`), and queue a training job on the
         first queue, unless it already holds `settings.max_queued_jobs` waiting jobs.
 
         The count and the enqueue are one transaction that WATCHes the queue's list: if a
@@ -123,12 +141,14 @@ class JobQueue:
             the job id.
 
         Raises:
-            InvalidSpec: naming each offending field; nothing was queued.
+            InvalidSpec: naming each offending field (an uploaded data set that is not stored:
+                ``dataset``, listing what is); nothing was queued.
             QueueFull: the queue holds its limit of waiting jobs; nothing was queued.
             FileNotFoundError: `spec` is a path and there is no such file.
             QueueUnavailable: Redis unreachable.
         """
-        train_spec = _validated(spec, self._settings.spec_limits())
+        limits = self._settings.spec_limits()
+        train_spec = pin_dataset(_validated(spec, limits), self._datasets, limits)
         job = rq_layout.NewJob(
             job_id=str(uuid.uuid4()),
             queue=self._settings.queue,

@@ -20,12 +20,20 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from core.datasets import KNOWN_INPUT_SHAPES, DatasetRef
+from core.datasets import BUNDLED, DatasetRef
+from core.images import ResizeMode
 from core.repository import MODEL_NAME_PATTERN
 from core.training import TrainConfig
 from jobs.errors import InvalidSpec
@@ -38,9 +46,55 @@ TRAIN_FUNCTION = "worker.jobs.train_job"
 #: Longest job timeout the schema allows (one week); CNN_MAX_TIMEOUT_S caps it further.
 MAX_TIMEOUT_S = 7 * 24 * 3600
 
+#: Largest input height or width a spec may ask for, px (the model artifact's bound).
+MAX_INPUT_SIDE = 4096
+
+Shape = tuple[int, int, int]
+
 #: Errors a bad option may raise while a layer or optimizer parses it (a huge int is an
 #: OverflowError once made a float, a deeply nested value a RecursionError).
 _OPTION_ERRORS = (ValueError, TypeError, OverflowError, RecursionError)
+
+
+class InputSection(BaseModel):
+    """The model's input and how images are brought to it: ``"input": {"channels": 1 | 3,
+    "height": H, "width": W, "resize": "crop" | "stretch"}``, every key optional.
+
+    Unset channels and size are the data set's (a stored data set whose images differ in size
+    needs ``height`` and ``width``); ``resize`` is how an image of another size is brought to
+    H x W, in training and when served (`core.images.image_pixels`): "stretch" (the default)
+    resizes both sides, "crop" keeps the aspect ratio and cuts the centre.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: Literal[1, 3] | None = Field(
+        default=None, description="1 (grey) or 3 (RGB); default: the data set's"
+    )
+    height: int | None = Field(default=None, ge=1, le=MAX_INPUT_SIDE, description="px")
+    width: int | None = Field(default=None, ge=1, le=MAX_INPUT_SIDE, description="px")
+    resize: ResizeMode = "stretch"
+
+    @model_validator(mode="after")
+    def _size_together(self) -> InputSection:
+        if (self.height is None) != (self.width is None):
+            missing = "width" if self.width is None else "height"
+            raise ValueError(f"input.{missing} is required when the other side is given")
+        return self
+
+    def shape_for(self, native: Shape) -> Shape:
+        """(C, H, W) for a data set whose images are ``native`` (C, H, W)."""
+        channels, height, width = native
+        if self.height is not None and self.width is not None:
+            height, width = self.height, self.width
+        return self.channels or channels, height, width
+
+    @property
+    def shape(self) -> Shape | None:
+        """(C, H, W) when the section states all three, else None."""
+        if self.channels is None or self.height is None or self.width is None:
+            return None
+        return self.channels, self.height, self.width
 
 
 class TrainSpec(TrainConfig):
@@ -61,6 +115,11 @@ class TrainSpec(TrainConfig):
         min_length=1, description="layer configs, e.g. {'type': 'conv2d', 'filters': 8, ...}"
     )
     dataset: DatasetRef
+    input: InputSection | None = Field(
+        default=None,
+        description="model input (channels, height, width) and resize mode; default: the "
+        "data set's channels and image size, resize 'stretch'",
+    )
     timeout_s: int | None = Field(
         default=None,
         ge=1,
@@ -90,30 +149,47 @@ class TrainSpec(TrainConfig):
         return self
 
     def _size_errors(
-        self, input_shape: tuple[int, int, int], limits: SpecLimits
+        self, input_shape: Shape, limits: SpecLimits, num_classes: int | None = None
     ) -> list[InitErrorDetails]:
+        bundled = BUNDLED.get(self.dataset.name or "")
+        if num_classes is None and bundled is not None:
+            num_classes = bundled.num_classes
         return model_errors(
             self.architecture,
             input_shape,
             batch_size=self.batch_size,
             optimizer=str(self.optimizer.get("type")),
             limits=limits,
+            num_classes=num_classes,
         )
 
-    def check_model(self, input_shape: tuple[int, int, int], limits: SpecLimits) -> None:
-        """Check the model on a data set's actual input shape (a data set whose shape is not
-        known before loading it is checked here, by the worker, once loaded).
+    def check_model(
+        self, input_shape: Shape, limits: SpecLimits, num_classes: int | None = None
+    ) -> None:
+        """Check the model on a data set's actual input shape and, when given, class count (a
+        data set whose shape is not known from the spec alone is checked here: a stored one
+        when the job is submitted, a file one by the worker once loaded).
 
         Raises:
-            InvalidSpec: shapes that do not fit, or a size over `limits`.
+            InvalidSpec: shapes that do not fit, a last layer whose scores are not one per
+                class, or a size over `limits`.
         """
-        errors = self._size_errors(input_shape, limits)
+        errors = self._size_errors(input_shape, limits, num_classes)
         if errors:
             raise InvalidSpec(describe_errors(ValidationError.from_exception_data("", errors)))
 
-    def input_shape(self) -> tuple[int, int, int] | None:
-        """(C, H, W) of the data set when known without loading it, else None."""
-        return KNOWN_INPUT_SHAPES.get(self.dataset.name)
+    def input_shape(self) -> Shape | None:
+        """(C, H, W) of the model input when known without loading (or looking up) the data
+        set, else None: a bundled set's (with the ``input`` section applied), or what the
+        ``input`` section states in full."""
+        bundled = BUNDLED.get(self.dataset.name or "")
+        if bundled is not None:
+            return self.input.shape_for(bundled.input_shape) if self.input else bundled.input_shape
+        return self.input.shape if self.input else None
+
+    def resize(self) -> ResizeMode:
+        """How images are brought to the input size (the ``input`` section's, or "stretch")."""
+        return self.input.resize if self.input else "stretch"
 
     def train_config(self) -> TrainConfig:
         """The `TrainConfig` part of the spec (what `core.training.fit` takes)."""
@@ -159,9 +235,11 @@ def model_errors(
     batch_size: int,
     optimizer: str,
     limits: SpecLimits = DEFAULT_LIMITS,
+    num_classes: int | None = None,
 ) -> list[InitErrorDetails]:
     """Check the model on per-sample input `input_shape` from its estimate (nothing is
-    allocated): shapes that do not fit, then parameters and memory over `limits`."""
+    allocated): shapes that do not fit, a last layer giving other than `num_classes` scores
+    (when given), then parameters and memory over `limits`."""
     from core.estimate import estimate
     from core.optim import OPTIMIZER_TYPES
 
@@ -175,10 +253,24 @@ def model_errors(
             loc = ("architecture", int(match.group(1)))
             message = message[match.end() :]
         return [_error(loc, f"{message} [data set input {input_shape}]", None)]
+    errors: list[InitErrorDetails] = []
+    last = model.layers[-1] if model.layers else None
+    if num_classes is not None and last is not None and len(last.output_shape) == 1:
+        (scores,) = last.output_shape
+        if scores != num_classes:
+            errors.append(
+                _error(
+                    ("architecture", last.index),
+                    f"the model ends in {scores} scores, the data set has {num_classes} "
+                    f"classes: the last layer must give one score per class "
+                    f"[data set input {input_shape}]",
+                    None,
+                )
+            )
     if optimizer not in OPTIMIZER_TYPES:
         optimizer = "adam"  # reported by optimizer_errors; size with the largest state
     found = size_errors(model, batch_size=batch_size, optimizer=optimizer, limits=limits)
-    return [_error(loc, message, None) for loc, message in found]
+    return errors + [_error(loc, message, None) for loc, message in found]
 
 
 def _option_problem(exc: BaseException) -> str:

@@ -19,6 +19,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from core.datastore import DataStore
 from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
 from server import metrics
 from server.classifier_servicer import ClassifierServicer
@@ -162,15 +163,20 @@ def _loader(settings: Settings, loop: asyncio.AbstractEventLoop) -> Loader:
 
 
 def _add_training(
-    settings: Settings, server: Server, grpc_server: grpc.aio.Server, blocking: ThreadPoolExecutor
+    settings: Settings,
+    server: Server,
+    grpc_server: grpc.aio.Server,
+    blocking: ThreadPoolExecutor,
+    datasets: DataStore,
 ) -> None:
     """The Training API over `jobs.queue.JobQueue` (no connection is made here); its blocking
-    Redis calls run in the `blocking` threads."""
+    Redis calls run in the `blocking` threads. Submit pins specs naming uploaded data sets
+    against `datasets` (the data store the Datasets API fills)."""
     from jobs.queue import JobQueue
     from server.training_servicer import TrainingServicer
 
     servicer = TrainingServicer(
-        JobQueue.connect(settings),
+        JobQueue.connect(settings, datasets=datasets),
         blocking=blocking,
         max_watches=settings.max_watches,
         watch_interval_s=settings.watch_interval_s,
@@ -247,7 +253,8 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         ),
         grpc_server,
     )
-    _add_training(settings, server, grpc_server, blocking)
+    datasets = DataStore(settings.data_dir)  # one store for every service of this server
+    _add_training(settings, server, grpc_server, blocking, datasets)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
         (*services, TRAINING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server

@@ -13,10 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs.spec import TrainSpec
 from worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from core.datasets import Dataset
 
 
 class TrainingStopped(RuntimeError):
@@ -58,6 +61,29 @@ def has_checkpoint(path: Path) -> bool:
     return (path / CHECKPOINT_JSON).is_file()
 
 
+def load_training_data(spec: TrainSpec, settings: WorkerSettings) -> tuple[TrainSpec, Dataset]:
+    """The data set ``spec`` names, its images brought to the spec's ``input``; and the spec
+    with an uploaded data set pinned (`jobs.datasets.pin_dataset`: the payload may come from
+    any client), which the artifact records.
+
+    Raises:
+        InvalidSpec: an uploaded data set that is no longer stored, or does not fit the model.
+        DatasetError: a data set that cannot be loaded.
+    """
+    from core.datasets import conform_dataset, load_dataset
+    from core.datastore import DataStore
+    from core.stored_datasets import load_stored_dataset
+    from jobs.datasets import input_shape, resolve_dataset
+
+    spec, stored = resolve_dataset(spec, DataStore(settings.data_dir), settings.spec_limits())
+    if stored is not None and spec.input is not None:
+        return spec, load_stored_dataset(stored, input_shape(spec.input), spec.resize())
+    data = load_dataset(spec.dataset, settings.data_dir)
+    if spec.input is not None:
+        data = conform_dataset(data, spec.input.shape_for(data.input_shape), spec.resize())
+    return spec, data
+
+
 def run_training(
     spec: TrainSpec,
     settings: WorkerSettings,
@@ -84,7 +110,6 @@ def run_training(
         DatasetError, SpecError: the spec cannot be trained (not retried by the worker).
     """
     from core.artifacts import make_meta, save_artifact
-    from core.datasets import load_dataset
     from core.model import Sequential
     from core.repository import ModelRepository
     from core.training import fit
@@ -92,12 +117,12 @@ def run_training(
     stage = on_stage or (lambda _name, _details: None)
     timings: dict[str, float] = {}
     t0 = time.monotonic()
-    data = load_dataset(spec.dataset, settings.data_dir)
+    spec, data = load_training_data(spec, settings)
     timings["load_data_s"] = round(time.monotonic() - t0, 4)
 
     t1 = time.monotonic()
     # sized before it is built: a data set's shape may only be known now that it is loaded
-    spec.check_model(data.input_shape, settings.spec_limits())
+    spec.check_model(data.input_shape, settings.spec_limits(), num_classes=data.num_classes)
     model = Sequential.from_spec(spec.architecture, data.input_shape, seed=spec.seed)
     timings["build_model_s"] = round(time.monotonic() - t1, 4)
 
@@ -136,6 +161,7 @@ def run_training(
         class_names=list(data.class_names),
         normalisation=data.normalisation,
         pixel_range=data.pixel_range,
+        resize=spec.resize(),
         metrics=metrics,
         dataset=spec.dataset.model_dump(mode="json"),
         job_id=job_id,

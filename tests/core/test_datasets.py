@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import struct
 from pathlib import Path
 
@@ -207,10 +208,50 @@ def test_dataset_paths_cannot_escape_the_data_dir(tmp_path: Path) -> None:
 def test_dataset_ref_validates_name_and_path() -> None:
     with pytest.raises(ValidationError, match=r"dataset\.path is required"):
         DatasetRef(name="npz")
-    with pytest.raises(ValidationError):
-        DatasetRef.model_validate({"name": "cifar"})
+    with pytest.raises(ValidationError, match="neither a bundled data set"):
+        DatasetRef.model_validate({"name": "cifar/10"})
     with pytest.raises(ValidationError):
         DatasetRef.model_validate({"name": "digits", "extra": 1})
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"name": "cats"},
+        {"name": "cats", "version": 2},
+        {"id": "sha256:" + "ab" * 32},
+        {"name": "cats", "version": 2, "id": "sha256:" + "ab" * 32},
+    ],
+)
+def test_uploaded_data_sets_are_named_by_name_version_or_id(ref: dict) -> None:
+    parsed = DatasetRef.model_validate(ref)
+    assert parsed.is_stored
+    assert parsed.model_dump() == ref  # unset keys are not written (payloads, artifacts)
+
+
+@pytest.mark.parametrize(
+    ("ref", "words"),
+    [
+        ({}, "needs a name"),
+        ({"version": 2, "id": "sha256:" + "ab" * 32}, "dataset.version needs dataset.name"),
+        ({"name": "digits", "version": 1}, "not used by the bundled data set 'digits'"),
+        ({"name": "npz", "path": "a.npz", "id": "sha256:" + "ab" * 32}, "file data set"),
+        ({"name": "cats", "path": "cats.npz"}, "only used with dataset.name 'npz' or 'folder'"),
+        ({"id": "sha256:" + "AB" * 32}, "64 lowercase hex"),
+        ({"id": "ab" * 32}, "expected 'sha256:'"),
+        ({"name": "ab" * 32}, "neither a bundled data set"),
+        ({"name": "cats", "version": 0}, "greater than or equal to 1"),
+    ],
+)
+def test_malformed_references_are_refused(ref: dict, words: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        DatasetRef.model_validate(ref)
+
+
+def test_bundled_and_file_references_are_not_stored() -> None:
+    assert not DatasetRef(name="digits").is_stored
+    assert not DatasetRef(name="npz", path="a.npz").is_stored
+    assert DatasetRef(name="npz", path="a.npz").model_dump() == {"name": "npz", "path": "a.npz"}
 
 
 # --- image folders -----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_payload_round_trips_through_json() -> None:
     ("change", "field", "words"),
     [
         ({"architecture": [{"type": "conv3d", "filters": 2}]}, "architecture.0.type", "conv3d"),
-        ({"dataset": {"name": "cifar-100"}}, "dataset.name", "digits"),
+        ({"dataset": {"name": "cifar 100"}}, "dataset.name", "digits"),
         ({"epochs": -1}, "epochs", "greater than or equal to 1"),
         ({"surprise": True}, "surprise", "unknown field"),
         ({"augmentation": {"rotate": 5}}, "augmentation.rotate", "unknown field"),
@@ -108,3 +108,57 @@ def test_train_function_names_the_workers_job_function() -> None:
     module, _, name = TRAIN_FUNCTION.rpartition(".")
     assert module == worker.jobs.__name__
     assert getattr(worker.jobs, name) is worker.jobs.train_job
+
+
+# --- the input section -----------------------------------------------------------------------
+
+
+def test_an_input_section_states_the_model_input_and_resize_mode() -> None:
+    spec = parse_spec(
+        tiny_spec(
+            dataset={"name": "cats"},
+            input={"channels": 3, "height": 32, "width": 24, "resize": "crop"},
+        )
+    )
+    assert spec.input is not None and spec.input.shape == (3, 32, 24)
+    assert spec.input_shape() == (3, 32, 24) and spec.resize() == "crop"
+
+
+def test_an_input_section_may_leave_out_channels_and_size() -> None:
+    spec = parse_spec(tiny_spec(dataset={"name": "cats"}, input={"resize": "crop"}))
+    assert spec.input_shape() is None  # the data set's: known once it is looked up
+    assert parse_spec(tiny_spec()).resize() == "stretch"
+
+
+def test_an_input_section_resizes_a_bundled_data_set_and_is_checked_on_it() -> None:
+    spec = parse_spec(tiny_spec(input={"height": 16, "width": 16, "channels": 3}))
+    assert spec.input_shape() == (3, 16, 16)
+    arch = tiny_spec()["architecture"]
+    arch.insert(3, {"type": "conv2d", "filters": 4, "kernel_size": 7})  # 4x4 from 8x8, 8x8 from 16
+    assert parse_spec(tiny_spec(architecture=arch, input={"height": 16, "width": 16}))
+    with pytest.raises(InvalidSpec, match=r"architecture\.3: .*\(1, 8, 8\)"):
+        parse_spec(tiny_spec(architecture=arch))
+
+
+@pytest.mark.parametrize(
+    ("section", "field", "words"),
+    [
+        ({"channels": 2}, "input.channels", "1 or 3"),
+        ({"height": 0, "width": 8}, "input.height", "greater than or equal to 1"),
+        ({"height": 8, "width": 5000}, "input.width", "less than or equal to 4096"),
+        ({"height": 8}, "input", "input.width is required"),
+        ({"resize": "fit"}, "input.resize", "'stretch' or 'crop'"),
+        ({"mean": [0.5]}, "input.mean", "unknown field"),
+    ],
+)
+def test_a_bad_input_section_names_the_field(section: dict, field: str, words: str) -> None:
+    with pytest.raises(InvalidSpec) as info:
+        parse_spec(tiny_spec(dataset={"name": "cats"}, input=section))
+    assert any(e.startswith(f"{field}: ") and words in e for e in info.value.errors), info.value
+
+
+def test_a_last_layer_that_is_not_one_score_per_class_is_named() -> None:
+    arch = tiny_spec()["architecture"]
+    arch[-1] = {"type": "dense", "units": 5}
+    with pytest.raises(InvalidSpec, match=r"architecture\.4: the model ends in 5 scores, the data"):
+        parse_spec(tiny_spec(architecture=arch))

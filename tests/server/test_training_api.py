@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 import pytest
 
 from cnn_cli.redis_server import RedisServer
 from cnn_client import CnnClient, CnnClientError
+from core.artifacts import image_input, load_artifact
+from core.datastore import DataStore
+from core.images import open_image
 from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
 from jobs.status import JobStatus
 from proto.cnn.v1 import training_pb2 as pb
@@ -31,6 +35,7 @@ from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server
 from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.polling import wait_for
 from tests.support.processes import ManagedProcess, free_port, python_module
+from tests.support.stored_datasets import shapes_archive, store_archive, store_npz
 
 EPOCHS = 3
 #: Epochs of a job that must still be running when the test cancels it (~1 min).
@@ -65,6 +70,7 @@ class Stack:
     redis: RedisServer
     server: ServerProcess
     worker: ManagedProcess
+    data: Path  # CNN_DATA_DIR of the server and the worker
 
     def stub(self) -> pb_grpc.TrainingStub:
         return pb_grpc.TrainingStub(self.server.channel())
@@ -94,7 +100,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         server = start_server(root / "server", models, env)
         try:
             worker.wait_for_log(r"\*\*\* Listening on", timeout=COLD_START_LIMIT_S)
-            yield Stack(redis_server, server, worker)
+            yield Stack(redis_server, server, worker, root / "data")
         finally:
             server.stop()
     finally:
@@ -274,6 +280,68 @@ def _digits_test_images() -> Any:
     data = load_dataset({"name": "digits"})
     assert data.x_test is not None
     return data.x_test[:4]
+
+
+# -- uploaded data sets ------------------------------------------------------------------------
+
+
+def _shapes_spec(name: str, dataset: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    arch = tiny_spec()["architecture"]
+    arch[-1] = {"type": "dense", "units": 3}
+    return tiny_spec(
+        name,
+        dataset=dataset,
+        architecture=arch,
+        input={"height": 12, "width": 12, "resize": "crop"},
+        epochs=1,
+        validation_split=0.0,
+        **overrides,
+    )
+
+
+def test_an_unknown_data_set_is_invalid_argument_naming_it_and_the_stored_ones(
+    stack: Stack,
+) -> None:
+    store_npz(DataStore(stack.data), "known", np.zeros((4, 6, 6), np.uint8), np.array([0, 1, 0, 1]))
+    before = stack.redis.client().keys("rq:job:*")
+    spec = json.dumps(_shapes_spec("nowhere", {"name": "unknown-set", "version": 2}))
+    code, details = _code(lambda: stack.stub().Submit(pb.SubmitRequest(spec_json=spec)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "dataset: data set 'unknown-set:2' not found; stored: known (versions 1)" in details
+    assert stack.redis.client().keys("rq:job:*") == before
+
+
+def test_a_stored_archive_trains_and_the_server_answers_as_core_does(stack: Stack) -> None:
+    """Submit names the set by name; the job is pinned to its id, trained by the worker on
+    colour and grey PNG/JPEG images of mixed sizes, published, served; a held-out image's
+    bytes classified by the server get core's answer for the same bytes."""
+    files = shapes_archive([(12, 16), (20, 10), (15, 15), (9, 14), (24, 18)])
+    stored = store_archive(DataStore(stack.data), "shapes", files)
+    stub = stack.stub()
+    job_id = _submit(stub, _shapes_spec("shapes-model", {"name": "shapes"}))
+    final = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=180))[-1]
+    assert final.status == pb.JOB_STATUS_FINISHED, final.error
+    pinned = {"name": "shapes", "version": 1, "id": f"sha256:{stored.digest}"}
+    assert json.loads(final.spec_json)["dataset"] == pinned
+    assert json.loads(final.spec_json)["input"] == {
+        "channels": 3,
+        "height": 12,
+        "width": 12,
+        "resize": "crop",
+    }
+    loaded = load_artifact(stack.server.models_dir / "shapes-model" / str(final.model_version))
+    assert loaded.meta.dataset == pinned
+
+    images = [files["bar/4.png"], files["disc/3.jpg"], files["square/2.png"]]
+    local = loaded.predict_proba(
+        np.stack([image_input(open_image(data), loaded.meta.input) for data in images])
+    )
+    with CnnClient(stack.server.address, timeout=10) as client:
+        wait_for(lambda: "shapes-model" in client.list_models(), 30, what="the model to load")
+        served = client.classify(images, model="shapes-model", top_k=3)
+    for probabilities, answer in zip(local, served.results, strict=True):
+        assert answer.class_indices == np.argsort(-probabilities, kind="stable").tolist()
+        assert np.allclose(answer.probabilities, probabilities[answer.class_indices], atol=1e-6)
 
 
 # -- cancel, watch limits, client disconnects --------------------------------------------------

@@ -67,7 +67,10 @@ class TrainingServicer:
     """
 
     def Submit(self, request, context):
-        """Validate a training spec and enqueue a job.
+        """Validate a training spec and enqueue a job. A spec naming an uploaded data set (by name,
+        name and version, or id) is pinned to {"name", "version", "id"} of the stored content and
+        its "input" completed from the data set, so the job trains on the bytes it was submitted
+        with; an unknown data set is INVALID_ARGUMENT naming "dataset" and listing the stored ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
