@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from core.checkpoint import npz_bytes, read_npz_bytes
+from core.confusion_plot import CONFUSION_MATRIX_PNG, confusion_matrix_png
 from core.datasets import Normalisation
 from core.durable import atomic_write_bytes
 from core.errors import ArtifactError, CnnError, ShapeError, SpecError
@@ -40,7 +41,6 @@ MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 LEARNING_CURVE_PNG = "learning_curve.png"
 EVALUATION_JSON = "evaluation.json"
-CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 
 
 class InputRangeError(CnnError, ValueError):
@@ -230,8 +230,6 @@ def save_artifact(
 
         learning_curve_png(history, directory / LEARNING_CURVE_PNG)
     if evaluation is not None:
-        from core.confusion_plot import confusion_matrix_png
-
         atomic_write_bytes(
             directory / EVALUATION_JSON, (evaluation.model_dump_json() + "\n").encode()
         )

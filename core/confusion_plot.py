@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from core.evaluation import EvaluationReport
 
+#: The picture's file name in a model version directory.
+CONFUSION_MATRIX_PNG = "confusion_matrix.png"
 #: Above this many classes the cells are too small for their counts: colour only.
 MAX_LABELLED_CLASSES = 30
 #: Above this many classes not every class gets a tick label on the axes.

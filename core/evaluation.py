@@ -165,8 +165,9 @@ class EvaluationCounts:
         for top in self.top_k_hits:
             self.top_k_hits[top] += int((rank < top).sum())
         top_score = scores.max(axis=1, keepdims=True)
-        log_norm = np.log(np.exp(scores - top_score).sum(axis=1)) + top_score[:, 0]
-        self.loss_sum += float((log_norm - true_score[:, 0]).sum())
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite: refused by `report`
+            log_norm = np.log(np.exp(scores - top_score).sum(axis=1)) + top_score[:, 0]
+            self.loss_sum += float((log_norm - true_score[:, 0]).sum())
 
     def report(self, class_names: Sequence[str], split: str = "test") -> EvaluationReport:
         """The report of everything added so far.
