@@ -48,7 +48,10 @@ def confusion_grid(report: EvaluationReport) -> list[str]:
     matrix = report.matrix()
     k = report.num_classes
     cell = max(len(str(int(matrix.max()))), len(str(k - 1))) + 1
-    names = [f"{i} {_name(name, 16)}" for i, name in enumerate(report.class_names)]
+    names = [  # the index heads the column: the name repeats it unless they are the same
+        name if name == str(i) else f"{i} {_name(name, 16)}"
+        for i, name in enumerate(report.class_names)
+    ]
     label = max(len(CORNER), *(len(n) for n in names))
     lines = [f"{CORNER:<{label}}" + "".join(f"{j:>{cell}}" for j in range(k))]
     for i in range(k):

@@ -83,7 +83,7 @@ class EvaluationReport(BaseModel):
     macro_recall: Fraction
     macro_f1: Fraction
     #: K x K, row-major: [i * K + j] = images of true class i predicted as class j.
-    confusion_matrix: list[Annotated[int, Field(ge=0)]]
+    confusion_matrix: list[int]  # checked >= 0 in `_consistent`, with NumPy: K may be 1,000
     loss: Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
     @property
@@ -97,7 +97,8 @@ class EvaluationReport(BaseModel):
     def matrix(self) -> np.ndarray:
         """The confusion matrix as an int64 array (K, K): rows true classes, columns predicted."""
         k = self.num_classes
-        return np.asarray(self.confusion_matrix, dtype=np.int64).reshape(k, k)
+        flat = np.fromiter(self.confusion_matrix, dtype=np.int64, count=len(self.confusion_matrix))
+        return flat.reshape(k, k)
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationReport:
@@ -107,12 +108,14 @@ class EvaluationReport(BaseModel):
                 f"confusion_matrix has {len(self.confusion_matrix)} entries, expected K*K = "
                 f"{k * k} for {k} classes"
             )
-        if sum(self.confusion_matrix) != self.samples:
+        matrix = self.matrix()
+        if matrix.size and matrix.min() < 0:
+            raise ValueError(f"confusion_matrix has a negative count, {matrix.min()}")
+        if int(matrix.sum()) != self.samples:
             raise ValueError(
-                f"confusion_matrix counts {sum(self.confusion_matrix)} images, samples is "
-                f"{self.samples}"
+                f"confusion_matrix counts {int(matrix.sum())} images, samples is {self.samples}"
             )
-        rows = self.matrix().sum(axis=1)
+        rows = matrix.sum(axis=1)
         supports = [c.support for c in self.classes]
         if rows.tolist() != supports:
             raise ValueError(

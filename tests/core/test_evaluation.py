@@ -255,6 +255,7 @@ def test_report_json_round_trip_is_exact() -> None:
     [
         ({"confusion_matrix": [1, 0, 0]}, "expected K\\*K = 4"),
         ({"samples": 5}, "confusion_matrix counts 4 images, samples is 5"),
+        ({"confusion_matrix": [3, 0, 2, -1]}, "confusion_matrix has a negative count, -1"),
         ({"top_k": [{"k": 3, "accuracy": 1.0}]}, "top_k must have distinct ascending k below 2"),
         ({"accuracy": 1.5}, "less than or equal to 1"),
         ({"loss": -1.0}, "greater than or equal to 0"),
