@@ -2,7 +2,10 @@
 
 `show` prints the input (C×H×W, pixel range, and how encoded images of another size are
 resized) and the layer table the server computed from the artifact: output shape, parameters
-and the receptive field of each layer (size, jump between neighbouring units, start).
+and the receptive field of each layer (size, jump between neighbouring units, start), then the
+version's evaluation report on its held-out test split when it has one. Everything comes from
+the server (GetModel); ``--models-dir`` (a local copy or mount of the server's model
+repository) only lets `show` say where the version's pictures are on this machine.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 from cnn_cli.connection import add_connection_options, client_from_args
 from cnn_cli.errors import CliError
+from core.confusion_plot import CONFUSION_MATRIX_PNG
 
 #: Metrics shown in `models list` and at the top of `models show`, when recorded.
 HEADLINE_METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")
@@ -35,9 +40,15 @@ def add_models_commands(subparsers: Any) -> None:
     p = sub.add_parser(
         "show", help="one model version: input, classes, metrics, layers with receptive fields"
     )
-    p.add_argument("name", help="model name")
+    p.add_argument("name", metavar="MODEL[:V]", help="model name, optionally :version")
     p.add_argument("--version", "-v", type=int, default=0, help="version (default: newest)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="the server's model repository as seen from here: print the pictures' paths",
+    )
     add_connection_options(p)
     p.set_defaults(func=run_show)
 
@@ -101,13 +112,32 @@ def _headline(metrics: dict[str, float]) -> str:
     )
 
 
+def parse_model_ref(ref: str, version: int) -> tuple[str, int]:
+    """``MODEL`` or ``MODEL:V`` (and ``--version``) -> (name, version; 0 = the newest).
+
+    Raises:
+        CliError: V is not a positive integer, or disagrees with ``--version``.
+    """
+    if version < 0:
+        raise CliError(f"--version must be >= 1 (or 0 for the newest), got {version}")
+    name, colon, text = ref.partition(":")
+    if not colon:
+        return ref, version
+    if not text.isdigit() or int(text) < 1:
+        raise CliError(f"MODEL[:V]: the version after ':' must be >= 1, got {text!r} in {ref!r}")
+    if version and version != int(text):
+        raise CliError(f"{ref!r} and --version {version} name different versions")
+    return name, int(text)
+
+
 def run_show(args: argparse.Namespace) -> int:
-    if args.version < 0:
-        raise CliError(f"--version must be >= 1 (or 0 for the newest), got {args.version}")
+    name, version = parse_model_ref(args.name, args.version)
     with client_from_args(args) as client:
-        info = _get_model(client, args.name, args.version)
+        info = _get_model(client, name, version)
     if args.json:
-        print(json.dumps(dataclasses.asdict(info), indent=2))
+        doc = dataclasses.asdict(info)
+        doc["evaluation"] = info.evaluation.model_dump() if info.evaluation else None
+        print(json.dumps(doc, indent=2))
         return 0
     c, h, w = info.input_shape
     lo, hi = info.pixel_range
@@ -121,6 +151,19 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"params    {info.total_parameters:,}")
     print()
     print(info.summary_text.rstrip() or _layer_table(info))
+    print()
+    if info.evaluation is None:
+        print("evaluation  none (the data set had no test split, or the version predates reports)")
+        return 0
+    from cnn_cli.evaluation_render import headline, render_details
+
+    first, *rest = headline(info.evaluation)
+    print(f"evaluation  {first}")
+    for line in rest:
+        print(f"            {line}")
+    print(f"picture     {_picture(args.models_dir, info.name, info.version)}")
+    print()
+    print(render_details(info.evaluation))
     return 0
 
 
@@ -138,6 +181,16 @@ def _resize(mode: str) -> str:
     return f", images resized by {mode}" + (
         f" ({RESIZE_MODES[mode]})" if mode in RESIZE_MODES else ""
     )
+
+
+def _picture(models_dir: Path | None, name: str, version: int) -> str:
+    """Where the version's confusion-matrix PNG is: a path when ``models_dir`` holds it."""
+    if models_dir is not None:
+        path = models_dir / name / str(version) / CONFUSION_MATRIX_PNG
+        if path.is_file():
+            return str(path.resolve())
+        return f"not found at {path} (is --models-dir the server's model repository?)"
+    return f"{name}/{version}/{CONFUSION_MATRIX_PNG} in the server's model repository"
 
 
 def _versions(versions: list[int]) -> str:

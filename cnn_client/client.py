@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from core.evaluation import ClassMetrics, EvaluationReport, TopKAccuracy
 from jobs import proto_codec
 from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, Follower
 from jobs.status import JobStatus
@@ -111,6 +112,8 @@ class ModelInfo:
     #: How the server brings encoded images of another size to `input_shape`: "stretch" or
     #: "crop" (empty from a server that does not say).
     resize: str = ""
+    #: How the version did on its data set's held-out test split; None when it has no report.
+    evaluation: EvaluationReport | None = None
 
 
 def _retry_service_config(attempts: int) -> str:
@@ -390,6 +393,27 @@ def _model_info(reply: classifier_pb2.GetModelResponse) -> ModelInfo:
         weights_sha256=reply.weights_sha256,
         architecture=architecture if isinstance(architecture, list) else [],
         resize=spec.resize,
+        evaluation=_evaluation(reply.evaluation) if reply.HasField("evaluation") else None,
+    )
+
+
+def _evaluation(report: classifier_pb2.EvaluationReport) -> EvaluationReport:
+    return EvaluationReport(
+        split=report.split,
+        samples=report.samples,
+        accuracy=report.accuracy,
+        top_k=[TopKAccuracy(k=t.k, accuracy=t.accuracy) for t in report.top_k],
+        classes=[
+            ClassMetrics(
+                name=c.name, precision=c.precision, recall=c.recall, f1=c.f1, support=c.support
+            )
+            for c in report.classes
+        ],
+        macro_precision=report.macro_precision,
+        macro_recall=report.macro_recall,
+        macro_f1=report.macro_f1,
+        confusion_matrix=list(report.confusion_matrix),
+        loss=report.loss,
     )
 
 

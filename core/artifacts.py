@@ -5,6 +5,12 @@ range), preprocessing (per-channel mean/std), class names, metrics, data set, cr
 job id and the sha256 of ``weights.npz``. Loading verifies the digest before parsing the
 arrays (``np.load(allow_pickle=False)``), so a corrupt or truncated file raises
 :class:`ArtifactError` instead of giving a silently wrong model.
+
+Beside them, optionally: ``learning_curve.png`` (from the training history), and the evaluation
+on the held-out test split, ``evaluation.json`` (:class:`core.evaluation.EvaluationReport`)
+with its ``confusion_matrix.png``. A version without ``evaluation.json`` has no report (its
+data set had no test split, or it predates reports); one that cannot be read or validated is
+a damaged version, like a bad ``model.json``.
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from core.checkpoint import npz_bytes, read_npz_bytes
+from core.confusion_plot import CONFUSION_MATRIX_PNG, confusion_matrix_png
 from core.datasets import Normalisation
 from core.durable import atomic_write_bytes
 from core.errors import ArtifactError, CnnError, ShapeError, SpecError
+from core.evaluation import EVAL_BATCH, EvaluationReport, evaluate
 from core.images import ResizeMode, scale_pixels
 from core.model import Sequential
 
@@ -32,6 +40,7 @@ FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_NPZ = "weights.npz"
 LEARNING_CURVE_PNG = "learning_curve.png"
+EVALUATION_JSON = "evaluation.json"
 
 
 class InputRangeError(CnnError, ValueError):
@@ -107,6 +116,8 @@ class LoadedModel:
     model: Sequential
     meta: ModelMeta
     path: Path | None = None
+    #: The report stored with the version (``evaluation.json``), None when there is none.
+    evaluation: EvaluationReport | None = None
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Raw images (N, C, H, W) (or (N, H, W) for 1 channel) -> probabilities (N, K)."""
@@ -114,6 +125,20 @@ class LoadedModel:
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return self.predict_proba(images, batch_size).argmax(axis=1)
+
+    def evaluate(
+        self, images: np.ndarray, labels: np.ndarray, batch_size: int = EVAL_BATCH
+    ) -> EvaluationReport:
+        """The evaluation report of raw images (N, C, H, W) against labels (N,), normalised
+        by the model's own preprocessing (see `core.evaluation.evaluate`)."""
+        return evaluate(
+            self.model,
+            images,
+            labels,
+            self.meta.class_names,
+            normalisation=self.meta.preprocessing,
+            batch_size=batch_size,
+        )
 
 
 def image_input(image: Image.Image, spec: InputSpec, what: str = "image") -> np.ndarray:
@@ -162,14 +187,18 @@ def save_artifact(
     meta: ModelMeta,
     *,
     history: list[dict[str, Any]] | None = None,
+    evaluation: EvaluationReport | None = None,
 ) -> ModelMeta:
     """Write ``weights.npz`` then ``model.json`` (each atomically) into ``directory``.
 
     The architecture and the weights' sha256 are taken from ``model``; returns the meta written.
-    With ``history`` (``TrainResult.history``) a ``learning_curve.png`` is written too.
+    With ``history`` (``TrainResult.history``) a ``learning_curve.png`` is written too; with
+    ``evaluation`` its ``evaluation.json`` and ``confusion_matrix.png``. ``model.json`` comes
+    last: a directory with it is complete.
 
     Raises:
-        ArtifactError: the meta's input shape or class count disagree with the model.
+        ArtifactError: the meta's input shape or class count disagree with the model, or the
+            evaluation's classes differ from the meta's.
     """
     directory = Path(directory)
     if meta.input.shape != model.input_shape:
@@ -179,6 +208,11 @@ def save_artifact(
     if len(meta.class_names) != model.num_classes:
         raise ArtifactError(
             f"meta has {len(meta.class_names)} class names, the model outputs {model.num_classes}"
+        )
+    if evaluation is not None and evaluation.class_names != meta.class_names:
+        raise ArtifactError(
+            f"the evaluation report's classes {evaluation.class_names} differ from the meta's "
+            f"class_names {meta.class_names}"
         )
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {key: value.astype(model.dtype) for key, value in model.named_arrays().items()}
@@ -195,6 +229,11 @@ def save_artifact(
         from core.pictures import learning_curve_png
 
         learning_curve_png(history, directory / LEARNING_CURVE_PNG)
+    if evaluation is not None:
+        atomic_write_bytes(
+            directory / EVALUATION_JSON, (evaluation.model_dump_json() + "\n").encode()
+        )
+        confusion_matrix_png(evaluation, directory / CONFUSION_MATRIX_PNG)
     atomic_write_bytes(directory / MODEL_JSON, (meta.model_dump_json(indent=2) + "\n").encode())
     return meta
 
@@ -225,12 +264,46 @@ def read_meta(directory: Path | str) -> ModelMeta:
         raise ArtifactError(f"{path}: invalid model metadata: {exc}") from exc
 
 
+def read_evaluation(
+    directory: Path | str, class_names: list[str] | None = None
+) -> EvaluationReport | None:
+    """Parse and validate ``evaluation.json``; None when the version has none.
+
+    Args:
+        directory: the version directory.
+        class_names: when given, the report must list exactly these classes (the meta's).
+
+    Raises:
+        ArtifactError: unreadable, not JSON, invalid or inconsistent fields, other classes.
+    """
+    path = Path(directory) / EVALUATION_JSON
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        report = EvaluationReport.model_validate_json(raw)
+    except ValidationError as exc:
+        # pydantic reports malformed JSON as a validation error too ("json_invalid")
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise ArtifactError(f"{path}: not valid JSON (corrupt or truncated?)") from exc
+        raise ArtifactError(f"{path}: invalid evaluation report: {exc}") from exc
+    if class_names is not None and report.class_names != list(class_names):
+        raise ArtifactError(
+            f"{path}: classes {report.class_names} differ from class_names {class_names} in "
+            f"{MODEL_JSON}"
+        )
+    return report
+
+
 def load_artifact(directory: Path | str) -> LoadedModel:
     """Load and verify a model directory (``model.json`` + ``weights.npz``).
 
     Raises:
         ArtifactError: missing/corrupt/truncated files, sha256 mismatch, weights that do not
-            fit the architecture, an invalid architecture.
+            fit the architecture, an invalid architecture, a damaged ``evaluation.json``.
     """
     directory = Path(directory)
     meta = read_meta(directory)
@@ -259,7 +332,8 @@ def load_artifact(directory: Path | str) -> LoadedModel:
         model.load_named_arrays(arrays)
     except ArtifactError as exc:
         raise ArtifactError(f"{weights_path}: {exc}") from exc
-    return LoadedModel(model, meta, directory)
+    evaluation = read_evaluation(directory, meta.class_names)
+    return LoadedModel(model, meta, directory, evaluation)
 
 
 def preprocess(meta: ModelMeta, images: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from core.artifacts import InputSpec
+    from core.evaluation import EvaluationReport
 
 DEFAULT_TOP_K = 5
 
@@ -233,6 +234,8 @@ def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse
         weights_sha256=model.meta_field("weights_sha256"),
         architecture_json=model.architecture_json(),
     )
+    if model.evaluation is not None:
+        response.evaluation.CopyFrom(encode_evaluation(model.evaluation))
     for layer in summary.get("layers", []):
         rf = layer.get("receptive_field")
         response.layers.add(
@@ -247,6 +250,27 @@ def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse
             start=[float(v) for v in rf["start"]] if rf else [],
         )
     return response
+
+
+def encode_evaluation(report: EvaluationReport) -> pb.EvaluationReport:
+    """`core.evaluation.EvaluationReport` -> the wire message (the same fields)."""
+    return pb.EvaluationReport(
+        split=report.split,
+        samples=report.samples,
+        accuracy=report.accuracy,
+        top_k=[pb.TopKAccuracy(k=t.k, accuracy=t.accuracy) for t in report.top_k],
+        classes=[
+            pb.ClassMetrics(
+                name=c.name, precision=c.precision, recall=c.recall, f1=c.f1, support=c.support
+            )
+            for c in report.classes
+        ],
+        macro_precision=report.macro_precision,
+        macro_recall=report.macro_recall,
+        macro_f1=report.macro_f1,
+        confusion_matrix=report.confusion_matrix,
+        loss=report.loss,
+    )
 
 
 def _dataset_name(model: ServedModel) -> str:

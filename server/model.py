@@ -23,6 +23,7 @@ from server.errors import InvalidInput
 if TYPE_CHECKING:
     from core.artifacts import InputSpec
     from core.datasets import Normalisation
+    from core.evaluation import EvaluationReport
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class ServedModel:
     batcher: Batcher
     loaded_at: float = field(default_factory=time.time)
     stats: RequestStats = field(default_factory=RequestStats)
+    #: The version's test-split report (``evaluation.json``), None when it has none.
+    evaluation: EvaluationReport | None = None
 
     @property
     def num_classes(self) -> int:
@@ -193,6 +196,7 @@ def load_version(
         meta=meta,
         network=network,
         batcher=batcher,
+        evaluation=loaded.evaluation,
     )
     log.info(
         "loaded model %s version %d from %s in %.3f s (input %s, %d classes)",

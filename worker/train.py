@@ -2,8 +2,9 @@
 
 `run_training` loads the data set, builds the model, fits it with checkpoints in a per-job
 directory (so a re-run of the same job resumes where the last checkpoint left off), then
-publishes the artifact through `core.repository.ModelRepository.publish` (hidden temp dir,
-fsync, atomic rename, race-free version numbers) and only then removes the checkpoint.
+publishes the artifact (with the evaluation report on the test split, when the data set has
+one) through `core.repository.ModelRepository.publish` (hidden temp dir, fsync, atomic rename,
+race-free version numbers) and only then removes the checkpoint.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def run_training(
         DatasetError, SpecError: the spec cannot be trained (not retried by the worker).
     """
     from core.artifacts import make_meta, save_artifact
+    from core.evaluation import evaluate
     from core.model import Sequential
     from core.repository import ModelRepository
     from core.training import fit
@@ -155,6 +157,13 @@ def run_training(
 
     metrics = dict(result.metrics)
     stage("publishing", {"metrics": metrics})
+    t3 = time.monotonic()
+    evaluation = None  # a data set without a test split (an image folder) gets no report
+    if data.x_test is not None and data.y_test is not None:
+        evaluation = evaluate(
+            model, data.x_test, data.y_test, data.class_names, normalisation=data.normalisation
+        )
+    timings["evaluate_s"] = round(time.monotonic() - t3, 4)
     meta = make_meta(
         model,
         name=spec.name,
@@ -168,7 +177,8 @@ def run_training(
     )
 
     def write(directory: Path) -> None:
-        save_artifact(directory, model, meta, history=list(result.history) or None)
+        history = list(result.history) or None
+        save_artifact(directory, model, meta, history=history, evaluation=evaluation)
 
     repository = ModelRepository(settings.models_dir)
     version = repository.publish(spec.name, write)

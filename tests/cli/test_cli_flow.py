@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cnn_cli.stack import LocalStack
+from core.artifacts import CONFUSION_MATRIX_PNG, EVALUATION_JSON, read_evaluation
 from tests.cli.conftest import run_cnn, spec, write_spec
 
 MODEL = "digits-cli"
@@ -135,6 +136,37 @@ def test_models_list_and_show_with_receptive_fields(stack: LocalStack, trained: 
     )
     assert [layer["receptive_field"] for layer in doc["layers"][:3]] == [[3, 3], [3, 3], [5, 5]]
     assert doc["job_id"] == trained.job_id
+
+
+def test_models_show_prints_the_evaluation_report_and_where_its_picture_is(
+    stack: LocalStack, trained: Trained
+) -> None:
+    shown = run_cnn(
+        "models", "show", f"{MODEL}:1", "--models-dir", str(stack.models_dir),
+        "--address", stack.grpc_address,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    directory = stack.models_dir / MODEL / "1"
+    stored = read_evaluation(directory)
+    assert stored is not None
+    assert f"evaluation  test split, {stored.samples:,} images: accuracy {stored.accuracy:.3f}" in (
+        shown.stdout
+    )
+    assert f"macro precision {stored.macro_precision:.3f}" in shown.stdout
+    assert f"picture     {(directory / CONFUSION_MATRIX_PNG).resolve()}" in lines
+    table = lines.index("class  precision  recall     F1  support")
+    assert [line.split()[0] for line in lines[table + 1 : table + 11]] == [
+        str(i) for i in range(10)
+    ]
+    grid = lines.index("confusion matrix (rows: true class, columns: predicted class)")
+    assert lines[grid + 1].split()[-10:] == [str(i) for i in range(10)]
+    for i, row in enumerate(lines[grid + 2 : grid + 12]):
+        assert [int(v) for v in row.split()[1:]] == stored.matrix()[i].tolist()  # 'i' counts
+    doc = json.loads(
+        run_cnn("models", "show", MODEL, "--json", "--address", stack.grpc_address).stdout
+    )
+    assert doc["evaluation"] == json.loads((directory / EVALUATION_JSON).read_text())
 
 
 def test_inspect_by_model_name_writes_kernel_and_feature_map_pictures(

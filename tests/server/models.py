@@ -11,6 +11,7 @@ import numpy as np
 
 from core.artifacts import load_artifact, make_meta, save_artifact
 from core.datasets import Dataset, Normalisation, load_digits
+from core.evaluation import evaluate
 from core.images import ResizeMode
 from core.model import Sequential
 from core.repository import ModelRepository
@@ -55,7 +56,11 @@ def train_digits(directory: Path, *, seed: int = 0, epochs: int = 3) -> TrainedA
         metrics={k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
         dataset={"name": "digits"},
     )
-    save_artifact(directory, model, meta)
+    assert data.x_test is not None and data.y_test is not None
+    report = evaluate(
+        model, data.x_test, data.y_test, data.class_names, normalisation=data.normalisation
+    )
+    save_artifact(directory, model, meta, evaluation=report)  # as the worker publishes
     return TrainedArtifact(directory, data)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -10,9 +12,11 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from cnn_client import CnnClient
+from core.artifacts import EVALUATION_JSON, read_evaluation
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
-from tests.server.models import TrainedArtifact, local_probabilities
+from tests.server.models import TrainedArtifact, local_probabilities, publish_copy
 from tests.server.serverproc import ServerProcess
 from tests.support.images import encode_image
 
@@ -98,6 +102,34 @@ def test_list_and_get_model(stub) -> None:  # type: ignore[no-untyped-def]
     assert list(info.layers[0].receptive_field) == [3, 3]
     assert info.layers[4].global_receptive_field
     assert info.total_parameters == 1370
+
+
+def test_get_model_returns_the_evaluation_report_stored_with_the_version(
+    digits_server: ServerProcess, digits_artifact: TrainedArtifact
+) -> None:
+    stored = read_evaluation(digits_artifact.path)
+    y_test = digits_artifact.data.y_test
+    assert stored is not None and y_test is not None and stored.samples == len(y_test) == 359
+    with CnnClient(digits_server.address) as client:
+        info = client.get_model("digits")
+    assert info.evaluation == stored
+    assert info.metrics["test_accuracy"] == pytest.approx(stored.accuracy)
+
+
+def test_get_model_of_a_version_without_report_has_no_evaluation(
+    server_factory, digits_artifact: TrainedArtifact, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    bare = tmp_path / "bare"
+    shutil.copytree(digits_artifact.path, bare)
+    (bare / EVALUATION_JSON).unlink()
+    publish_copy(tmp_path / "models", "digits", bare)
+    server = server_factory(tmp_path / "models")
+    with server.channel() as channel:
+        info = pb_grpc.ClassifierStub(channel).GetModel(
+            pb.GetModelRequest(model="digits"), timeout=10
+        )
+    assert not info.HasField("evaluation")
+    assert info.metrics["test_accuracy"] > 0
     assert "conv2d" in info.summary_text
     assert json.loads(info.architecture_json)[0]["type"] == "conv2d"
     assert info.dataset == "digits"
