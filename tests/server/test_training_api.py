@@ -182,7 +182,7 @@ def finished(stack: Stack) -> tuple[str, list[pb.Job]]:
     """One job submitted over gRPC and watched to its end: (job id, every Watch message)."""
     stub = stack.stub()
     job_id = _submit(stub, tiny_spec("watched"))
-    messages = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=180))
+    messages = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=COLD_START_LIMIT_S))
     return job_id, messages
 
 
@@ -319,7 +319,7 @@ def test_a_stored_archive_trains_and_the_server_answers_as_core_does(stack: Stac
     stored = store_archive(DataStore(stack.data), "shapes", files)
     stub = stack.stub()
     job_id = _submit(stub, _shapes_spec("shapes-model", {"name": "shapes"}))
-    final = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=180))[-1]
+    final = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=COLD_START_LIMIT_S))[-1]
     assert final.status == pb.JOB_STATUS_FINISHED, final.error
     pinned = {"name": "shapes", "version": 1, "id": f"sha256:{stored.digest}"}
     assert json.loads(final.spec_json)["dataset"] == pinned

@@ -14,11 +14,12 @@ from core.datasets import load_dataset
 from core.repository import ModelRepository
 from jobs.queue import JobQueue
 from jobs.status import JobStatus
+from tests.support.limits import COLD_START_LIMIT_S
 from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
 
 pytestmark = pytest.mark.integration
 
-LIMIT_S = 180
+LIMIT_S = COLD_START_LIMIT_S  # the first job of a fresh clone compiles the kernels
 
 
 def test_a_published_version_carries_the_test_split_report_and_picture(
