@@ -77,7 +77,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._max_stream_inflight = max_stream_inflight
         self._stopping = stopping or asyncio.Event()
         self._inflight = inflight or InflightBytes(0)
-        self.streams: set[StreamPipeline[Any, pb.ModelStreamInferResponse]] = set()
 
     @map_errors
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext):
@@ -146,12 +145,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         pipeline: StreamPipeline[Any, pb.ModelStreamInferResponse] = StreamPipeline(
             answer, self._max_stream_inflight, self._stopping
         )
-        self.streams.add(pipeline)
-        try:
-            async for response in pipeline.answers(request_iterator):
-                yield response
-        finally:
-            self.streams.discard(pipeline)
+        async for response in pipeline.answers(request_iterator):
+            yield response
         if pipeline.interrupted:
             raise Unavailable(
                 f"server is shutting down: the stream's {pipeline.read} requests read were "

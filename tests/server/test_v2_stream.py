@@ -339,3 +339,20 @@ def test_sigterm_answers_a_streams_in_flight_request_then_ends_it(
         outgoing.put(None)
     server.process.wait_for_log(r"shutdown complete", timeout=EVENT_LIMIT_S)
     assert server.process._proc.wait(timeout=EVENT_LIMIT_S) == 0  # type: ignore[union-attr]
+
+
+def test_an_unparsable_message_is_answered_with_an_error_and_the_stream_goes_on(
+    stream_server: tuple[ServerProcess, int],
+) -> None:
+    garbage = b"\xff\xff\xff\xff\x0f" * 10  # no valid protobuf message
+    good = _raw_request("digits", _inputs("digits", 0), "after-garbage").SerializeToString()
+    with stream_server[0].channel() as channel:
+        call = channel.stream_stream(
+            STREAM_METHOD, response_deserializer=service_pb2.ModelStreamInferResponse.FromString
+        )
+        responses = list(call(iter([garbage, good]), timeout=EVENT_LIMIT_S))
+    errors = [r for r in responses if r.error_message]
+    assert len(responses) == 2 and len(errors) == 1
+    assert errors[0].error_message.startswith("INVALID_ARGUMENT: request body is not a valid")
+    (ok,) = [r for r in responses if not r.error_message]
+    assert ok.infer_response.id == "after-garbage"
