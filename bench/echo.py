@@ -3,16 +3,17 @@
     python -m bench.echo --port-file PATH [--stack aio|threads] [--workers N]
 
 Serves `/bench.Echo/Echo` on 127.0.0.1 (a free port, written to PATH once listening) until
-killed. `--stack aio` is the server's own stack (`grpc.aio`, handlers on one event loop): the
-floor the targets use. `--stack threads` is the classic `grpc.server` with a thread pool,
-shown for comparison (faster at c=1 on this kind of machine, slower under load).
+killed (`--stack aio` also `/bench.Echo/EchoStream`, a bidirectional stream answering each
+message with itself). `--stack aio` is the server's own stack (`grpc.aio`, handlers on one
+event loop): the floor the targets use. `--stack threads` is the classic `grpc.server` with
+a thread pool, shown for comparison (faster at c=1 on this kind of machine, slower under load).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,16 @@ async def serve_aio(port_file: Path) -> None:
     async def echo(request: bytes, context: Any) -> bytes:
         return request
 
+    async def echo_stream(requests: AsyncIterator[bytes], context: Any) -> AsyncIterator[bytes]:
+        async for request in requests:
+            yield request
+
     handler = grpc.method_handlers_generic_handler(
-        ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
+        ECHO_SERVICE,
+        {
+            "Echo": grpc.unary_unary_rpc_method_handler(echo),
+            "EchoStream": grpc.stream_stream_rpc_method_handler(echo_stream),
+        },
     )
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))

@@ -153,16 +153,20 @@ def level(
     duration: float,
     workdir: Path,
     server_pid: int,
+    request: tuple[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """One level driven by h2load; `failed` counts failed or non-2xx HTTP/2 streams only.
+
+    `request`: (method, serialized message) to post instead of `kind`'s method and the
+    Classify payload.
 
     h2load logs the requests whose response ended in its measured phase (after its warm-up;
     checked against its summary). It runs for our window plus a margin on both sides, and
     requests, latencies and CPU (server and h2load) are all taken over that window.
     """
-    method = method_of(kind)
+    method, message = request or (method_of(kind), classify_payload())
     body = workdir / "request.grpc"
-    body.write_bytes(grpc_frame(classify_payload()))
+    body.write_bytes(grpc_frame(message))
     log = workdir / f"h2load-{kind}-{concurrency}.log"
     log.unlink(missing_ok=True)  # h2load appends to an existing log file
     output = workdir / f"h2load-{kind}-{concurrency}.out"

@@ -18,8 +18,8 @@ from bench.processes import ROOT
 REQUESTS_METRIC = "cnn_grpc_requests"  # server.metrics.REQUESTS (a Counter: samples "..._total")
 
 
-def wait_model(address: str, timeout: float = 120.0) -> None:
-    """Poll ListModels until the digits model is served.
+def wait_model(address: str, timeout: float = 120.0, name: str = MODEL) -> None:
+    """Poll ListModels until the model `name` (default: digits) is served.
 
     Raises:
         RuntimeError: it is not listed after `timeout` seconds.
@@ -34,11 +34,11 @@ def wait_model(address: str, timeout: float = 120.0) -> None:
         stub = pb_grpc.ClassifierStub(channel)
         while time.monotonic() < deadline:
             if any(
-                m.name == MODEL for m in stub.ListModels(pb.ListModelsRequest(), timeout=5).models
+                m.name == name for m in stub.ListModels(pb.ListModelsRequest(), timeout=5).models
             ):
                 return
             time.sleep(0.1)
-    raise RuntimeError(f"model {MODEL!r} did not load")
+    raise RuntimeError(f"model {name!r} did not load")
 
 
 def top_class(address: str, payload: bytes) -> str:
@@ -99,11 +99,12 @@ def codes_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]
     return {code: n for code, n in sorted(grown.items()) if n > 0}
 
 
-def scrape_codes(metrics_port: int) -> dict[str, int]:
-    """:func:`grpc_codes` of Classify from the server's /metrics page on `metrics_port`."""
+def scrape_codes(metrics_port: int, method: str = CLASSIFY_METHOD) -> dict[str, int]:
+    """:func:`grpc_codes` of `method` (default Classify) from the server's /metrics page on
+    `metrics_port`."""
     url = f"http://127.0.0.1:{metrics_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
-        return grpc_codes(response.read().decode(), CLASSIFY_METHOD)
+        return grpc_codes(response.read().decode(), method)
 
 
 def batch_stats(address: str) -> tuple[int, int]:

@@ -25,10 +25,18 @@ Load generators (`--load`):
 Latency, throughput and CPU are all taken over the same wall-clock window of `--duration`
 seconds after a warm-up; a request counts when its response ended inside the window.
 
+V2 section (`--v2-concurrency`, default 1,32): the digits model and LeNet-5 (1x28x28 FP32,
+`bench.lenet_model`) through V2 ModelInfer, unary and ModelStreamInfer, driven by one native
+client (`bench.stream_load`: one grpc.aio process; unary = c concurrent calls, stream = c
+requests in flight on one stream), next to the aio echo (unary Echo and bidi EchoStream)
+driven by the same client; the stream/unary ratios come from the same client at the same
+concurrency. With h2load, LeNet-5 V2 ModelInfer is also driven by h2load for reference.
+
 Without `--models-dir` a digits model (briefly trained with `core`, `bench.digits_model`) is
-published into a temporary repository. Targets checked and printed:
+published into a temporary repository, with an untrained LeNet-5. Targets checked and printed:
   c=1:  p50 <= echo p50 + model batch-1 latency + 150 us
   c=32: throughput >= 4 x throughput at c=1
+  V2 c=32: streaming throughput >= 2 x unary (same native client), per model
 """
 
 from __future__ import annotations
@@ -43,9 +51,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import echo, h2load, python_load, server_probes
+import numpy as np
+
+from bench import echo, h2load, python_load, server_probes, stream_load
 from bench.digits_model import batch1_latency, publish_digits
-from bench.payload import classify_payload
+from bench.lenet_model import LENET_MODEL, lenet_image, publish_lenet5
+from bench.payload import (
+    ECHO_METHOD,
+    ECHO_STREAM_METHOD,
+    MODEL,
+    V2_INFER_METHOD,
+    V2_STREAM_METHOD,
+    classify_payload,
+    v2_infer_payload,
+)
 from bench.processes import free_port, start_module, stop, wait_port_file
 
 Row = dict[str, Any]  # one level's figures (bench.measure.summarise, plus server counters)
@@ -171,6 +190,85 @@ def _check_targets(rows: Sequence[tuple[Row, Row]], model_b1: float) -> int:
     return status
 
 
+# (target name, address, unary method, stream method, stream answers, payload, pid)
+V2Target = tuple[str, str, str, str, str, bytes, int]
+
+
+def _v2_levels(
+    targets: Sequence[V2Target], levels: Sequence[int], duration: float, work: Path
+) -> list[Row]:
+    """Unary and streaming rows of each target at each level, from the same native client."""
+    rows = []
+    for name, address, unary, stream, answers, payload, pid in targets:
+        for c in levels:
+            row: Row = {"target": name, "concurrency": c}
+            for mode, method in (("unary", unary), ("stream", stream)):
+                row[mode] = stream_load.level(
+                    address, method, mode, answers, payload, c, duration, work, pid
+                )
+            rows.append(row)
+    return rows
+
+
+def _print_v2_table(rows: Sequence[Row], h2load_rows: Sequence[Row]) -> None:
+    print()
+    print("V2 inference, one native grpc.aio client process (bench.stream_load): unary = c")
+    print("concurrent ModelInfer calls, stream = c requests in flight on one ModelStreamInfer")
+    print("(echo: unary Echo / bidi EchoStream on the aio echo server); cpu/req as above")
+    header = (
+        f"{'target':>7} {'conc':>4} | {'unary p50':>9} {'p99':>8} {'req/s':>6} {'cpu/req':>7} "
+        f"{'client':>6} | {'stream p50':>10} {'p99':>8} {'req/s':>6} {'cpu/req':>7} "
+        f"{'client':>6} | {'stream/unary':>12} {'failed':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        cells = []
+        for mode, width in (("unary", 7), ("stream", 8)):
+            r = row[mode]
+            cells.append(
+                f"{r['p50_us']:>{width}.0f}us {r['p99_us']:>6.0f}us {r['throughput']:>6.0f} "
+                f"{r['server_cpu_us']:>5.0f}us {r['client_cpu_us']:>4.0f}us"
+            )
+        ratio = row["stream"]["throughput"] / max(row["unary"]["throughput"], 1e-9)
+        failed = row["unary"]["failed"] + row["stream"]["failed"]
+        print(
+            f"{row['target']:>7} {row['concurrency']:>4} | {cells[0]} | {cells[1]} | "
+            f"{ratio:>11.2f}x {failed:>6}"
+        )
+    for r in h2load_rows:
+        print(
+            f"h2load, LeNet-5 V2 ModelInfer c={r['concurrency']}: p50 {r['p50_us']:.0f}us "
+            f"p99 {r['p99_us']:.0f}us {r['throughput']:.0f} req/s, server cpu/req "
+            f"{r['server_cpu_us']:.0f}us, non-OK codes {r['grpc_non_ok']}"
+        )
+    for row in rows:
+        for mode in ("unary", "stream"):
+            if row[mode]["errors"]:
+                where = f"{row['target']} c={row['concurrency']} {mode}"
+                print(f"errors {where}: {row[mode]['errors'][:3]}")
+
+
+def _check_v2_targets(rows: Sequence[Row]) -> int:
+    """Streaming >= 2x unary throughput at c=32 for each model; 1 if one is missed."""
+    status = 0
+    for row in rows:
+        if row["concurrency"] != 32:
+            continue
+        ratio = row["stream"]["throughput"] / max(row["unary"]["throughput"], 1e-9)
+        if row["target"] == "echo":
+            print(f"V2 c=32 echo floor: stream/unary {ratio:.2f}x")
+            continue
+        ok = ratio >= 2
+        status |= not ok
+        print(
+            f"target V2 c=32 {row['target']}: stream {row['stream']['throughput']:.0f} req/s = "
+            f"{ratio:.2f}x unary {row['unary']['throughput']:.0f} (>= 2x): "
+            f"{'PASS' if ok else 'FAIL'}"
+        )
+    return status
+
+
 def run_benchmark(args: argparse.Namespace) -> int:
     levels = [int(c) for c in args.concurrency.split(",")]
     h2load_exe = None
@@ -188,6 +286,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         loader = f"gRPC Python clients in up to {args.processes} processes"
     payload = classify_payload()
     metrics_port = free_port()
+    load_before = os.getloadavg()[0]  # others' work on the machine skews every figure
     with tempfile.TemporaryDirectory(prefix="cnn-bench-") as tmp:
         work = Path(tmp)
 
@@ -202,6 +301,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         if not args.models_dir:
             print("training a digits model for the benchmark ...", flush=True)
             publish_digits(models_dir)
+            publish_lenet5(models_dir)
         server = start_module(
             "server",
             ["--port-file", str(work / "server.port")],
@@ -236,10 +336,41 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     counts_grpc_errors=h2load_exe is None,
                 )
                 rows.append((floor, real))
+            v2_levels = [int(c) for c in args.v2_concurrency.split(",") if c]
+            targets: list[V2Target] = [
+                ("echo", echo_address, ECHO_METHOD, ECHO_STREAM_METHOD, "echo",
+                 v2_infer_payload(MODEL, _digits_image()), echo_aio.pid),
+                ("digits", address, V2_INFER_METHOD, V2_STREAM_METHOD, "infer",
+                 v2_infer_payload(MODEL, _digits_image()), server.pid),
+            ]  # fmt: skip
+            lenet = v2_infer_payload(LENET_MODEL, lenet_image())
+            if _has_model(models_dir, LENET_MODEL):
+                server_probes.wait_model(address, name=LENET_MODEL)
+                targets.append(
+                    ("lenet5", address, V2_INFER_METHOD, V2_STREAM_METHOD, "infer", lenet,
+                     server.pid)
+                )  # fmt: skip
+            v2_rows = _v2_levels(targets, v2_levels, args.duration, work) if v2_levels else []
+            h2load_rows: list[Row] = []
+            if h2load_exe is not None and _has_model(models_dir, LENET_MODEL):
+                for c in v2_levels:
+                    before = server_probes.scrape_codes(metrics_port, V2_INFER_METHOD)
+                    row = h2load.level(
+                        h2load_exe, address, "classify", c, args.duration, work, server.pid,
+                        request=(V2_INFER_METHOD, lenet),
+                    )  # fmt: skip
+                    after = server_probes.scrape_codes(metrics_port, V2_INFER_METHOD)
+                    codes = server_probes.codes_delta(before, after)
+                    row["grpc_non_ok"] = {k: n for k, n in codes.items() if k != "OK"}
+                    h2load_rows.append(row)
         finally:
             stop((server, echo_aio, echo_threads))
     _print_table(loader, model_b1, top, rows, thread_rows)
+    print(f"machine load average (1 min): {load_before:.2f} at the start, ", end="")
+    print(f"{os.getloadavg()[0]:.2f} at the end ({os.cpu_count()} cores)")
+    _print_v2_table(v2_rows, h2load_rows)
     status = _check_targets(rows, model_b1)
+    status |= _check_v2_targets(v2_rows)
     print(
         json.dumps(
             {
@@ -249,10 +380,23 @@ def run_benchmark(args: argparse.Namespace) -> int:
                     {"echo": f, "server": r, "echo_threads": t}
                     for (f, r), t in zip(rows, thread_rows, strict=True)
                 ],
+                "v2": v2_rows,
+                "v2_h2load_lenet5": h2load_rows,
             }
         )
     )
     return status if args.strict else 0
+
+
+def _digits_image() -> np.ndarray:
+    """The image of the Classify payload, (1, 1, 8, 8) uint8."""
+    return (np.arange(64, dtype=np.uint8) % 17).reshape(1, 1, 8, 8)
+
+
+def _has_model(models_dir: Path, name: str) -> bool:
+    from core.repository import ModelRepository
+
+    return bool(ModelRepository(models_dir).versions(name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -264,6 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models-dir", help="repository with a 'digits' model (else trained)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds measured per level")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated levels")
+    parser.add_argument(
+        "--v2-concurrency", default="1,32", help="levels of the V2 unary/stream section ('' skips)"
+    )
     parser.add_argument(
         "--load",
         choices=("h2load", "python"),

@@ -74,6 +74,8 @@ class Server:
         self._decoders = decoders
         self._draining = False
         self._stopped = asyncio.Event()
+        # set when new RPCs are refused: open streams answer what they read, then end
+        self.stopping = asyncio.Event()
         self._health_gate: asyncio.Task[None] | None = None
         self.metrics_port: int | None = None
 
@@ -125,6 +127,7 @@ class Server:
         await self.health.enter_graceful_shutdown()
         if self.settings.shutdown_delay_s > 0:
             await asyncio.sleep(self.settings.shutdown_delay_s)
+        self.stopping.set()
         await self.grpc_server.stop(grace)
         await asyncio.get_running_loop().run_in_executor(self._blocking, self.watcher.stop)
         self.registry.close_all()
@@ -213,8 +216,9 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    interceptor = ServiceInterceptor(settings.auth_token, settings.max_inflight_bytes)
     grpc_server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(settings.auth_token, settings.max_inflight_bytes)],
+        interceptors=[interceptor],
         options=options,
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -250,6 +254,9 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
             server_version=server_version(),
             max_batch_size=settings.max_batch_size,
             max_queue_delay_us=int(settings.max_queue_delay_ms * 1000),
+            max_stream_inflight=settings.max_stream_inflight,
+            stopping=server.stopping,
+            inflight=interceptor.inflight,
         ),
         grpc_server,
     )

@@ -97,29 +97,38 @@ def _tolerant(
     return parse
 
 
+def refusal(request: Any, method: str, budget: InflightBytes) -> tuple[grpc.StatusCode, str] | None:
+    """Why a request the interceptor's deserializer produced is refused, or None.
+
+    Streaming handlers call this for each message of their request iterator (a unary RPC's
+    request is checked by the interceptor itself): a message that did not parse or did not fit
+    the in-flight byte budget arrives as a stand-in, not as a message.
+    """
+    kind = type(request)
+    if kind is _OverBudget:
+        return (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"server busy: {budget.used} request bytes in flight, this request's "
+            f"{request.size} would pass max_inflight_bytes={budget.limit} "
+            "(CNN_MAX_INFLIGHT_BYTES); retry later",
+        )
+    if kind is _Undecodable:
+        return (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"request body is not a valid message for {method} ({request.reason})",
+        )
+    return None
+
+
 async def _reject_marker(
     request: _Undecodable | _OverBudget,
     context: grpc.aio.ServicerContext,
     method: str,
     budget: InflightBytes,
 ) -> None:
-    if type(request) is _OverBudget:
-        await context.abort(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"server busy: {budget.used} request bytes in flight, this request's "
-            f"{request.size} would pass max_inflight_bytes={budget.limit} "
-            "(CNN_MAX_INFLIGHT_BYTES); retry later",
-        )
-    await _reject_undecodable(request, context, method)  # type: ignore[arg-type]
-
-
-async def _reject_undecodable(
-    request: _Undecodable, context: grpc.aio.ServicerContext, method: str
-) -> None:
-    await context.abort(
-        grpc.StatusCode.INVALID_ARGUMENT,
-        f"request body is not a valid message for {method} ({request.reason})",
-    )
+    refused = refusal(request, method, budget)
+    if refused is not None:
+        await context.abort(*refused)
 
 
 def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> Callable[..., Any]:
@@ -163,6 +172,24 @@ def _checked_stream(
     return wrapper
 
 
+def _counted_bidi(method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """Counts the stream itself (its messages are counted by the handler, each like a unary
+    request; see `metrics.observe_request`)."""
+
+    async def wrapper(
+        request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[Any]:
+        try:
+            async for item in behavior(request_iterator, context):
+                yield item
+        finally:
+            code = context.code()
+            name = code.name if isinstance(code, grpc.StatusCode) else "OK"
+            metrics.STREAMS.labels(method, name).inc()
+
+    return wrapper
+
+
 def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
         metrics.REQUESTS.labels(method, "UNAUTHENTICATED").inc()
@@ -189,7 +216,8 @@ def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Reject RPCs without the bearer token (when one is configured); time unary RPCs; answer
     requests that do not parse with INVALID_ARGUMENT and requests beyond the in-flight byte
-    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods).
+    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods; bidirectional
+    handlers get those requests as stand-ins and answer them per message, see `refusal`).
 
     Every handler of the server is a coroutine (or async generator) function: this is a
     `grpc.aio` server, and the wrappers are coroutines too.
@@ -227,6 +255,15 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         elif handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
             wrapped = handler._replace(
                 unary_stream=_checked_stream(method, handler.unary_stream, self.inflight),
+                request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
+            )
+        elif handler.stream_stream is not None and inspect.isasyncgenfunction(
+            handler.stream_stream
+        ):
+            # Each message reserves its bytes when parsed; the handler releases them when it
+            # has answered it (`InflightBytes.release`) and answers stand-ins (`refusal`).
+            wrapped = handler._replace(
+                stream_stream=_counted_bidi(method, handler.stream_stream),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         else:

@@ -24,6 +24,12 @@ LATENCY = Histogram(
     ["method"],
     buckets=LATENCY_BUCKETS,
 )
+STREAMS = Counter(
+    "cnn_grpc_streams",
+    "Bidirectional streaming calls ended, by full method name and status code (each of their "
+    "messages counts in cnn_grpc_requests like a unary request).",
+    ["method", "code"],
+)
 INFERENCE_IMAGES = Counter("cnn_inference_images", "Images classified, by model.", ["model"])
 INFERENCE_LATENCY = Histogram(
     "cnn_inference_duration_seconds",
@@ -66,6 +72,19 @@ def observe_inference(model: str, images: int, seconds: float) -> None:
         children = (INFERENCE_IMAGES.labels(model), INFERENCE_LATENCY.labels(model))
         _INFERENCE_CHILDREN[model] = children
     children[0].inc(images)
+    children[1].observe(seconds)
+
+
+_REQUEST_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, code: str, seconds: float) -> None:
+    """Count one request that a streaming handler answered, as unary requests are counted."""
+    children = _REQUEST_CHILDREN.get((method, code))
+    if children is None:  # label lookups cached: this runs on every streamed request
+        children = (REQUESTS.labels(method, code), LATENCY.labels(method))
+        _REQUEST_CHILDREN[(method, code)] = children
+    children[0].inc()
     children[1].observe(seconds)
 
 

@@ -45,6 +45,12 @@ class Settings(QueueSettings):
         description="Request bytes being handled at once (all RPCs together) beyond which new "
         "requests get RESOURCE_EXHAUSTED; at least max_message_bytes.",
     )
+    max_stream_inflight: int = Field(
+        64,
+        ge=1,
+        description="Requests of one ModelStreamInfer stream handled at once; the stream reads "
+        "its next request when one is answered.",
+    )
     max_images_per_request: int = Field(
         256, ge=1, description="Most images one Classify / ModelInfer request may carry."
     )

@@ -5,22 +5,38 @@ Imported only by the server process (see `server.codec_v2` on protobuf pool clas
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
 from proto.inference import grpc_service_pb2 as pb
 from proto.inference import grpc_service_pb2_grpc as pb_grpc
-from server import codec_v2
+from server import codec_v2, metrics
 from server.codec import Limits
 from server.decoding import PixelWork
-from server.errors import ModelNotFound, Unavailable, map_errors
+from server.errors import (
+    ModelNotFound,
+    ServerError,
+    Unavailable,
+    map_errors,
+    map_stream_errors,
+    status_of,
+)
 from server.inference import InferenceService
+from server.interceptors import InflightBytes, refusal
 from server.model import ServedModel
 from server.registry import READY, ModelRegistry, parse_version
+from server.streaming import StreamPipeline
+
+log = logging.getLogger(__name__)
 
 SERVER_NAME = "cnn-service"
 EXTENSIONS = ("classification", "model_repository", "statistics", "model_configuration")
+STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -32,6 +48,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         ready: returns True when the server is ready (repository scanned, not draining).
         server_version: reported by ServerMetadata.
         max_batch_size, max_queue_delay_us: reported by ModelConfig.
+        max_stream_inflight: requests of one ModelStreamInfer stream handled at once.
+        stopping: set when the server drains: streams stop reading, answer what they read
+            and end.
+        inflight: the interceptor's budget of request bytes; a streamed request's bytes are
+            released once it is answered (None without the interceptor).
     """
 
     def __init__(
@@ -42,6 +63,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         server_version: str,
         max_batch_size: int,
         max_queue_delay_us: int,
+        max_stream_inflight: int = 64,
+        stopping: asyncio.Event | None = None,
+        inflight: InflightBytes | None = None,
     ) -> None:
         self._inference = inference
         self._registry: ModelRegistry = inference.registry
@@ -50,6 +74,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._version = server_version
         self._max_batch_size = max_batch_size
         self._delay_us = max_queue_delay_us
+        self._max_stream_inflight = max_stream_inflight
+        self._stopping = stopping or asyncio.Event()
+        self._inflight = inflight or InflightBytes(0)
 
     @map_errors
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext):
@@ -90,6 +117,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @map_errors
     async def ModelInfer(self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext):
+        return await self._infer(request, context)
+
+    async def _infer(
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ModelInferResponse:
         version = parse_version(request.model_version, "model_version")
         outputs: list[codec_v2.RequestedOutput] = []
 
@@ -99,6 +131,57 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         result = await self._inference.predict(request.model_name, version, images_for, context)
         return codec_v2.encode_infer_response(request, result.model, result.probabilities, outputs)
+
+    @map_stream_errors
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[Any], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Each request handled like ModelInfer, up to `max_stream_inflight` at once; answers
+        in completion order, a failed request answered with `error_message`."""
+
+        async def answer(item: Any) -> pb.ModelStreamInferResponse:
+            return await self._stream_answer(item, context)
+
+        pipeline: StreamPipeline[Any, pb.ModelStreamInferResponse] = StreamPipeline(
+            answer, self._max_stream_inflight, self._stopping
+        )
+        async for response in pipeline.answers(request_iterator):
+            yield response
+        if pipeline.interrupted:
+            raise Unavailable(
+                f"server is shutting down: the stream's {pipeline.read} requests read were "
+                "answered and no more are read; reconnect"
+            )
+
+    async def _stream_answer(
+        self, item: Any, context: grpc.aio.ServicerContext
+    ) -> pb.ModelStreamInferResponse:
+        """One streamed request's answer; errors become `error_message` (never raised)."""
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            refused = refusal(item, STREAM_METHOD, self._inflight)
+            if refused is not None:  # not parsed: its id is unknown
+                code, message = refused
+                return pb.ModelStreamInferResponse(error_message=f"{code.name}: {message}")
+            try:
+                return pb.ModelStreamInferResponse(infer_response=await self._infer(item, context))
+            except Exception as exc:
+                if not isinstance(exc, ServerError):
+                    log.exception("unhandled error in ModelStreamInfer")
+                code, message = status_of(exc)
+                return pb.ModelStreamInferResponse(
+                    error_message=f"{code.name}: {message}",
+                    infer_response=pb.ModelInferResponse(
+                        model_name=item.model_name, model_version=item.model_version, id=item.id
+                    ),
+                )
+        except asyncio.CancelledError:  # the stream was cancelled
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            self._inflight.release(item)
+            metrics.observe_request(STREAM_METHOD, code.name, time.perf_counter() - started)
 
     @map_errors
     async def ModelStatistics(

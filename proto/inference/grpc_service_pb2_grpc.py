@@ -65,6 +65,11 @@ class GRPCInferenceServiceStub:
                 request_serializer=proto_dot_inference_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
                 response_deserializer=proto_dot_inference_dot_grpc__service__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
+        self.ModelStreamInfer = channel.stream_stream(
+                '/inference.GRPCInferenceService/ModelStreamInfer',
+                request_serializer=proto_dot_inference_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=proto_dot_inference_dot_grpc__service__pb2.ModelStreamInferResponse.FromString,
+                _registered_method=True)
         self.ModelConfig = channel.unary_unary(
                 '/inference.GRPCInferenceService/ModelConfig',
                 request_serializer=proto_dot_inference_dot_grpc__service__pb2.ModelConfigRequest.SerializeToString,
@@ -128,6 +133,20 @@ class GRPCInferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ModelStreamInfer(self, request_iterator, context):
+        """Run many inferences over one call (Triton extension; tritonclient's start_stream and
+        async_stream_infer). Each request is handled like ModelInfer and answered by one
+        response carrying its `id`; several requests of a stream are in flight at once (at most
+        CNN_MAX_STREAM_INFLIGHT; the stream reads no further request until one is answered) and
+        responses come in completion order, not request order: match them on `id`. A failed
+        request is answered with `error_message` and the stream goes on. The call ends when the
+        client half-closes and every response was sent, or, on server shutdown, once the requests
+        already read were answered (status UNAVAILABLE).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ModelConfig(self, request, context):
         """Model configuration (Triton extension).
         """
@@ -181,6 +200,11 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
                     servicer.ModelInfer,
                     request_deserializer=proto_dot_inference_dot_grpc__service__pb2.ModelInferRequest.FromString,
                     response_serializer=proto_dot_inference_dot_grpc__service__pb2.ModelInferResponse.SerializeToString,
+            ),
+            'ModelStreamInfer': grpc.stream_stream_rpc_method_handler(
+                    servicer.ModelStreamInfer,
+                    request_deserializer=proto_dot_inference_dot_grpc__service__pb2.ModelInferRequest.FromString,
+                    response_serializer=proto_dot_inference_dot_grpc__service__pb2.ModelStreamInferResponse.SerializeToString,
             ),
             'ModelConfig': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelConfig,
@@ -361,6 +385,33 @@ class GRPCInferenceService:
             '/inference.GRPCInferenceService/ModelInfer',
             proto_dot_inference_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
             proto_dot_inference_dot_grpc__service__pb2.ModelInferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ModelStreamInfer(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/inference.GRPCInferenceService/ModelStreamInfer',
+            proto_dot_inference_dot_grpc__service__pb2.ModelInferRequest.SerializeToString,
+            proto_dot_inference_dot_grpc__service__pb2.ModelStreamInferResponse.FromString,
             options,
             channel_credentials,
             insecure,

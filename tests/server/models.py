@@ -3,6 +3,7 @@ temporary model repositories exactly as the worker would (core.repository + core
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,5 +149,22 @@ def save_image_model(
         pixel_range=pixel_range,
         resize=resize,
     )
+    save_artifact(directory, model, meta)
+    return directory
+
+
+def save_lenet5(directory: Path) -> Path:
+    """An untrained LeNet-5 (`core.zoo.lenet5`) for 1x28x28 FP32 images in [0, 1]."""
+    from core.zoo import lenet5
+
+    model = Sequential.from_spec(lenet5(), (1, 28, 28), seed=0)
+    meta = make_meta(
+        model,
+        name="lenet5",
+        class_names=[str(i) for i in range(10)],
+        normalisation=Normalisation(mean=[0.5], std=[0.25]),
+        pixel_range=(0.0, 1.0),
+    )
+    meta = meta.model_copy(update={"input": dataclasses.replace(meta.input, dtype="float32")})
     save_artifact(directory, model, meta)
     return directory

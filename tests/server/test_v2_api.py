@@ -166,7 +166,7 @@ def test_infer_errors_have_status_and_message(client, model, version, status, ne
 
 def test_unimplemented_rpc_is_unimplemented(raw_stub) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
-        raw_stub.ModelStreamInfer(iter([service_pb2.ModelInferRequest()]), timeout=5).next()
+        raw_stub.RepositoryModelLoad(service_pb2.RepositoryModelLoadRequest(), timeout=5)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
