@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -190,6 +190,37 @@ def _counted_bidi(method: str, behavior: Callable[..., Any]) -> Callable[..., An
     return wrapper
 
 
+async def _budgeted(
+    requests: AsyncIterator[Any],
+    context: grpc.aio.ServicerContext,
+    method: str,
+    budget: InflightBytes,
+) -> AsyncGenerator[Any, None]:
+    """The messages of a client stream, each held against the budget from its deserialization
+    until the handler asks for the next one: a long upload holds one chunk's bytes, not its
+    total. A message that does not parse or does not fit ends the RPC."""
+    async for request in requests:
+        try:
+            if type(request) in _MARKERS:
+                await _reject_marker(request, context, method, budget)
+            yield request
+        finally:
+            budget.release(request)
+
+
+def _checked_request_stream(
+    method: str, behavior: Callable[..., Any], budget: InflightBytes
+) -> Callable[..., Any]:
+    async def consume(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        messages = _budgeted(requests, context, method, budget)
+        try:
+            return await behavior(messages, context)
+        finally:
+            await messages.aclose()  # releases the message the handler stopped at
+
+    return _timed(method, consume, budget)
+
+
 def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
         metrics.REQUESTS.labels(method, "UNAUTHENTICATED").inc()
@@ -214,9 +245,10 @@ def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Reject RPCs without the bearer token (when one is configured); time unary RPCs; answer
-    requests that do not parse with INVALID_ARGUMENT and requests beyond the in-flight byte
-    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods; bidirectional
+    """Reject RPCs without the bearer token (when one is configured); time unary and
+    client-streaming RPCs; answer requests that do not parse with INVALID_ARGUMENT and requests
+    beyond the in-flight byte budget with RESOURCE_EXHAUSTED (unary, server-streaming and
+    client-streaming methods; a client stream is budgeted message by message; bidirectional
     handlers get those requests as stand-ins and answer them per message, see `refusal`).
 
     Every handler of the server is a coroutine (or async generator) function: this is a
@@ -264,6 +296,11 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             # has answered it (`InflightBytes.release`) and answers stand-ins (`refusal`).
             wrapped = handler._replace(
                 stream_stream=_counted_bidi(method, handler.stream_stream),
+                request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
+            )
+        elif handler.stream_unary is not None:
+            wrapped = handler._replace(
+                stream_unary=_checked_request_stream(method, handler.stream_unary, self.inflight),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         else:

@@ -130,7 +130,8 @@ def _check_image_shape(header: _NpyHeader, what: str, limits: IngestLimits) -> t
     if max(height, width) > limits.max_image_side:
         raise IngestError(
             "too_large",
-            f"{what}: images are {width}x{height}; each side must be <= {limits.max_image_side}",
+            f"{what}: images are {width}x{height}; each side must be <= "
+            f"{limits.max_image_side} (max_image_side)",
         )
     if n * height * width > limits.max_decoded_pixels:
         raise IngestError(

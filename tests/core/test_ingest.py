@@ -8,7 +8,6 @@ import stat
 import struct
 import tarfile
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,61 +23,22 @@ from core.ingest import (
     inspect_archive,
     inspect_npz,
 )
+from tests.support.archives import (
+    png_header_only,
+    save_npz,
+    solid,
+    special,
+    write_tar,
+    write_zip,
+)
 from tests.support.images import encode_image
 
 # --- builders ------------------------------------------------------------------------------
 
 
-def solid(value: int, height: int = 2, width: int = 2) -> bytes:
-    return encode_image(np.full((height, width), value, dtype=np.uint8))
-
-
 def noise(seed: int, height: int, width: int, rgb: bool = True) -> np.ndarray:
     shape = (height, width, 3) if rgb else (height, width)
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def write_zip(path: Path, files: dict[str, bytes], dirs: tuple[str, ...] = ()) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in dirs:
-            archive.writestr(name, b"")
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return path
-
-
-def write_tar(path: Path, files: dict[str, bytes], *extra: tarfile.TarInfo) -> Path:
-    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        for info in extra:
-            archive.addfile(info)
-    return path
-
-
-def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    return info
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose valid IHDR (8-bit grey) declares width x height; its pixel data is a stub
-    (a header check must refuse it before decoding)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00"))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 TWO_CLASSES = {"cats/a.png": solid(10), "dogs/b.png": solid(30)}
@@ -339,11 +299,6 @@ def test_not_an_archive(tmp_path: Path) -> None:
 
 
 # --- npz -----------------------------------------------------------------------------------
-
-
-def save_npz(path: Path, compressed: bool = False, **arrays: np.ndarray) -> Path:
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
-    return path
 
 
 def test_npz_uint8_nchw_with_class_names(tmp_path: Path) -> None:
