@@ -505,3 +505,27 @@ def test_a_zip_end_record_understating_its_entries_is_still_caught(tmp_path: Pat
     path.write_bytes(bytes(data))
     error = refused("too_large", inspect_archive, path, IngestLimits(max_files=1, max_classes=1))
     assert "more than 6" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("block", "path_taken"),
+    [(1 << 20, "whole samples"), (3 * 5 * 7 * 2 + 1, "whole samples"), (40, "bands of rows")],
+)
+def test_npz_statistics_are_numpys_whatever_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, path_taken: str
+) -> None:
+    """The moments are streamed whole samples at a time (several per block) or, for a sample
+    larger than a block, a band of rows at a time: both give numpy's mean and std, and a bad
+    float pixel is reported by its sample index wherever its block starts."""
+    import core.ingest.npz as npz_module
+
+    monkeypatch.setattr(npz_module, "VALUES_PER_BLOCK", block)
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 255, (23, 3, 5, 7)).astype(np.float32)
+    path = save_npz(tmp_path / "d.npz", x=x, y=np.arange(23) % 2)
+    summary = inspect_npz(path)
+    np.testing.assert_allclose(summary.mean, x.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(summary.std, x.astype(np.float64).std(axis=(0, 2, 3)), rtol=1e-9)
+    x[17, 2, 4, 6] = 256.0
+    path = save_npz(tmp_path / "bad.npz", x=x, y=np.arange(23) % 2)
+    assert "sample 17 has values outside 0..255" in str(refused("format", inspect_npz, path))
