@@ -1,10 +1,12 @@
 """Server interceptor: bearer-token authentication, a budget of request bytes in flight,
-per-RPC metrics, undecodable requests."""
+per-RPC metrics, undecodable requests, and (one of several serving processes) the answering
+process's pid."""
 
 from __future__ import annotations
 
 import hmac
 import inspect
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,6 +17,10 @@ from server import metrics
 
 # Always reachable without a token: orchestrators probe health without credentials.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+
+#: Trailing metadata naming the process that answered a unary RPC, sent when several serving
+#: processes share the port (a method that sets its own trailing metadata replaces it).
+PID_METADATA_KEY = "cnn-server-pid"
 
 
 def _token_ok(metadata: Any, token: str) -> bool:
@@ -122,7 +128,12 @@ async def _reject_undecodable(
     )
 
 
-def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> Callable[..., Any]:
+def _timed(
+    method: str,
+    behavior: Callable[..., Any],
+    budget: InflightBytes,
+    trailer: tuple[tuple[str, str], ...] | None,
+) -> Callable[..., Any]:
     latency = metrics.LATENCY.labels(method)
     counters: dict[str, Any] = {}  # status name -> counter child (label lookups cached)
 
@@ -137,6 +148,8 @@ def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> 
 
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        if trailer is not None:
+            context.set_trailing_metadata(trailer)
         try:
             if type(request) in _MARKERS:
                 await _reject_marker(request, context, method, budget)
@@ -189,15 +202,19 @@ def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
     """Reject RPCs without the bearer token (when one is configured); time unary RPCs; answer
     requests that do not parse with INVALID_ARGUMENT and requests beyond the in-flight byte
-    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods).
+    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods). `tag_pid`: unary
+    answers carry this process's pid as trailing metadata `cnn-server-pid`.
 
     Every handler of the server is a coroutine (or async generator) function: this is a
     `grpc.aio` server, and the wrappers are coroutines too.
     """
 
-    def __init__(self, auth_token: str | None, max_inflight_bytes: int) -> None:
+    def __init__(
+        self, auth_token: str | None, max_inflight_bytes: int, *, tag_pid: bool = False
+    ) -> None:
         self._token = auth_token
         self.inflight = InflightBytes(max_inflight_bytes)
+        self._trailer = ((PID_METADATA_KEY, str(os.getpid())),) if tag_pid else None
         # method -> (handler, wrapped handler): built once per method, not once per RPC
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -221,7 +238,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return cached[1]
         if handler.unary_unary is not None:
             wrapped = handler._replace(
-                unary_unary=_timed(method, handler.unary_unary, self.inflight),
+                unary_unary=_timed(method, handler.unary_unary, self.inflight, self._trailer),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         elif handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
