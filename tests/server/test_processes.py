@@ -163,10 +163,12 @@ def test_an_address_taken_or_unknown_is_a_clear_error() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(SupervisorError, match=f"cannot bind CNN_GRPC_ADDRESS=127.0.0.1:{port}"):
+        with pytest.raises(
+            SupervisorError, match=rf"cannot bind CNN_GRPC_ADDRESS=127\.0\.0\.1:{port}"
+        ):
             reserve_port(f"127.0.0.1:{port}")
     with pytest.raises(
-        SupervisorError, match="cannot resolve CNN_GRPC_ADDRESS=no-such-host.invalid"
+        SupervisorError, match=r"cannot resolve CNN_GRPC_ADDRESS=no-such-host\.invalid"
     ):
         reserve_port("no-such-host.invalid:0")
 
