@@ -212,17 +212,16 @@ class Supervisor:
                 announced = True
                 self._announce()
             self._wake.wait(TICK_S)
-        if self._stop_signal is not None:
+        if self._failure is not None:
+            log.error("%s", self._failure)
+        else:
             log.info(
                 "received %s: stopping %d serving processes",
-                signal.Signals(self._stop_signal).name,
+                signal.Signals(self._stop_signal).name,  # type: ignore[arg-type]
                 len(self.children),
             )
         drained = self._stop_all()
-        if self._failure is not None:
-            log.error("%s", self._failure)
-            return 1
-        return 0 if drained else 1
+        return 0 if drained and self._failure is None else 1
 
     def _announce(self) -> None:
         port = int(self.address.rpartition(":")[2])
