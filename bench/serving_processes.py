@@ -19,6 +19,11 @@ and the supervisor), h2load's CPU per request, the share of all cores both used,
 Prometheus counter saw (h2load cannot see gRPC codes), and one gRPC Python ModelInfer call before
 and after each level must succeed.
 
+On a shared machine the measured ratios move with everything else that runs; the CPU figures
+move less, so a "CPU ceiling" is printed too: requests/s that the measured CPU per request
+allows with nothing else running (one process: at most one core, its event loop; two: all
+cores, shared with h2load).
+
 Targets checked and printed (on one machine, in one run):
   c=32: throughput with 2 processes >= 1.5 x with 1 process
   c=1:  p50 with 2 processes <= 1.1 x p50 with 1 process (not worse, within noise)
@@ -326,6 +331,17 @@ def report(results: dict[int, dict[tuple[str, int], Row]]) -> int:
         print(
             f"target {model} c=1: p50 {p2:.0f}us with 2 processes <= 1.1 x {p1:.0f}us: "
             f"{'PASS' if ok else 'FAIL'}"
+        )
+    # What the CPU figures allow on a machine with nothing else running: one process is held to
+    # one core by its event loop; two share the cores with the load generator.
+    cores = len(os.sched_getaffinity(0))
+    for model in (LENET, DIGITS, "echo"):
+        one, two = results[1][(model, 32)], results[2][(model, 32)]
+        alone = min(1 / one["server_cpu_us"], cores / (one["server_cpu_us"] + one["client_cpu_us"]))
+        shared = cores / (two["server_cpu_us"] + two["client_cpu_us"])
+        print(
+            f"CPU ceiling {model} c=32 (cores / CPU per request): 1 process {alone * 1e6:.0f} "
+            f"req/s, 2 processes {shared * 1e6:.0f} req/s: {shared / alone:.2f}x"
         )
     failed = sum(r["failed"] for by in results.values() for r in by.values())
     if failed:

@@ -18,6 +18,7 @@ that binds the same port with SO_REUSEPORT; the kernel spreads new connections o
   (prometheus_client's multiprocess mode, PROMETHEUS_MULTIPROC_DIR); the supervisor alone
   serves /metrics, summing counters and histograms over the children, dead ones included.
 - A child dies with its supervisor (PR_SET_PDEATHSIG), so none outlives a killed supervisor.
+- Each child's Numba kernels use cores / N threads (NUMBA_NUM_THREADS, unless set).
 
 This module imports neither numba nor core kernels, and children are started by exec, never
 forked from a process that ran a kernel (GNU OpenMP kills such a fork).
@@ -155,6 +156,24 @@ class SupervisorMetrics:
         mark_process_dead(pid, str(self.directory))
 
 
+def child_environment(
+    environ: Mapping[str, str], address: str, metrics_dir: Path | None, count: int
+) -> dict[str, str]:
+    """The environment of the serving processes: the supervisor's, with the resolved address,
+    no metrics endpoint of their own (an empty variable means unset) but multiprocess files in
+    `metrics_dir` when metrics are on, and the cores shared out between the `count` processes
+    for Numba's parallel kernels (NUMBA_NUM_THREADS, unless set): two processes each running 2
+    threads on 2 cores would stall in each other's barriers.
+    """
+    env = {**environ, "CNN_GRPC_ADDRESS": address, "CNN_METRICS_PORT": ""}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if not env.get("NUMBA_NUM_THREADS"):
+        env["NUMBA_NUM_THREADS"] = str(max(1, len(os.sched_getaffinity(0)) // count))
+    return env
+
+
 class Supervisor:
     """Runs `count` children serving `address` until SIGTERM/SIGINT or a crash loop."""
 
@@ -172,22 +191,12 @@ class Supervisor:
         self.children = [Child(i, run_dir / f"child-{i}.ready") for i in range(count)]
         self._port_file = port_file
         self._metrics = metrics
-        self._env = self._child_env(os.environ, address, metrics)
+        self._env = child_environment(
+            os.environ, address, None if metrics is None else metrics.directory, count
+        )
         self._stop_signal: int | None = None
         self._wake = threading.Event()
         self._failure: str | None = None
-
-    @staticmethod
-    def _child_env(
-        environ: Mapping[str, str], address: str, metrics: SupervisorMetrics | None
-    ) -> dict[str, str]:
-        """The supervisor's environment with the resolved address; no metrics endpoint of
-        their own (an empty variable means unset) but multiprocess files when metrics are on."""
-        env = {**environ, "CNN_GRPC_ADDRESS": address, "CNN_METRICS_PORT": ""}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        if metrics is not None:
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics.directory)
-        return env
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Only set flags here: the loop logs and acts (logging from a handler can deadlock).

@@ -27,7 +27,7 @@ import pytest
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
-from server.supervisor import SupervisorError, describe_exit, reserve_port
+from server.supervisor import SupervisorError, child_environment, describe_exit, reserve_port
 from tests.server.models import TrainedArtifact, publish_copy
 from tests.server.serverproc import REPO_ROOT
 from tests.support.limits import COLD_START_LIMIT_S, COLD_START_TEST_TIMEOUT_S, EVENT_LIMIT_S
@@ -176,6 +176,22 @@ def test_an_address_taken_or_unknown_is_a_clear_error() -> None:
 def test_exit_codes_are_described_by_code_or_signal() -> None:
     assert describe_exit(1) == "exited with code 1"
     assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+
+
+def test_serving_processes_get_the_address_the_metrics_files_and_a_share_of_the_cores(
+    tmp_path: Path,
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    environ = {"CNN_METRICS_PORT": "9100", "PROMETHEUS_MULTIPROC_DIR": "/elsewhere", "A": "b"}
+    env = child_environment(environ, "127.0.0.1:5000", tmp_path, 2)
+    assert env["CNN_GRPC_ADDRESS"] == "127.0.0.1:5000" and env["A"] == "b"
+    assert env["CNN_METRICS_PORT"] == ""  # empty = unset: only the supervisor serves /metrics
+    assert env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)
+    assert env["NUMBA_NUM_THREADS"] == str(max(1, cores // 2))
+    quiet = child_environment({**environ, "NUMBA_NUM_THREADS": "3"}, "h:1", None, 4 * cores)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in quiet  # metrics off: nothing written to files
+    assert quiet["NUMBA_NUM_THREADS"] == "3"  # the operator's choice stands
+    assert child_environment({}, "h:1", None, 4 * cores)["NUMBA_NUM_THREADS"] == "1"
 
 
 def test_the_supervisor_imports_no_numba() -> None:
