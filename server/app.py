@@ -87,6 +87,8 @@ class Server:
         self.on_stop: list[Callable[[], None]] = []  # closers of services added after __init__
         self._health_gate: asyncio.Task[None] | None = None
         self.metrics_port: int | None = None
+        #: set once health turned SERVING (the supervisor's children report it)
+        self.serving = asyncio.Event()
 
     def ready(self) -> bool:
         """Repository scanned at least once and not draining."""
@@ -113,6 +115,7 @@ class Server:
                 return
         for service in ("", *self._services):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.serving.set()
         log.info(
             "repository %s scanned: serving %s",
             self.settings.models_dir,
@@ -231,10 +234,12 @@ async def _add_datasets(
     datasets_pb2_grpc.add_DatasetsServicer_to_server(servicer, grpc_server)
 
 
-async def create_server(settings: Settings) -> tuple[Server, int]:
+async def create_server(settings: Settings, *, shared_port: bool = False) -> tuple[Server, int]:
     """Build the server and bind `settings.grpc_address`; returns (server, bound port).
 
-    Await it on the event loop that will serve: every RPC handler runs there.
+    Await it on the event loop that will serve: every RPC handler runs there. `shared_port`:
+    one of several serving processes on the port (`server.supervisor`): bind with
+    SO_REUSEPORT and tag unary answers with the `cnn-server-pid` trailing metadata.
 
     Raises:
         RuntimeError: the address cannot be bound.
@@ -256,9 +261,11 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(shared_port)),
     ]
-    interceptor = ServiceInterceptor(settings.auth_token, settings.max_inflight_bytes)
+    interceptor = ServiceInterceptor(
+        settings.auth_token, settings.max_inflight_bytes, tag_pid=shared_port
+    )
     grpc_server = grpc.aio.server(
         interceptors=[interceptor],
         options=options,

@@ -1,10 +1,12 @@
 """Server interceptor: bearer-token authentication, a budget of request bytes in flight,
-per-RPC metrics, undecodable requests."""
+per-RPC metrics, undecodable requests, and (one of several serving processes) the answering
+process's pid."""
 
 from __future__ import annotations
 
 import hmac
 import inspect
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,6 +17,10 @@ from server import metrics
 
 # Always reachable without a token: orchestrators probe health without credentials.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+
+#: Trailing metadata naming the process that answered a unary RPC, sent when several serving
+#: processes share the port (a method that sets its own trailing metadata replaces it).
+PID_METADATA_KEY = "cnn-server-pid"
 
 
 def _token_ok(metadata: Any, token: str) -> bool:
@@ -131,7 +137,12 @@ async def _reject_marker(
         await context.abort(*refused)
 
 
-def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> Callable[..., Any]:
+def _timed(
+    method: str,
+    behavior: Callable[..., Any],
+    budget: InflightBytes,
+    trailer: tuple[tuple[str, str], ...] | None,
+) -> Callable[..., Any]:
     latency = metrics.LATENCY.labels(method)
     counters: dict[str, Any] = {}  # status name -> counter child (label lookups cached)
 
@@ -146,6 +157,8 @@ def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> 
 
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        if trailer is not None:
+            context.set_trailing_metadata(trailer)
         try:
             if type(request) in _MARKERS:
                 await _reject_marker(request, context, method, budget)
@@ -209,7 +222,10 @@ async def _budgeted(
 
 
 def _checked_request_stream(
-    method: str, behavior: Callable[..., Any], budget: InflightBytes
+    method: str,
+    behavior: Callable[..., Any],
+    budget: InflightBytes,
+    trailer: tuple[tuple[str, str], ...] | None,
 ) -> Callable[..., Any]:
     async def consume(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
         messages = _budgeted(requests, context, method, budget)
@@ -218,7 +234,7 @@ def _checked_request_stream(
         finally:
             await messages.aclose()  # releases the message the handler stopped at
 
-    return _timed(method, consume, budget)
+    return _timed(method, consume, budget, trailer)
 
 
 def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
@@ -250,14 +266,18 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     beyond the in-flight byte budget with RESOURCE_EXHAUSTED (unary, server-streaming and
     client-streaming methods; a client stream is budgeted message by message; bidirectional
     handlers get those requests as stand-ins and answer them per message, see `refusal`).
+    `tag_pid`: unary answers carry this process's pid as trailing metadata `cnn-server-pid`.
 
     Every handler of the server is a coroutine (or async generator) function: this is a
     `grpc.aio` server, and the wrappers are coroutines too.
     """
 
-    def __init__(self, auth_token: str | None, max_inflight_bytes: int) -> None:
+    def __init__(
+        self, auth_token: str | None, max_inflight_bytes: int, *, tag_pid: bool = False
+    ) -> None:
         self._token = auth_token
         self.inflight = InflightBytes(max_inflight_bytes)
+        self._trailer = ((PID_METADATA_KEY, str(os.getpid())),) if tag_pid else None
         # method -> (handler, wrapped handler): built once per method, not once per RPC
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -281,7 +301,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return cached[1]
         if handler.unary_unary is not None:
             wrapped = handler._replace(
-                unary_unary=_timed(method, handler.unary_unary, self.inflight),
+                unary_unary=_timed(method, handler.unary_unary, self.inflight, self._trailer),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         elif handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
@@ -300,7 +320,9 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             )
         elif handler.stream_unary is not None:
             wrapped = handler._replace(
-                stream_unary=_checked_request_stream(method, handler.stream_unary, self.inflight),
+                stream_unary=_checked_request_stream(
+                    method, handler.stream_unary, self.inflight, self._trailer
+                ),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,19 @@ class Settings(QueueSettings):
     models_dir: Path = Field(Path("models"), description="Model repository root directory.")
     grpc_address: str = Field(
         "127.0.0.1:50051", description="host:port to listen on; port 0 picks a free port."
+    )
+    server_processes: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Serving processes sharing the gRPC port (SO_REUSEPORT) under a supervisor "
+        "that restarts them; 1 = one process, no supervisor; 0 = one per usable CPU core.",
+    )
+    server_crash_limit: int = Field(
+        5,
+        ge=1,
+        description="Exits in a row of one serving process (without serving 30 s in between) "
+        "after which the supervisor stops everything and exits 1.",
     )
     workers: int = Field(
         16,
@@ -227,6 +241,13 @@ class Settings(QueueSettings):
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("CNN_TLS_CLIENT_CA requires CNN_TLS_CERT and CNN_TLS_KEY")
         return self
+
+    @property
+    def process_count(self) -> int:
+        """Serving processes to run: CNN_SERVER_PROCESSES, 0 resolved to the usable cores."""
+        if self.server_processes:
+            return self.server_processes
+        return len(os.sched_getaffinity(0))
 
     @property
     def tls_enabled(self) -> bool:
