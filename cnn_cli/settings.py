@@ -49,7 +49,7 @@ class CliSettings(QueueSettings):
         None,
         description="Model repository readable here: `cnn train submit` over Redis checks a "
         "spec's init_from against it and pins the newest version (unset: init_from needs a "
-        "version); `cnn inspect` reads it.",
+        "version); `cnn inspect` looks there (unset: `models`).",
     )
 
 
