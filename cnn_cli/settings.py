@@ -45,6 +45,12 @@ class CliSettings(QueueSettings):
         None, description="TLS: name to expect in the server certificate (`--server-name`)."
     )
     timeout: float = Field(30.0, gt=0.0, description="Deadline per gRPC call, s (`--timeout`).")
+    models_dir: Path | None = Field(
+        None,
+        description="Model repository readable here: `cnn train submit` over Redis checks a "
+        "spec's init_from against it and pins the newest version (unset: init_from needs a "
+        "version); `cnn inspect` looks there (unset: `models`).",
+    )
 
 
 @functools.cache

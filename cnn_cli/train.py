@@ -108,6 +108,7 @@ def _transport(args: argparse.Namespace) -> Iterator[JobTransport]:
 
 def _job_queue(redis_url: str | None, queue_name: str | None) -> Any:
     from cnn_cli.settings import CliSettings, cli_settings
+    from core.repository import ModelRepository
     from jobs.queue import JobQueue
 
     settings = cli_settings()
@@ -118,7 +119,8 @@ def _job_queue(redis_url: str | None, queue_name: str | None) -> Any:
         overrides["queues"] = queue_name
     if overrides:  # validated like the environment's values
         settings = CliSettings.from_env(**overrides)
-    return JobQueue.connect(settings)
+    models = ModelRepository(settings.models_dir) if settings.models_dir else None
+    return JobQueue.connect(settings, models=models)
 
 
 # -- commands ----------------------------------------------------------------------------------

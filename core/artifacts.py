@@ -2,9 +2,10 @@
 
 ``model.json`` records the format version, architecture, input spec (C, H, W, dtype, pixel
 range), preprocessing (per-channel mean/std), class names, metrics, data set, creation time,
-job id and the sha256 of ``weights.npz``. Loading verifies the digest before parsing the
-arrays (``np.load(allow_pickle=False)``), so a corrupt or truncated file raises
-:class:`ArtifactError` instead of giving a silently wrong model.
+job id, the sha256 of ``weights.npz`` and, for a fine-tuned model, what it started from
+(``init_from``). Loading verifies the digest before parsing the arrays
+(``np.load(allow_pickle=False)``), so a corrupt or truncated file raises :class:`ArtifactError`
+instead of giving a silently wrong model.
 
 Beside them, optionally: ``learning_curve.png`` (from the training history), and the evaluation
 on the held-out test split, ``evaluation.json`` (:class:`core.evaluation.EvaluationReport`)
@@ -97,6 +98,9 @@ class ModelMeta(BaseModel):
     dataset: dict[str, Any] | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
     job_id: str | None = None
+    #: Provenance of a warm start: {"model", "version", "copied", "frozen", "reset_head"}
+    #: (layer indices); None for a model trained from scratch.
+    init_from: dict[str, Any] | None = None
     weights_sha256: str = ""
 
     @model_validator(mode="after")
@@ -165,6 +169,7 @@ def make_meta(
     dataset: dict[str, Any] | None = None,
     job_id: str | None = None,
     version: int | None = None,
+    init_from: dict[str, Any] | None = None,
 ) -> ModelMeta:
     """Metadata for ``model`` (architecture and input shape taken from it)."""
     c, h, w = model.input_shape
@@ -178,6 +183,7 @@ def make_meta(
         metrics=metrics or {},
         dataset=dataset,
         job_id=job_id,
+        init_from=init_from,
     )
 
 

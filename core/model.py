@@ -155,6 +155,8 @@ class Sequential:
         dtype: type | np.dtype = np.float32,
     ) -> None:
         self.layers: list[Layer] = list(layers)
+        #: Indices of layers whose parameters are not trained (see :meth:`freeze`).
+        self.frozen: frozenset[int] = frozenset()
         self._plan: InferencePlan | None = None
         self._plan_unsupported = False
         self._plan_lock = threading.Lock()
@@ -199,6 +201,33 @@ class Sequential:
     def parameters(self) -> list[Parameter]:
         """Trainable parameters in a fixed order (layer order, then the layer's dict order)."""
         return [p for layer in self.layers for p in layer.parameters().values()]
+
+    def trainable_parameters(self) -> list[Parameter]:
+        """:meth:`parameters` of the layers that are not frozen (what an optimizer updates)."""
+        return [
+            p
+            for index, layer in enumerate(self.layers)
+            if index not in self.frozen
+            for p in layer.parameters().values()
+        ]
+
+    def freeze(self, indices: Iterable[int]) -> None:
+        """Stop training the layers ``indices`` (replacing any earlier choice).
+
+        A frozen layer's parameters are left out of :meth:`trainable_parameters` and keep a
+        zero gradient; it runs in inference mode even in training (a frozen batchnorm
+        normalises with its running statistics and does not update them), so a training run
+        leaves every array of it bit-identical. Gradients still flow through it to earlier
+        layers.
+
+        Raises:
+            SpecError: an index that is not a layer with parameters.
+        """
+        chosen = frozenset(int(i) for i in indices)
+        for index in sorted(chosen):
+            if not 0 <= index < len(self.layers) or not self.layers[index].parameters():
+                raise SpecError(f"layer {index}: not a layer with parameters, cannot be frozen")
+        self.frozen = chosen
 
     def named_arrays(self) -> dict[str, np.ndarray]:
         """Weights and buffers as ``{"<layer index>.<name>": array}`` (copies)."""
@@ -262,15 +291,33 @@ class Sequential:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """(N, C, H, W) -> logits (N, K); ``training`` enables dropout / batch statistics."""
         out = self._check_batch(x)
-        for layer in self.layers:
-            out = layer.forward(out, training=training)
+        for index, layer in enumerate(self.layers):
+            out = layer.forward(out, training=training and index not in self.frozen)
         return out
 
-    def backward(self, dlogits: np.ndarray) -> np.ndarray:
-        """Back-propagate d cost / d logits (N, K); adds into parameter grads, returns d input."""
+    def backward(self, dlogits: np.ndarray, *, input_grad: bool = True) -> np.ndarray:
+        """Back-propagate d cost / d logits (N, K); adds into the trainable parameters' grads
+        (frozen layers' grads stay 0) and returns d input.
+
+        With ``input_grad=False`` (training, which needs no d input) it stops once no trainable
+        layer is left below: after a frozen feature extractor only the head is run backward.
+        The gradient returned is then the one at the input of the lowest layer it ran.
+        """
         grad = np.ascontiguousarray(dlogits, dtype=self.dtype)
-        for layer in reversed(self.layers):
+        lowest = 0
+        if not input_grad:
+            trainable = [
+                i
+                for i, layer in enumerate(self.layers)
+                if i not in self.frozen and layer.parameters()
+            ]
+            lowest = min(trainable, default=len(self.layers))
+        for index in range(len(self.layers) - 1, lowest - 1, -1):
+            layer = self.layers[index]
             grad = layer.backward(grad)
+            if index in self.frozen:
+                for param in layer.parameters().values():
+                    param.zero_grad()  # the kernels add into it; a frozen one stays 0
         return grad
 
     def zero_grad(self) -> None:

@@ -154,12 +154,15 @@ def _split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fingerprint(model: Sequential, config: TrainConfig, n_train: int) -> dict[str, Any]:
-    return {
+    found = {
         "config": config.model_dump(mode="json"),
         "architecture": model.architecture,
         "input_shape": list(model.input_shape),
         "n_train": n_train,
     }
+    if model.frozen:  # the optimizer state covers only the trainable layers
+        found["frozen"] = sorted(model.frozen)
+    return found
 
 
 def fit(
@@ -170,8 +173,13 @@ def fit(
     on_progress: Callable[[Progress], None] | None = None,
     checkpoint_dir: Path | None = None,
     should_stop: Callable[[], bool] | None = None,
+    normalisation: Normalisation | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data.x_train`` (minus the validation split).
+
+    Only ``model.trainable_parameters()`` are updated (the optimizer holds no state for frozen
+    layers). Images are normalised with ``normalisation`` (default: the data set's own; a
+    fine-tuned model passes its source's).
 
     ``should_stop()`` is polled before every step; when it returns True a checkpoint is saved
     (if ``checkpoint_dir``) and the result comes back with ``cancelled=True``. With
@@ -193,7 +201,7 @@ def fit(
         )
     if model.dtype != np.float32:
         raise SpecError(f"training runs in float32; the model is {model.dtype}")
-    norm: Normalisation = data.normalisation
+    norm: Normalisation = normalisation or data.normalisation
     train_idx, val_idx = _split(data.x_train.shape[0], config.validation_split, config.seed)
     x_tr, y_tr = data.x_train[train_idx], data.y_train[train_idx]
     x_val = norm.apply(data.x_train[val_idx]) if val_idx.size else None
@@ -206,7 +214,7 @@ def fit(
         steps_per_epoch -= 1  # a trailing batch of one sample is dropped (batch statistics)
     total_steps = steps_per_epoch * config.epochs
 
-    optimizer = optimizer_from_config(dict(config.optimizer), model.parameters())
+    optimizer = optimizer_from_config(dict(config.optimizer), model.trainable_parameters())
     schedule = schedule_from_config(config.schedule, optimizer.lr, total_steps)
     rng = np.random.default_rng([config.seed, 2])
     layer_rngs = _layer_rngs(model)
@@ -301,7 +309,7 @@ def fit(
                     f"lower the learning rate (now {lr:g})"
                 )
             optimizer.zero_grad()
-            model.backward(dlogits)
+            model.backward(dlogits, input_grad=False)
             optimizer.step(lr=lr)
             state.pos += 1
             state.global_step += 1

@@ -27,6 +27,7 @@ from typing import Any, Self, cast
 import redis
 
 from core.datastore import DataStore
+from core.repository import ModelRepository
 from core.settings import redact_url
 from jobs import meta as job_meta
 from jobs import rq_layout
@@ -40,6 +41,7 @@ from jobs.settings import QueueSettings
 from jobs.spec import TRAIN_FUNCTION, TrainSpec, load_spec, parse_spec, parse_spec_json
 from jobs.status import TERMINAL, JobStatus, RqStatus, from_rq
 from jobs.views import JobView, Phase
+from jobs.warm_start import pin_init_from
 
 DEFAULT_LIST_LIMIT = 50
 #: How long `cancel` waits for a running job to stop (its worker kills the work horse).
@@ -57,6 +59,9 @@ class JobQueue:
         settings: the queues, the Redis URL shown in errors, and what new jobs are given.
         datasets: the data store that specs naming uploaded data sets are pinned against
             (`jobs.datasets.pin_dataset`); default: the one on ``settings.data_dir``.
+        models: the model repository a spec's ``init_from`` is checked and pinned against
+            (`jobs.warm_start.pin_init_from`); None: this process cannot read it, a spec with
+            ``init_from`` must then name the version.
     """
 
     def __init__(
@@ -65,10 +70,12 @@ class JobQueue:
         settings: QueueSettings,
         *,
         datasets: DataStore | None = None,
+        models: ModelRepository | None = None,
     ) -> None:
         self._redis = connection
         self._settings = settings
         self._datasets = datasets if datasets is not None else DataStore(settings.data_dir)
+        self._models = models
         self._owns_connection = False
 
     @classmethod
@@ -78,11 +85,13 @@ class JobQueue:
         *,
         retries: int = QUEUE_RETRIES,
         datasets: DataStore | None = None,
+        models: ModelRepository | None = None,
     ) -> JobQueue:
         """A queue over a new client for ``settings.redis_url`` (no connection made yet).
 
         The client times out after ``settings.redis_timeout_s`` (replies: twice that) and
-        retries a failed command `retries` times with backoff. ``datasets`` as in the class.
+        retries a failed command `retries` times with backoff. ``datasets`` and ``models`` as
+        in the class.
         """
         connection = connect(
             settings.redis_url,
@@ -90,7 +99,7 @@ class JobQueue:
             connect_timeout=settings.redis_timeout_s,
             socket_timeout=2 * settings.redis_timeout_s,
         )
-        queue = cls(connection, settings, datasets=datasets)
+        queue = cls(connection, settings, datasets=datasets, models=models)
         queue._owns_connection = True
         return queue
 
@@ -127,7 +136,8 @@ class JobQueue:
 
     def submit(self, spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> str:
         """Validate `spec` (against `settings.spec_limits()`), pin an uploaded data set it
-        names to its content id (`jobs.datasets.pin_dataset`), and queue a training job on the
+        names to its content id (`jobs.datasets.pin_dataset`) and a warm start to its source
+        version (`jobs.warm_start.pin_init_from`), and queue a training job on the
         first queue, unless it already holds `settings.max_queued_jobs` waiting jobs.
 
         The count and the enqueue are one transaction that WATCHes the queue's list: if a
@@ -149,6 +159,7 @@ class JobQueue:
         """
         limits = self._settings.spec_limits()
         train_spec = pin_dataset(_validated(spec, limits), self._datasets, limits)
+        train_spec = pin_init_from(train_spec, self._models)
         job = rq_layout.NewJob(
             job_id=str(uuid.uuid4()),
             queue=self._settings.queue,

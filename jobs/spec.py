@@ -5,9 +5,10 @@ it enqueues the job, and `cnn train submit` validates with it before anything to
 `TRAIN_FUNCTION` is the one place the path of the job function is written.
 
 A spec is a flat JSON object: the model name, the architecture, the data set reference, an
-optional job timeout, plus every field of `core.training.TrainConfig` (epochs, batch_size,
-optimizer, schedule, seed, validation_split, early_stopping, augmentation, ...). Unknown keys are
-rejected at every level, and errors name the field path, e.g.
+optional job timeout, an optional warm start (``init_from``), plus every field of
+`core.training.TrainConfig` (epochs, batch_size, optimizer, schedule, seed, validation_split,
+early_stopping, augmentation, ...). Unknown keys are rejected at every level, and errors name
+the field path, e.g.
 ``architecture.2.type: unknown layer 'conv3d'``.
 
 The model is sized from its shapes alone (`core.estimate`: nothing is allocated) and held to
@@ -20,12 +21,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
     model_validator,
@@ -97,6 +99,43 @@ class InputSection(BaseModel):
         return self.channels, self.height, self.width
 
 
+def _freeze_entry(entry: Any) -> int | str:
+    from core.layers import LAYER_TYPES
+
+    if isinstance(entry, int) and not isinstance(entry, bool) and entry >= 0:
+        return entry
+    if isinstance(entry, str) and entry in LAYER_TYPES:
+        return entry
+    known = ", ".join(sorted(LAYER_TYPES))
+    raise ValueError(f"{entry!r} is neither a layer index (>= 0) nor a layer type ({known})")
+
+
+#: A ``freeze`` entry: a layer index into the architecture or a layer type.
+FreezeEntry = Annotated[int | str, PlainValidator(_freeze_entry)]
+
+
+class InitFrom(BaseModel):
+    """Warm start from a published version: ``"init_from": {"model": "digits", "version": 3,
+    "freeze": [0, "conv2d"], "reset_head": true}`` (checks and copying: `core.warm_start`;
+    resolving and pinning: `jobs.warm_start`).
+
+    ``freeze`` entries are layer indices into ``architecture`` or a layer type (``"conv2d"``:
+    every conv layer); they must name layers with parameters. ``reset_head`` re-initialises
+    the last layer with parameters, which may then give another number of classes.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(pattern=MODEL_NAME_PATTERN, description="published model name")
+    version: int | None = Field(
+        default=None, ge=1, description="default: the newest when submitted (then pinned)"
+    )
+    freeze: list[FreezeEntry] = Field(
+        default_factory=list, max_length=1000, description="layer indices or layer types"
+    )
+    reset_head: bool = False
+
+
 class TrainSpec(TrainConfig):
     """A training job: what to build, on which data, and how to train it.
 
@@ -126,6 +165,9 @@ class TrainSpec(TrainConfig):
         le=MAX_TIMEOUT_S,
         description="job timeout in seconds (default: the worker's CNN_JOB_TIMEOUT)",
     )
+    init_from: InitFrom | None = Field(
+        default=None, description="start from a published version's weights (fine-tuning)"
+    )
 
     @model_validator(mode="after")
     def _check_architecture(self, info: ValidationInfo) -> TrainSpec:
@@ -144,9 +186,24 @@ class TrainSpec(TrainConfig):
         if not layer_errors and input_shape is not None:  # sized even when over a layer cap
             errors += self._size_errors(input_shape, limits)
         errors += optimizer_errors(self.optimizer, self.schedule)
+        errors += self._freeze_range_errors()
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _freeze_range_errors(self) -> list[InitErrorDetails]:
+        # the rest of init_from is checked against the source model (jobs.warm_start)
+        freeze = self.init_from.freeze if self.init_from else []
+        last = len(self.architecture) - 1
+        return [
+            _error(
+                ("init_from", "freeze", k),
+                f"no layer {entry}: the architecture has layers 0..{last}",
+                entry,
+            )
+            for k, entry in enumerate(freeze)
+            if isinstance(entry, int) and entry > last
+        ]
 
     def _size_errors(
         self, input_shape: Shape, limits: SpecLimits, num_classes: int | None = None

@@ -188,12 +188,14 @@ def _add_training(
 ) -> None:
     """The Training API over `jobs.queue.JobQueue` (no connection is made here); its blocking
     Redis calls run in the `blocking` threads. Submit pins specs naming uploaded data sets
-    against `datasets` (the data store the Datasets API fills)."""
+    against `datasets` (the data store the Datasets API fills) and warm starts against the
+    served model repository."""
+    from core.repository import ModelRepository
     from jobs.queue import JobQueue
     from server.training_servicer import TrainingServicer
 
     servicer = TrainingServicer(
-        JobQueue.connect(settings, datasets=datasets),
+        JobQueue.connect(settings, datasets=datasets, models=ModelRepository(settings.models_dir)),
         blocking=blocking,
         max_watches=settings.max_watches,
         watch_interval_s=settings.watch_interval_s,

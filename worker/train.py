@@ -1,6 +1,7 @@
 """One training run, from spec to published model version. Knows nothing of Redis or RQ.
 
-`run_training` loads the data set, builds the model, fits it with checkpoints in a per-job
+`run_training` loads the data set, builds the model (a warm start copies a published version's
+weights into it first: `warm_start_model`), fits it with checkpoints in a per-job
 directory (so a re-run of the same job resumes where the last checkpoint left off), then
 publishes the artifact (with the evaluation report on the test split, when the data set has
 one) through `core.repository.ModelRepository.publish` (hidden temp dir, fsync, atomic rename,
@@ -20,7 +21,8 @@ from jobs.spec import TrainSpec
 from worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
-    from core.datasets import Dataset
+    from core.datasets import Dataset, Normalisation
+    from core.model import Sequential
 
 
 class TrainingStopped(RuntimeError):
@@ -85,6 +87,49 @@ def load_training_data(spec: TrainSpec, settings: WorkerSettings) -> tuple[Train
     return spec, data
 
 
+def warm_start_model(
+    spec: TrainSpec, settings: WorkerSettings, model: Sequential, data: Dataset
+) -> tuple[TrainSpec, Normalisation, dict[str, Any]]:
+    """Start ``model`` from the version ``spec.init_from`` names, checked again here (the
+    payload may come from any client, the version may be gone): copy the matching layers'
+    arrays, freeze the frozen ones.
+
+    The model keeps the source's normalisation (its features were learned on inputs
+    normalised that way; the data set's own statistics would shift every input the frozen
+    layers see), expressed in the data set's pixel unit (`core.warm_start.rescale_normalisation`).
+
+    Returns:
+        the spec with the source version pinned, the normalisation to train and serve with,
+        and the provenance the artifact records.
+
+    Raises:
+        InvalidSpec: the source is not published or does not fit (naming the field).
+        ArtifactError: the source version's files are damaged.
+    """
+    from core.artifacts import load_artifact
+    from core.repository import ModelRepository
+    from core.warm_start import rescale_normalisation, warm_start
+    from jobs.warm_start import resolve_init_from
+
+    resolved = resolve_init_from(spec, ModelRepository(settings.models_dir), data.input_shape)
+    source = load_artifact(resolved.path)
+    warm_start(model, source.model, resolved.plan)
+    normalisation = rescale_normalisation(
+        source.meta.preprocessing, source.meta.input.pixel_range, data.pixel_range
+    )
+    init = resolved.spec.init_from
+    assert init is not None and init.version is not None
+    provenance = {
+        "model": init.model,
+        "version": init.version,
+        "weights_sha256": source.meta.weights_sha256,
+        "copied": list(resolved.plan.copied),
+        "frozen": list(resolved.plan.frozen),
+        "reset_head": init.reset_head,
+    }
+    return resolved.spec, normalisation, provenance
+
+
 def run_training(
     spec: TrainSpec,
     settings: WorkerSettings,
@@ -126,6 +171,9 @@ def run_training(
     # sized before it is built: a data set's shape may only be known now that it is loaded
     spec.check_model(data.input_shape, settings.spec_limits(), num_classes=data.num_classes)
     model = Sequential.from_spec(spec.architecture, data.input_shape, seed=spec.seed)
+    normalisation, provenance = data.normalisation, None
+    if spec.init_from is not None:
+        spec, normalisation, provenance = warm_start_model(spec, settings, model, data)
     timings["build_model_s"] = round(time.monotonic() - t1, 4)
 
     ckpt = checkpoint_dir(settings, job_id)
@@ -148,6 +196,7 @@ def run_training(
         on_progress=on_progress,
         checkpoint_dir=ckpt,
         should_stop=should_stop,
+        normalisation=normalisation,
     )
     timings["fit_s"] = round(time.monotonic() - t2, 4)
     if result.cancelled:
@@ -161,19 +210,20 @@ def run_training(
     evaluation = None  # a data set without a test split (an image folder) gets no report
     if data.x_test is not None and data.y_test is not None:
         evaluation = evaluate(
-            model, data.x_test, data.y_test, data.class_names, normalisation=data.normalisation
+            model, data.x_test, data.y_test, data.class_names, normalisation=normalisation
         )
     timings["evaluate_s"] = round(time.monotonic() - t3, 4)
     meta = make_meta(
         model,
         name=spec.name,
         class_names=list(data.class_names),
-        normalisation=data.normalisation,
+        normalisation=normalisation,
         pixel_range=data.pixel_range,
         resize=spec.resize(),
         metrics=metrics,
         dataset=spec.dataset.model_dump(mode="json"),
         job_id=job_id,
+        init_from=provenance,
     )
 
     def write(directory: Path) -> None:

@@ -35,6 +35,7 @@ from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server
 from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.polling import wait_for
 from tests.support.processes import ManagedProcess, free_port, python_module
+from tests.support.published import publish_untrained
 from tests.support.stored_datasets import shapes_archive, store_archive, store_npz
 
 EPOCHS = 3
@@ -309,6 +310,27 @@ def test_an_unknown_data_set_is_invalid_argument_naming_it_and_the_stored_ones(
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "dataset: data set 'unknown-set:2' not found; stored: known (versions 1)" in details
     assert stack.redis.client().keys("rq:job:*") == before
+
+
+def test_a_warm_start_is_checked_and_pinned_against_the_served_repository(
+    stack: Stack,
+) -> None:
+    """Submit reads the server's model repository: an unknown source is INVALID_ARGUMENT naming
+    init_from.model; a known one is pinned to its newest version and fine-tuned by the worker."""
+    stub = stack.stub()
+    spec = tiny_spec("tuned", epochs=1, init_from={"model": "ft-source", "freeze": [0]})
+    code, details = _code(lambda: _submit(stub, spec))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "init_from.model: no published model 'ft-source'" in details
+    architecture = tiny_spec()["architecture"]
+    publish_untrained(stack.data.parent / "models", "ft-source", architecture)
+    job_id = _submit(stub, spec)
+    final = list(stub.Watch(pb.WatchRequest(job_id=job_id), timeout=COLD_START_LIMIT_S))[-1]
+    assert final.status == pb.JOB_STATUS_FINISHED, final.error
+    assert json.loads(final.spec_json)["init_from"]["version"] == 1
+    tuned = load_artifact(stack.data.parent / "models" / "tuned" / str(final.model_version))
+    assert tuned.meta.init_from is not None
+    assert (tuned.meta.init_from["version"], tuned.meta.init_from["frozen"]) == (1, [0])
 
 
 def test_a_stored_archive_trains_and_the_server_answers_as_core_does(stack: Stack) -> None:
