@@ -101,17 +101,27 @@ def graph_model(
     input_name: str = "x",
     outputs: list[str] | None = None,
     metadata: dict[str, str] | None = None,
+    domains: dict[str, int] | None = None,
 ) -> bytes:
     """A serialised model of ``nodes``: float input ``x`` of ``input_shape`` (names allowed for
-    dynamic dimensions) and float output(s) of unknown shape."""
+    dynamic dimensions) and float output(s) of shape (N, K), both symbolic."""
     graph = helper.make_graph(
         nodes,
         "test",
         [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, input_shape)],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs or [output]],
+        [
+            helper.make_tensor_value_info(o, TensorProto.FLOAT, ["N", "K"])
+            for o in outputs or [output]
+        ],
         [tensor(k, v) for k, v in initializers.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(
+        graph,
+        opset_imports=[
+            helper.make_opsetid(domain, version)
+            for domain, version in {"": opset, **(domains or {})}.items()
+        ],
+    )
     model.ir_version = 8
     if metadata:
         helper.set_model_props(model, metadata)
