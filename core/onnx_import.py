@@ -45,7 +45,7 @@ from core.images import ResizeMode
 from core.layers import layer_from_config
 from core.model import Sequential
 from core.onnx_export import META_CLASS_NAMES, META_INPUT, META_PREPROCESSING
-from core.repository import ModelRepository
+from core.repository import ModelRepository, check_name
 
 MIN_OPSET = 9
 SUPPORTED_OPS = (
@@ -750,20 +750,25 @@ def build_model(
     return model, meta
 
 
+@dataclass(frozen=True)
+class ImportResult:
+    """A published import: its version, metadata (version filled in) and the built model."""
+
+    version: int
+    meta: ModelMeta
+    model: Sequential
+
+
 def import_onnx(
     repository: ModelRepository, name: str, data: bytes, options: ImportOptions | None = None
-) -> tuple[int, ModelMeta]:
+) -> ImportResult:
     """Publish ``.onnx`` bytes as the next version of ``name``; nothing is written on refusal.
-
-    Returns:
-        (the new version, its metadata).
 
     Raises:
         ImportRefused, ImportOptionsError: see :func:`build_model`.
         RepositoryError: an invalid model name.
+        OSError: the repository cannot be written.
     """
-    from core.repository import check_name
-
     check_name(name)
     model, meta = build_model(data, name, options)
     written: list[ModelMeta] = []
@@ -772,4 +777,4 @@ def import_onnx(
         written.append(save_artifact(directory, model, meta))
 
     version = repository.publish(name, write)
-    return version, written[0].model_copy(update={"version": version})
+    return ImportResult(version, written[0].model_copy(update={"version": version}), model)

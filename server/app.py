@@ -20,7 +20,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.datastore import DataStore
-from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
+from proto.cnn.v1 import (
+    classifier_pb2,
+    classifier_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
 from server import metrics
 from server.classifier_servicer import ClassifierServicer
 from server.codec import Limits
@@ -28,6 +35,7 @@ from server.decoding import PixelWorkers
 from server.inference import InferenceService
 from server.interceptors import ServiceInterceptor
 from server.model import ServedModel, load_version
+from server.models_servicer import ModelsServicer
 from server.rate_limit import RateLimiter
 from server.registry import ModelRegistry
 from server.settings import Settings
@@ -37,6 +45,7 @@ log = logging.getLogger(__name__)
 
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
 TRAINING_SERVICE = training_pb2.DESCRIPTOR.services_by_name["Training"].full_name
+MODELS_SERVICE = models_pb2.DESCRIPTOR.services_by_name["Models"].full_name
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 
 
@@ -231,7 +240,7 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         max_decoded_pixels=settings.max_decoded_pixels,
     )
     health_servicer = health.aio.HealthServicer()
-    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE]
+    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE, MODELS_SERVICE]
     for service in ("", *services):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
@@ -259,6 +268,9 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
             inflight=interceptor.inflight,
         ),
         grpc_server,
+    )
+    models_pb2_grpc.add_ModelsServicer_to_server(
+        ModelsServicer(Path(settings.models_dir), blocking, settings.max_import_bytes), grpc_server
     )
     datasets = DataStore(settings.data_dir)  # one store for every service of this server
     _add_training(settings, server, grpc_server, blocking, datasets)

@@ -330,8 +330,9 @@ def test_an_import_is_published_summarised_and_fine_tunable(tmp_path: Path) -> N
         (1, 12, 12),
     )
     repository = ModelRepository(tmp_path)
-    version, meta = import_onnx(repository, "imported", export_bytes(loaded))
-    assert version == 1 and meta.version == 1 and repository.versions("imported") == [1]
+    result = import_onnx(repository, "imported", export_bytes(loaded))
+    assert result.version == 1 and result.meta.version == 1
+    assert repository.versions("imported") == [1]
     again = load_artifact(repository.path("imported", 1))
     rows = summarize(again.model).rows
     # conv 3x3 dilation 2 sees 5 px; the 2x2 pool doubles the step: 5 + 1 * 2 = 7
