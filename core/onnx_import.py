@@ -71,6 +71,8 @@ SUPPORTED_OPS = (
     "Mul",
     "Div",
 )
+#: What a refusal of an unknown op lists (Constant is plumbing; Sub/Mul/Div only normalise).
+_LISTED_OPS = [op for op in SUPPORTED_OPS if op != "Constant"]
 GRAPH = "(graph)"
 #: pixel range of a graph that does not say (no metadata, no option): images scaled to 0..1
 DEFAULT_PIXEL_RANGE = (0.0, 1.0)
@@ -320,7 +322,7 @@ class _Reader:
         if node.domain not in ("", "ai.onnx"):
             self.refuse(node, f"op of domain {node.domain!r} is not supported")
         elif op not in SUPPORTED_OPS:
-            self.refuse(node, f"unsupported op; supported: {', '.join(SUPPORTED_OPS[:-4])}")
+            self.refuse(node, f"unsupported op; supported: {', '.join(_LISTED_OPS)}")
         flowing = [n for n in node.input if n and n not in self.constants]
         if not flowing:
             self.refuse(node, "computes from constants only: fold it into an initializer")
@@ -339,7 +341,7 @@ class _Reader:
             )
         self.current = node.output[0]
         previous, self.previous_op = self.previous_op, op
-        if op not in ("Softmax",):
+        if op != "Softmax":
             self.logits = self.current
         if node.domain in ("", "ai.onnx") and op in SUPPORTED_OPS:
             handler: Callable[[onnx.NodeProto, dict[str, Any]], None] = getattr(self, f"_{op}")

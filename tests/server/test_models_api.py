@@ -237,3 +237,17 @@ def test_an_import_over_the_limit_is_refused_while_streaming(
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "CNN_MAX_IMPORT_BYTES=1,024" in caught.value.details()
     assert not any(models.iterdir())
+
+
+def test_the_models_service_has_health_and_reflection(digits_server: ServerProcess) -> None:
+    from grpc_health.v1 import health_pb2
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    assert digits_server.health("cnn.v1.Models") == health_pb2.HealthCheckResponse.SERVING
+    with digits_server.channel() as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        (reply,) = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+            timeout=EVENT_LIMIT_S,
+        )
+    assert "cnn.v1.Models" in {s.name for s in reply.list_services_response.service}
