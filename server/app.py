@@ -25,6 +25,8 @@ from proto.cnn.v1 import (
     classifier_pb2,
     classifier_pb2_grpc,
     datasets_pb2,
+    models_pb2,
+    models_pb2_grpc,
     training_pb2,
     training_pb2_grpc,
 )
@@ -35,6 +37,7 @@ from server.decoding import PixelWorkers
 from server.inference import InferenceService
 from server.interceptors import ServiceInterceptor
 from server.model import ServedModel, load_version
+from server.models_servicer import ModelsServicer
 from server.rate_limit import RateLimiter
 from server.registry import ModelRegistry
 from server.settings import Settings
@@ -45,6 +48,7 @@ log = logging.getLogger(__name__)
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
 TRAINING_SERVICE = training_pb2.DESCRIPTOR.services_by_name["Training"].full_name
 DATASETS_SERVICE = datasets_pb2.DESCRIPTOR.services_by_name["Datasets"].full_name
+MODELS_SERVICE = models_pb2.DESCRIPTOR.services_by_name["Models"].full_name
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 
 
@@ -282,7 +286,7 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
         max_decoded_pixels=settings.max_decoded_pixels,
     )
     health_servicer = health.aio.HealthServicer()
-    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE, DATASETS_SERVICE]
+    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE, DATASETS_SERVICE, MODELS_SERVICE]
     for service in ("", *services):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
@@ -310,6 +314,9 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
             inflight=interceptor.inflight,
         ),
         grpc_server,
+    )
+    models_pb2_grpc.add_ModelsServicer_to_server(
+        ModelsServicer(Path(settings.models_dir), blocking, settings.max_import_bytes), grpc_server
     )
     datasets = DataStore(settings.data_dir)  # one store for every service of this server
     _add_training(settings, server, grpc_server, blocking, datasets)

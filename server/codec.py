@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from core.artifacts import InputSpec
+    from core.datasets import Normalisation
     from core.evaluation import EvaluationReport
 
 DEFAULT_TOP_K = 5
@@ -207,23 +208,12 @@ def encode_model_summary(name: str, versions: list[int]) -> pb.ModelSummary:
 
 def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse:
     """Everything GetModel tells about one version."""
-    spec = model.spec
     summary = model.summary_dict()
     response = pb.GetModelResponse(
         name=model.name,
         version=model.version,
         versions=versions,
-        input=pb.InputSpec(
-            channels=spec.channels,
-            height=spec.height,
-            width=spec.width,
-            dtype=spec.dtype,
-            pixel_min=spec.pixel_range[0],
-            pixel_max=spec.pixel_range[1],
-            mean=list(model.normalisation.mean),
-            std=list(model.normalisation.std),
-            resize=spec.resize,
-        ),
+        input=encode_input_spec(model.spec, model.normalisation),
         class_names=list(model.class_names),
         summary_text=str(summary.get("text", "")),
         total_parameters=int(summary.get("total_params", 0)),
@@ -236,20 +226,44 @@ def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse
     )
     if model.evaluation is not None:
         response.evaluation.CopyFrom(encode_evaluation(model.evaluation))
+    response.layers.extend(encode_layers(summary))
+    return response
+
+
+def encode_input_spec(spec: InputSpec, normalisation: Normalisation) -> pb.InputSpec:
+    """A version's input spec and per-channel normalisation as the wire message."""
+    return pb.InputSpec(
+        channels=spec.channels,
+        height=spec.height,
+        width=spec.width,
+        dtype=spec.dtype,
+        pixel_min=spec.pixel_range[0],
+        pixel_max=spec.pixel_range[1],
+        mean=list(normalisation.mean),
+        std=list(normalisation.std),
+        resize=spec.resize,
+    )
+
+
+def encode_layers(summary: dict[str, Any]) -> list[pb.LayerSummary]:
+    """The rows of `core.summary.Summary.to_dict()`, receptive fields included."""
+    rows = []
     for layer in summary.get("layers", []):
         rf = layer.get("receptive_field")
-        response.layers.add(
-            index=int(layer["index"]),
-            type=str(layer["type"]),
-            output_shape=[int(d) for d in layer["output_shape"]],
-            parameters=int(layer.get("params", 0)),
-            trainable_parameters=int(layer.get("trainable_params", 0)),
-            global_receptive_field=rf is None,
-            receptive_field=[int(v) for v in rf["size"]] if rf else [],
-            jump=[int(v) for v in rf["jump"]] if rf else [],
-            start=[float(v) for v in rf["start"]] if rf else [],
+        rows.append(
+            pb.LayerSummary(
+                index=int(layer["index"]),
+                type=str(layer["type"]),
+                output_shape=[int(d) for d in layer["output_shape"]],
+                parameters=int(layer.get("params", 0)),
+                trainable_parameters=int(layer.get("trainable_params", 0)),
+                global_receptive_field=rf is None,
+                receptive_field=[int(v) for v in rf["size"]] if rf else [],
+                jump=[int(v) for v in rf["jump"]] if rf else [],
+                start=[float(v) for v in rf["start"]] if rf else [],
+            )
         )
-    return response
+    return rows
 
 
 def encode_evaluation(report: EvaluationReport) -> pb.EvaluationReport:

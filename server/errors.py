@@ -63,6 +63,12 @@ class Unavailable(ServerError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class PreconditionFailed(ServerError):
+    """The server is not in a state to do it (e.g. it cannot write its model repository)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class DeadlineExceeded(ServerError):
     """The request's deadline (or the server's request timeout) passed while it waited."""
 

@@ -78,6 +78,12 @@ class Settings(QueueSettings):
         description="Requests of one ModelStreamInfer stream handled at once; the stream reads "
         "its next request when one is answered.",
     )
+    max_import_bytes: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        description="Largest ONNX file Models.ImportModel takes, bytes (streamed to a "
+        "temporary file, then held in memory while it is checked).",
+    )
     max_images_per_request: int = Field(
         256, ge=1, description="Most images one Classify / ModelInfer request may carry."
     )
