@@ -99,13 +99,18 @@ wait_healthy() {
 "${compose[@]}" up -d --no-build redis worker server
 wait_healthy "${compose[@]}"
 log "stack up and healthy in $((SECONDS - started)) s"
-# The server shares only what it must: the models, read-write (ONNX imports publish versions);
-# not the Numba cache that workers load compiled code from.
+# The server shares only what it must: the models, read-write (ONNX imports publish versions),
+# and the data volume, read-write (uploaded data sets); not the Numba cache that workers load
+# compiled code from.
 mounts=$("$DOCKER" inspect -f '{{range .Mounts}}{{.Destination}}:{{.RW}} {{end}}' \
     "$("${compose[@]}" ps -q server)")
 case " $mounts" in
 *" /srv/cnn/models:true "*) ;;
 *) die "the server must mount the models read-write (Models.ImportModel); its mounts: $mounts" ;;
+esac
+case " $mounts" in
+*" /srv/cnn/data:true "*) ;;
+*) die "the server must mount the data volume read-write (Datasets.Upload); its mounts: $mounts" ;;
 esac
 case "$mounts" in
 *numba-cache*) die "the server must not mount the shared Numba cache; its mounts: $mounts" ;;
