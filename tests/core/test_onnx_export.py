@@ -44,7 +44,12 @@ DATASET_SHAPES = {"digits": (1, 8, 8), "mnist-5k": (1, 28, 28), "fashion-mnist":
 def _example_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
     if spec.get("input"):
         return spec["input"]["channels"], spec["input"]["height"], spec["input"]["width"]
-    return DATASET_SHAPES[spec["dataset"]["name"]]
+    if spec["dataset"]["name"] in DATASET_SHAPES:
+        return DATASET_SHAPES[spec["dataset"]["name"]]
+    # A file data set is not here; a fine-tuning example takes its source's input, and every
+    # source among the examples (e.g. digits-small) is an example itself.
+    source = json.loads((EXAMPLES / f"{spec['init_from']['model']}.json").read_text())
+    return _example_shape(source)
 
 
 ARCHITECTURES: dict[str, tuple[list[dict[str, Any]], tuple[int, int, int]]] = {
