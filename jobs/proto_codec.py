@@ -52,6 +52,10 @@ def decode_status(value: int) -> JobStatus:
         raise ValueError(f"status: {value} is not a job status (known: {known})") from None
 
 
+#: The optional figures of a regression job's progress.
+_REGRESSION_FIGURES = ("train_r2", "val_r2", "val_mae", "val_rmse")
+
+
 def encode_progress(progress: Progress) -> pb.Progress:
     """A progress report as `cnn.v1.Progress` (unreported figures as 0.0)."""
     message = pb.Progress(
@@ -77,10 +81,6 @@ def encode_progress(progress: Progress) -> pb.Progress:
         if (value := getattr(progress, name)) is not None:
             setattr(message, name, value)
     return message
-
-
-#: The optional figures of a regression job's progress.
-_REGRESSION_FIGURES = ("train_r2", "val_r2", "val_mae", "val_rmse")
 
 
 def _optional(message: pb.Progress, name: str) -> float | None:
