@@ -78,6 +78,7 @@ def _server_env(models_dir: Path, metrics_port: int) -> dict[str, str]:
         **os.environ,
         "CNN_MODELS_DIR": str(models_dir),
         "CNN_GRPC_ADDRESS": "127.0.0.1:0",
+        "CNN_SERVER_PROCESSES": "1",  # one process: its pid is the one whose CPU is measured
         "CNN_LOG_LEVEL": "WARNING",
         "CNN_METRICS_PORT": str(metrics_port),
         "CNN_METRICS_HOST": "127.0.0.1",

@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
 
     from cnn_cli.classify import add_classify_command
+    from cnn_cli.data import add_data_commands
     from cnn_cli.inspect import add_inspect_command
     from cnn_cli.models import add_models_commands
     from cnn_cli.train import add_train_commands
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_classify_command(sub)
     add_models_commands(sub)
     add_train_commands(sub)
+    add_data_commands(sub)
 
     summary = sub.add_parser(
         "summary", help="print a model's layers, shapes, parameters and receptive fields"

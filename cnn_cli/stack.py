@@ -83,6 +83,8 @@ class LocalStack:
             "CNN_DATA_DIR": str(self.data_dir),
             "CNN_GRPC_ADDRESS": self.grpc_address,
             "NUMBA_CACHE_DIR": cache,
+            # one serving process (no supervisor): a light stack on a laptop or in CI
+            "CNN_SERVER_PROCESSES": "1",
             **self._extra_env,
         }
 

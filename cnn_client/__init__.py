@@ -16,6 +16,7 @@ from cnn_client.client import (
     ModelInfo,
     TlsOptions,
 )
+from cnn_client.datasets import DatasetInfo
 from jobs.status import JobStatus
 from jobs.views import JobView
 
@@ -24,6 +25,7 @@ __all__ = [
     "ClassifyResult",
     "CnnClient",
     "CnnClientError",
+    "DatasetInfo",
     "JobStatus",
     "JobView",
     "LayerInfo",

@@ -19,15 +19,33 @@ from typing import Any
 import grpc
 import numpy as np
 
+from cnn_client.datasets import (
+    DEFAULT_CHUNK_BYTES,
+    DatasetInfo,
+    Progress,
+    dataset_info,
+    file_sha256,
+    upload_format,
+    upload_requests,
+)
 from core.evaluation import ClassMetrics, EvaluationReport, Report, TopKAccuracy
 from core.regression import RegressionReport, TargetMetrics
 from jobs import proto_codec
 from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, Follower
 from jobs.status import JobStatus
 from jobs.views import JobView, Phase
-from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
+from proto.cnn.v1 import (
+    classifier_pb2,
+    classifier_pb2_grpc,
+    datasets_pb2,
+    datasets_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
+)
 
 ImageInput = bytes | Path | np.ndarray
+#: The slowest upload rate the default Upload deadline allows for, bytes/s.
+MIN_UPLOAD_BYTES_PER_S = 1024 * 1024
 
 
 class CnnClientError(Exception):
@@ -179,6 +197,7 @@ class CnnClient:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._classifier = classifier_pb2_grpc.ClassifierStub(self._channel)
         self._training = training_pb2_grpc.TrainingStub(self._channel)
+        self._datasets = datasets_pb2_grpc.DatasetsStub(self._channel)
 
     def __enter__(self) -> CnnClient:
         return self
@@ -335,8 +354,87 @@ class CnnClient:
         reply = self._call(self._training.List, request, timeout)
         return [proto_codec.decode_job(job) for job in reply.jobs]
 
+    # -- conversions (the only place that knows the wire layout on the client side) --------------
 
-# -- conversions (the only place that knows the wire layout on the client side) --------------
+    # -- data sets ---------------------------------------------------------------------------
+
+    def upload(
+        self,
+        path: Path | str,
+        name: str,
+        format: str | None = None,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_BYTES,
+        on_progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> DatasetInfo:
+        """Upload a data set file as the next version of `name`; returns the stored version.
+
+        The file is streamed from disk `chunk_size` bytes at a time, never read whole. Its size
+        and sha256 (computed in a first pass over the file) go in the header, so the server
+        refuses an oversized upload before any byte is sent and checks what it received.
+
+        Args:
+            path: an .npz file or an image-folder archive (.zip, .tar, .tar.gz / .tgz).
+            format: "npz", "zip", "tar" or "tar.gz"; None: from the file name's suffix.
+            on_progress: called with (bytes sent, total bytes) as chunks go out.
+            timeout: deadline of the whole upload, s; None: the client's timeout plus the
+                time the file takes at 1 MiB/s.
+
+        Raises:
+            ValueError: an unknown format, or `chunk_size` < 1.
+            FileNotFoundError: no such file.
+            CnnClientError: refused by the server (the message names the file or entry and
+                the reason or limit) or not reachable.
+        """
+        path = Path(path)
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 byte, got {chunk_size}")
+        header = datasets_pb2.UploadHeader(
+            name=name,
+            format=upload_format(path, format),
+            size_bytes=path.stat().st_size,
+            sha256=file_sha256(path),
+            filename=path.name,
+        )
+        if timeout is None:
+            timeout = self.timeout + header.size_bytes / MIN_UPLOAD_BYTES_PER_S
+        requests = upload_requests(path, header, chunk_size, on_progress)
+        try:
+            reply = self._datasets.Upload(requests, timeout=timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise _client_error(exc, self.address) from None
+        return dataset_info(reply)
+
+    def list_datasets(self, name: str = "", *, timeout: float | None = None) -> list[DatasetInfo]:
+        """Stored data set versions (only those of `name` when given), by name then version."""
+        reply = self._call(
+            self._datasets.List, datasets_pb2.ListDatasetsRequest(name=name), timeout
+        )
+        return [dataset_info(message) for message in reply.datasets]
+
+    def get_dataset(self, ref: str, *, timeout: float | None = None) -> DatasetInfo:
+        """One stored version: `ref` is "name" (the newest), "name:version" or "sha256:<hex>".
+
+        Raises:
+            CnnClientError: NOT_FOUND for an unknown reference (the message lists what is
+                stored), INVALID_ARGUMENT for a malformed one.
+        """
+        reply = self._call(self._datasets.Get, datasets_pb2.GetDatasetRequest(dataset=ref), timeout)
+        return dataset_info(reply)
+
+    def delete_dataset(self, name: str, version: int, *, timeout: float | None = None) -> None:
+        """Delete one version.
+
+        Raises:
+            CnnClientError: NOT_FOUND (no such version), FAILED_PRECONDITION (a queued or
+                running job trains on it), UNAVAILABLE (the server cannot ask its job queue).
+        """
+        self._call(
+            self._datasets.Delete,
+            datasets_pb2.DeleteDatasetRequest(name=name, version=version),
+            timeout,
+        )
 
 
 def _image_message(image: ImageInput) -> classifier_pb2.Image:

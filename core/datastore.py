@@ -9,6 +9,16 @@ Layout under ``root`` (the data volume workers and servers share)::
     .staging-<random>/              uploads in progress, commits and deletes under way
     .lock                           serialises deletes against commits (``flock``)
 
+What ``content/`` holds for an upload of the Datasets API (``server.uploads``):
+
+- an ``.npz`` upload: the file itself, ``content/data.npz`` (``meta.format == "npz"``);
+- an image-folder archive: its images as :func:`core.ingest.extract_archive` writes them,
+  ``content/train/<class>/<n>.png|.jpg`` (``<n>`` six digits in archive order, suffix by
+  content), plus ``content/test/<class>/...`` when the archive had a train/test split
+  (``meta.format == "images"``; ``meta.train_samples``/``test_samples`` set only then). An
+  archive without a split has ``train/`` alone: the loader holds out the test split itself.
+  Class ``k`` is ``meta.classes[k]`` (sorted folder names).
+
 The digest is the SHA-256 of the staged tree, fed as follows, entries in ascending order of
 their relative path as bytes (``os.fsencode``, ``/`` as separator)::
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.datastore import DataStore
-from proto.cnn.v1 import classifier_pb2, classifier_pb2_grpc, training_pb2, training_pb2_grpc
+from proto.cnn.v1 import (
+    classifier_pb2,
+    classifier_pb2_grpc,
+    datasets_pb2,
+    training_pb2,
+    training_pb2_grpc,
+)
 from server import metrics
 from server.classifier_servicer import ClassifierServicer
 from server.codec import Limits
@@ -37,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CLASSIFIER_SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].full_name
 TRAINING_SERVICE = training_pb2.DESCRIPTOR.services_by_name["Training"].full_name
+DATASETS_SERVICE = datasets_pb2.DESCRIPTOR.services_by_name["Datasets"].full_name
 INFERENCE_SERVICE = "inference.GRPCInferenceService"
 
 
@@ -76,8 +84,11 @@ class Server:
         self._stopped = asyncio.Event()
         # set when new RPCs are refused: open streams answer what they read, then end
         self.stopping = asyncio.Event()
+        self.on_stop: list[Callable[[], None]] = []  # closers of services added after __init__
         self._health_gate: asyncio.Task[None] | None = None
         self.metrics_port: int | None = None
+        #: set once health turned SERVING (the supervisor's children report it)
+        self.serving = asyncio.Event()
 
     def ready(self) -> bool:
         """Repository scanned at least once and not draining."""
@@ -104,6 +115,7 @@ class Server:
                 return
         for service in ("", *self._services):
             await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self.serving.set()
         log.info(
             "repository %s scanned: serving %s",
             self.settings.models_dir,
@@ -132,6 +144,8 @@ class Server:
         await asyncio.get_running_loop().run_in_executor(self._blocking, self.watcher.stop)
         self.registry.close_all()
         self._decoders.close()
+        for close in self.on_stop:
+            close()
         self._blocking.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
         log.info("stopped")
@@ -189,10 +203,43 @@ def _add_training(
     training_pb2_grpc.add_TrainingServicer_to_server(servicer, grpc_server)
 
 
-async def create_server(settings: Settings) -> tuple[Server, int]:
+async def _add_datasets(
+    settings: Settings,
+    server: Server,
+    grpc_server: grpc.aio.Server,
+    blocking: ThreadPoolExecutor,
+    store: DataStore,
+) -> None:
+    """The Datasets API over `store` (the data store at `settings.data_dir`); what interrupted
+    uploads left there is removed first (see `server.uploads.STALE_STAGING_S`)."""
+    from jobs.queue import JobQueue
+    from proto.cnn.v1 import datasets_pb2_grpc
+    from server.datasets_servicer import DatasetsServicer
+    from server.uploads import STALE_STAGING_S, UploadService
+
+    try:
+        removed = await asyncio.get_running_loop().run_in_executor(
+            blocking, store.clean_stale_staging, STALE_STAGING_S
+        )
+    except OSError as exc:
+        log.warning("data volume %s: cannot clean stale uploads: %s", settings.data_dir, exc)
+    else:
+        if removed:
+            log.info("data volume %s: removed %d stale upload(s)", settings.data_dir, len(removed))
+    uploads = UploadService(
+        store, settings.ingest_limits(), blocking, settings.max_concurrent_uploads
+    )
+    server.on_stop.append(uploads.close)
+    servicer = DatasetsServicer(uploads, JobQueue.connect(settings), blocking=blocking)
+    datasets_pb2_grpc.add_DatasetsServicer_to_server(servicer, grpc_server)
+
+
+async def create_server(settings: Settings, *, shared_port: bool = False) -> tuple[Server, int]:
     """Build the server and bind `settings.grpc_address`; returns (server, bound port).
 
-    Await it on the event loop that will serve: every RPC handler runs there.
+    Await it on the event loop that will serve: every RPC handler runs there. `shared_port`:
+    one of several serving processes on the port (`server.supervisor`): bind with
+    SO_REUSEPORT and tag unary answers with the `cnn-server-pid` trailing metadata.
 
     Raises:
         RuntimeError: the address cannot be bound.
@@ -214,9 +261,11 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(shared_port)),
     ]
-    interceptor = ServiceInterceptor(settings.auth_token, settings.max_inflight_bytes)
+    interceptor = ServiceInterceptor(
+        settings.auth_token, settings.max_inflight_bytes, tag_pid=shared_port
+    )
     grpc_server = grpc.aio.server(
         interceptors=[interceptor],
         options=options,
@@ -231,7 +280,7 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
         max_decoded_pixels=settings.max_decoded_pixels,
     )
     health_servicer = health.aio.HealthServicer()
-    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE]
+    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE, DATASETS_SERVICE]
     for service in ("", *services):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
 
@@ -262,6 +311,7 @@ async def create_server(settings: Settings) -> tuple[Server, int]:
     )
     datasets = DataStore(settings.data_dir)  # one store for every service of this server
     _add_training(settings, server, grpc_server, blocking, datasets)
+    await _add_datasets(settings, server, grpc_server, blocking, datasets)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
         (*services, TRAINING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server

@@ -45,6 +45,19 @@ class ModelNotFound(ServerError, LookupError):
     code = grpc.StatusCode.NOT_FOUND
 
 
+class NotFound(ServerError, LookupError):
+    """Unknown stored object (a data set name, version or id)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(ServerError):
+    """The request is valid but the system is not in a state to do it (e.g. deleting a data
+    set version a queued job trains on)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class LimitExceeded(ServerError):
     """A configured limit (images per request, image side, queue size) was exceeded."""
 

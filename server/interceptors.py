@@ -1,12 +1,14 @@
 """Server interceptor: bearer-token authentication, a budget of request bytes in flight,
-per-RPC metrics, undecodable requests."""
+per-RPC metrics, undecodable requests, and (one of several serving processes) the answering
+process's pid."""
 
 from __future__ import annotations
 
 import hmac
 import inspect
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -15,6 +17,10 @@ from server import metrics
 
 # Always reachable without a token: orchestrators probe health without credentials.
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/",)
+
+#: Trailing metadata naming the process that answered a unary RPC, sent when several serving
+#: processes share the port (a method that sets its own trailing metadata replaces it).
+PID_METADATA_KEY = "cnn-server-pid"
 
 
 def _token_ok(metadata: Any, token: str) -> bool:
@@ -131,7 +137,12 @@ async def _reject_marker(
         await context.abort(*refused)
 
 
-def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> Callable[..., Any]:
+def _timed(
+    method: str,
+    behavior: Callable[..., Any],
+    budget: InflightBytes,
+    trailer: tuple[tuple[str, str], ...] | None,
+) -> Callable[..., Any]:
     latency = metrics.LATENCY.labels(method)
     counters: dict[str, Any] = {}  # status name -> counter child (label lookups cached)
 
@@ -146,6 +157,8 @@ def _timed(method: str, behavior: Callable[..., Any], budget: InflightBytes) -> 
 
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         started = time.perf_counter()
+        if trailer is not None:
+            context.set_trailing_metadata(trailer)
         try:
             if type(request) in _MARKERS:
                 await _reject_marker(request, context, method, budget)
@@ -190,6 +203,40 @@ def _counted_bidi(method: str, behavior: Callable[..., Any]) -> Callable[..., An
     return wrapper
 
 
+async def _budgeted(
+    requests: AsyncIterator[Any],
+    context: grpc.aio.ServicerContext,
+    method: str,
+    budget: InflightBytes,
+) -> AsyncGenerator[Any, None]:
+    """The messages of a client stream, each held against the budget from its deserialization
+    until the handler asks for the next one: a long upload holds one chunk's bytes, not its
+    total. A message that does not parse or does not fit ends the RPC."""
+    async for request in requests:
+        try:
+            if type(request) in _MARKERS:
+                await _reject_marker(request, context, method, budget)
+            yield request
+        finally:
+            budget.release(request)
+
+
+def _checked_request_stream(
+    method: str,
+    behavior: Callable[..., Any],
+    budget: InflightBytes,
+    trailer: tuple[tuple[str, str], ...] | None,
+) -> Callable[..., Any]:
+    async def consume(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> Any:
+        messages = _budgeted(requests, context, method, budget)
+        try:
+            return await behavior(messages, context)
+        finally:
+            await messages.aclose()  # releases the message the handler stopped at
+
+    return _timed(method, consume, budget, trailer)
+
+
 def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
     async def deny(request: Any, context: grpc.aio.ServicerContext) -> Any:
         metrics.REQUESTS.labels(method, "UNAUTHENTICATED").inc()
@@ -214,18 +261,23 @@ def _rejecting(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHan
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Reject RPCs without the bearer token (when one is configured); time unary RPCs; answer
-    requests that do not parse with INVALID_ARGUMENT and requests beyond the in-flight byte
-    budget with RESOURCE_EXHAUSTED (unary and server-streaming methods; bidirectional
+    """Reject RPCs without the bearer token (when one is configured); time unary and
+    client-streaming RPCs; answer requests that do not parse with INVALID_ARGUMENT and requests
+    beyond the in-flight byte budget with RESOURCE_EXHAUSTED (unary, server-streaming and
+    client-streaming methods; a client stream is budgeted message by message; bidirectional
     handlers get those requests as stand-ins and answer them per message, see `refusal`).
+    `tag_pid`: unary answers carry this process's pid as trailing metadata `cnn-server-pid`.
 
     Every handler of the server is a coroutine (or async generator) function: this is a
     `grpc.aio` server, and the wrappers are coroutines too.
     """
 
-    def __init__(self, auth_token: str | None, max_inflight_bytes: int) -> None:
+    def __init__(
+        self, auth_token: str | None, max_inflight_bytes: int, *, tag_pid: bool = False
+    ) -> None:
         self._token = auth_token
         self.inflight = InflightBytes(max_inflight_bytes)
+        self._trailer = ((PID_METADATA_KEY, str(os.getpid())),) if tag_pid else None
         # method -> (handler, wrapped handler): built once per method, not once per RPC
         self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
@@ -249,7 +301,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             return cached[1]
         if handler.unary_unary is not None:
             wrapped = handler._replace(
-                unary_unary=_timed(method, handler.unary_unary, self.inflight),
+                unary_unary=_timed(method, handler.unary_unary, self.inflight, self._trailer),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         elif handler.unary_stream is not None and inspect.isasyncgenfunction(handler.unary_stream):
@@ -264,6 +316,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             # has answered it (`InflightBytes.release`) and answers stand-ins (`refusal`).
             wrapped = handler._replace(
                 stream_stream=_counted_bidi(method, handler.stream_stream),
+                request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
+            )
+        elif handler.stream_unary is not None:
+            wrapped = handler._replace(
+                stream_unary=_checked_request_stream(
+                    method, handler.stream_unary, self.inflight, self._trailer
+                ),
                 request_deserializer=_tolerant(handler.request_deserializer, self.inflight),
             )
         else:

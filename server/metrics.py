@@ -1,4 +1,9 @@
-"""Prometheus metrics of the server process (exposed on CNN_METRICS_PORT when set)."""
+"""Prometheus metrics of the server process (exposed on CNN_METRICS_PORT when set).
+
+Under the supervisor (CNN_SERVER_PROCESSES > 1) prometheus_client runs in multiprocess mode
+(PROMETHEUS_MULTIPROC_DIR set by the supervisor): these metrics go to per-process files that
+the supervisor's endpoint sums; `serve` is not called in a serving process then.
+"""
 
 from __future__ import annotations
 
@@ -55,11 +60,19 @@ FORWARD_LATENCY = Histogram(
     ["model"],
     buckets=LATENCY_BUCKETS,
 )
+# Several serving processes (server.supervisor): the most versions any live process holds,
+# and the default version every live process has reached.
 VERSIONS_LOADED = Gauge(
-    "cnn_model_versions_loaded", "Number of loaded versions, by model.", ["model"]
+    "cnn_model_versions_loaded",
+    "Number of loaded versions, by model.",
+    ["model"],
+    multiprocess_mode="livemax",
 )
 DEFAULT_VERSION = Gauge(
-    "cnn_model_default_version", "Version served by default (newest loaded), by model.", ["model"]
+    "cnn_model_default_version",
+    "Version served by default (newest loaded), by model.",
+    ["model"],
+    multiprocess_mode="livemin",
 )
 
 

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.datasets import MAX_CLASSES
+from core.ingest import IngestLimits
 from core.settings import SettingsError, redact_url, settings_table
 from jobs.settings import QueueSettings
 
 __all__ = ["Settings", "SettingsError", "redact_url", "settings_table"]
+
+DEFAULT_INGEST_LIMITS = IngestLimits()
+#: The setting behind each IngestLimits field a server configures (named in error messages).
+INGEST_SETTINGS = {
+    "max_bytes": "CNN_MAX_UPLOAD_BYTES",
+    "max_files": "CNN_MAX_UPLOAD_FILES",
+    "max_decoded_pixels": "CNN_MAX_UPLOAD_PIXELS",
+    "max_image_side": "CNN_MAX_UPLOAD_IMAGE_SIDE",
+    "max_compression_ratio": "CNN_MAX_COMPRESSION_RATIO",
+    "max_classes": "CNN_MAX_DATASET_CLASSES",
+}
 
 
 class Settings(QueueSettings):
@@ -25,6 +39,19 @@ class Settings(QueueSettings):
     models_dir: Path = Field(Path("models"), description="Model repository root directory.")
     grpc_address: str = Field(
         "127.0.0.1:50051", description="host:port to listen on; port 0 picks a free port."
+    )
+    server_processes: int = Field(
+        0,
+        ge=0,
+        le=256,
+        description="Serving processes sharing the gRPC port (SO_REUSEPORT) under a supervisor "
+        "that restarts them; 1 = one process, no supervisor; 0 = one per usable CPU core.",
+    )
+    server_crash_limit: int = Field(
+        5,
+        ge=1,
+        description="Exits in a row of one serving process (without serving 30 s in between) "
+        "after which the supervisor stops everything and exits 1.",
     )
     workers: int = Field(
         16,
@@ -115,6 +142,46 @@ class Settings(QueueSettings):
     submit_burst: int = Field(
         10, ge=1, description="Training.Submit calls one caller may make at once."
     )
+    # Data set uploads (cnn.v1.Datasets), mapped onto core.ingest.IngestLimits.
+    max_upload_bytes: int = Field(
+        DEFAULT_INGEST_LIMITS.max_bytes,
+        ge=1,
+        description="Largest data set upload (the .npz or archive file), bytes.",
+    )
+    max_upload_files: int = Field(
+        DEFAULT_INGEST_LIMITS.max_files,
+        ge=1,
+        description="Most images in an uploaded archive (samples in an .npz).",
+    )
+    max_upload_pixels: int = Field(
+        DEFAULT_INGEST_LIMITS.max_decoded_pixels,
+        ge=1,
+        description="Most pixels (H x W summed over all images) an upload may decode to.",
+    )
+    max_upload_image_side: int = Field(
+        DEFAULT_INGEST_LIMITS.max_image_side,
+        ge=1,
+        description="Largest width or height of an image in an upload, px.",
+    )
+    max_compression_ratio: float = Field(
+        DEFAULT_INGEST_LIMITS.max_compression_ratio,
+        gt=1.0,
+        description="Most an archive (or one zip entry) may expand, unpacked / packed bytes, "
+        "beyond its first 16 MiB (a compression bomb).",
+    )
+    max_dataset_classes: int = Field(
+        DEFAULT_INGEST_LIMITS.max_classes,
+        ge=2,
+        le=MAX_CLASSES,
+        description="Most classes of an uploaded data set.",
+    )
+    max_concurrent_uploads: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Uploads checked and stored at once (each in a thread, after its bytes "
+        "arrived); the others wait their turn.",
+    )
     auth_token: str | None = Field(
         None,
         description="Bearer token required in `authorization` metadata; unset = no auth.",
@@ -176,5 +243,23 @@ class Settings(QueueSettings):
         return self
 
     @property
+    def process_count(self) -> int:
+        """Serving processes to run: CNN_SERVER_PROCESSES, 0 resolved to the usable cores."""
+        if self.server_processes:
+            return self.server_processes
+        return len(os.sched_getaffinity(0))
+
+    @property
     def tls_enabled(self) -> bool:
         return self.tls_cert is not None
+
+    def ingest_limits(self) -> IngestLimits:
+        """The limits an uploaded data set is held to (see `INGEST_SETTINGS`)."""
+        return IngestLimits(
+            max_bytes=self.max_upload_bytes,
+            max_files=self.max_upload_files,
+            max_decoded_pixels=self.max_upload_pixels,
+            max_image_side=self.max_upload_image_side,
+            max_compression_ratio=self.max_compression_ratio,
+            max_classes=self.max_dataset_classes,
+        )

@@ -121,5 +121,6 @@ def check_size(path: Path, limits: IngestLimits) -> None:
     size = path.stat().st_size
     if size > limits.max_bytes:
         raise IngestError(
-            "too_large", f"{path}: {size} bytes, over the upload limit of {limits.max_bytes}"
+            "too_large",
+            f"{path}: {size} bytes, over the upload limit of {limits.max_bytes} (max_bytes)",
         )

@@ -123,20 +123,23 @@ def open_zip(path: Path, max_entries: int) -> zipfile.ZipFile:
         if count > max_entries:
             raise IngestError(
                 "too_large",
-                f"{path}: {count} entries in the zip directory, more than {max_entries}",
+                f"{path}: {count} entries in the zip directory, more than {max_entries} "
+                "(max_files, plus directories)",
             )
         if directory_size > max_entries * _ZIP_DIRECTORY_BYTES_PER_ENTRY:
             raise IngestError(
                 "too_large",
                 f"{path}: a zip directory of {directory_size} bytes, more than "
-                f"{_ZIP_DIRECTORY_BYTES_PER_ENTRY} per entry for {max_entries} entries",
+                f"{_ZIP_DIRECTORY_BYTES_PER_ENTRY} per entry for {max_entries} entries "
+                "(max_files)",
             )
     archive = zipfile.ZipFile(path)
     if len(archive.infolist()) > max_entries:
         archive.close()
         raise IngestError(
             "too_large",
-            f"{path}: {len(archive.infolist())} entries in the zip, more than {max_entries}",
+            f"{path}: {len(archive.infolist())} entries in the zip, more than {max_entries} "
+            "(max_files, plus directories)",
         )
     return archive
 

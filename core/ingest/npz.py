@@ -161,7 +161,8 @@ def _check_image_shape(header: _NpyHeader, what: str, limits: IngestLimits) -> t
     if max(height, width) > limits.max_image_side:
         raise IngestError(
             "too_large",
-            f"{what}: images are {width}x{height}; each side must be <= {limits.max_image_side}",
+            f"{what}: images are {width}x{height}; each side must be <= "
+            f"{limits.max_image_side} (max_image_side)",
         )
     if n * height * width > limits.max_decoded_pixels:
         raise IngestError(
@@ -173,8 +174,27 @@ def _check_image_shape(header: _NpyHeader, what: str, limits: IngestLimits) -> t
 
 
 def _pixel_moments(fh: IO[bytes], header: _NpyHeader, shape: tuple[int, ...], what: str) -> Moments:
-    """Stream x's data a band of rows at a time (never crossing a channel plane) into moments;
-    float pixels must be finite and within 0..255."""
+    """Stream x's data into moments: whole samples at a time when one fits a block (small
+    images: one read and one merge per channel for thousands of them), else a band of rows at
+    a time (never crossing a channel plane); float pixels must be finite and within 0..255."""
+    n, channels, height, width = shape
+    sample_values = channels * height * width
+    if sample_values > VALUES_PER_BLOCK:
+        return _band_moments(fh, header, shape, what)
+    per_block = VALUES_PER_BLOCK // sample_values
+    moments = Moments(channels)
+    for start in range(0, n, per_block):
+        count = min(per_block, n - start)
+        data = _read_exact(fh, count * sample_values * header.dtype.itemsize, what)
+        values = np.frombuffer(data, dtype=header.dtype).reshape(count, channels, -1)
+        _check_float_pixels(values, start, what)
+        for channel in range(channels):
+            moments.add(channel, values[:, channel])
+    return moments
+
+
+def _band_moments(fh: IO[bytes], header: _NpyHeader, shape: tuple[int, ...], what: str) -> Moments:
+    """:func:`_pixel_moments` for samples larger than a block, a band of rows at a time."""
     n, channels, height, width = shape
     # The most rows that divide H and fit a block (at least one row): bands then never straddle
     # two channel planes, so each band belongs to one channel.
@@ -187,16 +207,23 @@ def _pixel_moments(fh: IO[bytes], header: _NpyHeader, shape: tuple[int, ...], wh
     moments = Moments(channels)
     for band in range(n * channels * (height // rows)):
         values = np.frombuffer(_read_exact(fh, band_bytes, what), dtype=header.dtype)
-        if header.dtype.kind == "f" and not (
-            np.isfinite(values).all() and values.min() >= 0 and values.max() <= 255
-        ):
-            sample = band // (channels * (height // rows))
-            raise IngestError(
-                "format", f"{what}: sample {sample} has values outside 0..255 (or NaN/inf)"
-            )
+        _check_float_pixels(values[None], band // (channels * (height // rows)), what)
         plane = band // (height // rows)
         moments.add(plane % channels, values)
     return moments
+
+
+def _check_float_pixels(samples: np.ndarray, first: int, what: str) -> None:
+    """Float pixels of ``samples`` (sample index first; ``first`` is the index of the first)
+    must be finite and within 0..255; the error names the first sample that is not."""
+    if samples.dtype.kind != "f":
+        return
+    if np.isfinite(samples).all() and samples.min() >= 0 and samples.max() <= 255:
+        return
+    flat = samples.reshape(samples.shape[0], -1)
+    bad = ~(np.isfinite(flat) & (flat >= 0) & (flat <= 255)).all(axis=1)
+    sample = first + int(np.argmax(bad))
+    raise IngestError("format", f"{what}: sample {sample} has values outside 0..255 (or NaN/inf)")
 
 
 def inspect_npz(path: Path, limits: IngestLimits | None = None) -> DatasetSummary:

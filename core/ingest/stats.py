@@ -74,7 +74,7 @@ class ImageStats:
         try:
             header = read_header(data, what, self.limits.max_image_side)
         except ImageTooLargeError as exc:
-            raise IngestError("too_large", str(exc)) from None
+            raise IngestError("too_large", f"{exc} (max_image_side)") from None
         except ImageDecodeError as exc:
             raise IngestError("undecodable", str(exc)) from None
         width, height = header.size

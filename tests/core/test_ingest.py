@@ -8,7 +8,6 @@ import stat
 import struct
 import tarfile
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,61 +23,22 @@ from core.ingest import (
     inspect_archive,
     inspect_npz,
 )
+from tests.support.archives import (
+    png_header_only,
+    save_npz,
+    solid,
+    special,
+    write_tar,
+    write_zip,
+)
 from tests.support.images import encode_image
 
 # --- builders ------------------------------------------------------------------------------
 
 
-def solid(value: int, height: int = 2, width: int = 2) -> bytes:
-    return encode_image(np.full((height, width), value, dtype=np.uint8))
-
-
 def noise(seed: int, height: int, width: int, rgb: bool = True) -> np.ndarray:
     shape = (height, width, 3) if rgb else (height, width)
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def write_zip(path: Path, files: dict[str, bytes], dirs: tuple[str, ...] = ()) -> Path:
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name in dirs:
-            archive.writestr(name, b"")
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return path
-
-
-def write_tar(path: Path, files: dict[str, bytes], *extra: tarfile.TarInfo) -> Path:
-    with tarfile.open(path, "w:gz" if path.name.endswith(".gz") else "w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        for info in extra:
-            archive.addfile(info)
-    return path
-
-
-def special(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.linkname = linkname
-    return info
-
-
-def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose valid IHDR (8-bit grey) declares width x height; its pixel data is a stub
-    (a header check must refuse it before decoding)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\x00"))
-        + png_chunk(b"IEND", b"")
-    )
 
 
 TWO_CLASSES = {"cats/a.png": solid(10), "dogs/b.png": solid(30)}
@@ -341,11 +301,6 @@ def test_not_an_archive(tmp_path: Path) -> None:
 # --- npz -----------------------------------------------------------------------------------
 
 
-def save_npz(path: Path, compressed: bool = False, **arrays: np.ndarray) -> Path:
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
-    return path
-
-
 def test_npz_uint8_nchw_with_class_names(tmp_path: Path) -> None:
     x = np.random.default_rng(0).integers(0, 256, (6, 3, 4, 5), dtype=np.uint8)
     y = np.array([0, 1, 2, 0, 1, 2])
@@ -550,3 +505,27 @@ def test_a_zip_end_record_understating_its_entries_is_still_caught(tmp_path: Pat
     path.write_bytes(bytes(data))
     error = refused("too_large", inspect_archive, path, IngestLimits(max_files=1, max_classes=1))
     assert "more than 6" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("block", "path_taken"),
+    [(1 << 20, "whole samples"), (3 * 5 * 7 * 2 + 1, "whole samples"), (40, "bands of rows")],
+)
+def test_npz_statistics_are_numpys_whatever_the_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, path_taken: str
+) -> None:
+    """The moments are streamed whole samples at a time (several per block) or, for a sample
+    larger than a block, a band of rows at a time: both give numpy's mean and std, and a bad
+    float pixel is reported by its sample index wherever its block starts."""
+    import core.ingest.npz as npz_module
+
+    monkeypatch.setattr(npz_module, "VALUES_PER_BLOCK", block)
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0, 255, (23, 3, 5, 7)).astype(np.float32)
+    path = save_npz(tmp_path / "d.npz", x=x, y=np.arange(23) % 2)
+    summary = inspect_npz(path)
+    np.testing.assert_allclose(summary.mean, x.astype(np.float64).mean(axis=(0, 2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(summary.std, x.astype(np.float64).std(axis=(0, 2, 3)), rtol=1e-9)
+    x[17, 2, 4, 6] = 256.0
+    path = save_npz(tmp_path / "bad.npz", x=x, y=np.arange(23) % 2)
+    assert "sample 17 has values outside 0..255" in str(refused("format", inspect_npz, path))

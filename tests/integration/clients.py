@@ -62,10 +62,14 @@ class CliResult:
         return self
 
 
-def cnn(*args: str, redis_url: str, timeout: float = 600.0) -> CliResult:
-    """Run the `cnn` command line (``python -m cnn_cli``) against `redis_url`."""
+def cnn(
+    *args: str, redis_url: str | None = None, address: str | None = None, timeout: float = 600.0
+) -> CliResult:
+    """Run the `cnn` command line (``python -m cnn_cli``) against `redis_url` (the job queue
+    itself) or `address` (the gRPC server), one of them."""
+    target = ["--redis-url", redis_url] if redis_url is not None else ["--address", str(address)]
     proc = subprocess.run(
-        [sys.executable, "-m", "cnn_cli", *args, "--redis-url", redis_url],
+        [sys.executable, "-m", "cnn_cli", *args, *target],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -74,11 +78,14 @@ def cnn(*args: str, redis_url: str, timeout: float = 600.0) -> CliResult:
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
 
-def submit(spec: dict[str, Any], workdir: Path, redis_url: str) -> str:
-    """`cnn train submit spec.json`: returns the job id it prints."""
+def submit(
+    spec: dict[str, Any], workdir: Path, redis_url: str | None = None, address: str | None = None
+) -> str:
+    """`cnn train submit spec.json` over Redis or gRPC: returns the job id it prints."""
     path = workdir / f"{spec['name']}.json"
     path.write_text(json.dumps(spec))
-    out = cnn("train", "submit", str(path), redis_url=redis_url).check().stdout.split()
+    result = cnn("train", "submit", str(path), redis_url=redis_url, address=address)
+    out = result.check().stdout.split()
     assert out, "cnn train submit printed no job id"
     return out[-1]
 

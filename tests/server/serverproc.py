@@ -64,6 +64,7 @@ def start_server(
         "CNN_GRPC_ADDRESS": "127.0.0.1:0",
         "CNN_POLL_INTERVAL_S": "0.2",
         "CNN_SHUTDOWN_GRACE_S": "5",
+        "CNN_SERVER_PROCESSES": "1",  # one process unless a test asks for the supervisor
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }

@@ -244,7 +244,7 @@ def test_oversized_encoded_image_is_resource_exhausted(stub) -> None:  # type: i
 
 
 def test_health_is_serving_for_each_service(digits_server: ServerProcess) -> None:
-    for service in ("", "cnn.v1.Classifier", "inference.GRPCInferenceService"):
+    for service in ("", "cnn.v1.Classifier", "cnn.v1.Datasets", "inference.GRPCInferenceService"):
         assert digits_server.health(service) == health_pb2.HealthCheckResponse.SERVING
 
 
@@ -257,6 +257,7 @@ def test_reflection_lists_services(digits_server: ServerProcess) -> None:
         names = {s.name for r in responses for s in r.list_services_response.service}
     assert {
         "cnn.v1.Classifier",
+        "cnn.v1.Datasets",
         "inference.GRPCInferenceService",
         "grpc.health.v1.Health",
     } <= names
