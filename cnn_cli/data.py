@@ -76,9 +76,7 @@ def run_upload(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(info), indent=2))
     else:
-        print(
-            f"stored {info.ref}: {info.samples:,} samples, {len(info.classes)} classes, {info.id}"
-        )
+        print(f"stored {info.ref}: {info.samples:,} samples, {_outputs(info)}, {info.id}")
     return 0
 
 
@@ -170,10 +168,24 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"images    {info.channels} channel(s), H×W {_sizes(info)}")
     print(f"mean      {_values(info.mean)}")
     print(f"std       {_values(info.std)}")
+    if info.task == "regression":
+        print(f"targets   {len(info.targets)} (regression: float targets; mean, std):")
+        for index, (name, mean, std) in enumerate(
+            zip(info.targets, info.target_mean, info.target_std, strict=True)
+        ):
+            print(f"  {index:>4}  {name:<24} {mean:>12.6g} {std:>12.6g}")
+        return 0
     print(f"classes   {len(info.classes)}:")
     for index, (name, count) in enumerate(zip(info.classes, info.class_counts, strict=True)):
         print(f"  {index:>4}  {name:<24} {count:>9,}")
     return 0
+
+
+def _outputs(info: DatasetInfo) -> str:
+    """``10 classes`` or, for a regression set, ``3 targets (regression)``."""
+    if info.task == "regression":
+        return f"{len(info.targets)} targets (regression)"
+    return f"{len(info.classes)} classes"
 
 
 def run_rm(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ terminal (K <= 12 classes), otherwise the largest off-diagonal cells ("top confu
 from __future__ import annotations
 
 from core.evaluation import EvaluationReport
+from core.regression import RegressionReport
 
 #: Up to this many classes the whole confusion matrix is printed as a grid.
 MAX_GRID_CLASSES = 12
@@ -29,6 +30,21 @@ def headline(report: EvaluationReport) -> list[str]:
         f"macro precision {report.macro_precision:.3f}, recall {report.macro_recall:.3f}, "
         f"F1 {report.macro_f1:.3f}",
     ]
+
+
+def regression_lines(report: RegressionReport) -> list[str]:
+    """A regression report: the headline (means over targets), then one row per target."""
+    width = max(6, *(len(_name(t.name)) for t in report.targets))
+    lines = [
+        f"{report.split} split, {report.samples:,} samples: R² {report.r2:.4f}, "
+        f"MAE {report.mae:.4g}, RMSE {report.rmse:.4g} (means over {len(report.targets)} "
+        "targets)",
+        "",
+        f"{'target':<{width}}         R²         MAE        RMSE",
+    ]
+    for t in report.targets:
+        lines.append(f"{_name(t.name):<{width}}  {t.r2:9.4f}  {t.mae:10.4g}  {t.rmse:10.4g}")
+    return lines
 
 
 def class_table(report: EvaluationReport) -> list[str]:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Metrics named in the metrics line, in this order, when the job recorded them.
 HEADLINE_METRICS = ("val_accuracy", "test_accuracy", "train_accuracy")
+#: The same for a regression job (R², unitless).
+REGRESSION_METRICS = ("val_r2", "test_r2", "train_r2")
 
 #: Columns of `cnn train list`.
 LIST_COLUMNS = ("job", "model", "status", "progress", "version / error", "enqueued")
@@ -42,6 +44,10 @@ def progress_line(p: Progress) -> str:
         parts.append(f"acc {p.train_accuracy:.3f}")
     if p.val_accuracy is not None:
         parts.append(f"val {p.val_accuracy:.3f}")
+    if p.train_r2 is not None:
+        parts.append(f"R² {p.train_r2:.3f}")
+    if p.val_r2 is not None:
+        parts.append(f"val R² {p.val_r2:.3f}")
     if p.images_per_s is not None:
         parts.append(f"{p.images_per_s:.0f} img/s")
     if p.eta_s is not None:
@@ -53,6 +59,7 @@ def progress_line(p: Progress) -> str:
 def metrics_line(metrics: Mapping[str, float]) -> str:
     """``val_accuracy 0.912, test_accuracy 0.905`` (the headline metrics the job recorded)."""
     shown = [f"{key} {metrics[key]:.3f}" for key in HEADLINE_METRICS if key in metrics]
+    shown = shown or [f"{key} {metrics[key]:.3f}" for key in REGRESSION_METRICS if key in metrics]
     return ", ".join(shown) or "no metrics"
 
 

@@ -21,9 +21,12 @@ from cnn_cli.connection import add_connection_options, client_from_args
 from cnn_cli.errors import CliError
 from cnn_cli.model_ref import parse_model_ref
 from core.confusion_plot import CONFUSION_MATRIX_PNG
+from core.regression import RegressionReport
 
 #: Metrics shown in `models list` and at the top of `models show`, when recorded.
 HEADLINE_METRICS = ("test_accuracy", "val_accuracy", "train_accuracy")
+#: A regression model's headline: R² (unitless) where a classifier shows accuracy.
+REGRESSION_HEADLINE_METRICS = ("test_r2", "val_r2", "train_r2")
 
 
 def add_models_commands(subparsers: Any) -> None:
@@ -112,9 +115,14 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _headline(metrics: dict[str, float]) -> str:
-    return ", ".join(
+    accuracy = ", ".join(
         f"{key.removesuffix('_accuracy')} {metrics[key]:.3f}"
         for key in HEADLINE_METRICS
+        if key in metrics
+    )
+    return accuracy or ", ".join(
+        f"{key.removesuffix('_r2')} R² {metrics[key]:.3f}"
+        for key in REGRESSION_HEADLINE_METRICS
         if key in metrics
     )
 
@@ -132,7 +140,11 @@ def run_show(args: argparse.Namespace) -> int:
     lo, hi = info.pixel_range
     print(f"model     {info.name} version {info.version} (loaded: {_versions(info.versions)})")
     print(f"input     {c}×{h}×{w}, pixel range [{lo:g}, {hi:g}]{_resize(info.resize)}")
-    print(f"classes   {len(info.class_names)}: {', '.join(info.class_names)}")
+    if info.task == "regression":
+        targets = ", ".join(info.target_names)
+        print(f"targets   {len(info.target_names)}: {targets} (regression: served by ModelInfer)")
+    else:
+        print(f"classes   {len(info.class_names)}: {', '.join(info.class_names)}")
     print(f"data set  {info.dataset or 'unknown'}")
     print(f"created   {info.created_at}" + (f" by job {info.job_id}" if info.job_id else ""))
     if info.metrics:
@@ -144,8 +156,13 @@ def run_show(args: argparse.Namespace) -> int:
     if info.evaluation is None:
         print("evaluation  none (the data set had no test split, or the version predates reports)")
         return 0
-    from cnn_cli.evaluation_render import headline, render_details
+    from cnn_cli.evaluation_render import headline, regression_lines, render_details
 
+    if isinstance(info.evaluation, RegressionReport):
+        first, *rest = regression_lines(info.evaluation)
+        print(f"evaluation  {first}")
+        print("\n".join(rest))
+        return 0
     first, *rest = headline(info.evaluation)
     print(f"evaluation  {first}")
     for line in rest:

@@ -29,7 +29,8 @@ from cnn_client.datasets import (
     upload_format,
     upload_requests,
 )
-from core.evaluation import ClassMetrics, EvaluationReport, TopKAccuracy
+from core.evaluation import ClassMetrics, EvaluationReport, Report, TopKAccuracy
+from core.regression import RegressionReport, TargetMetrics
 from jobs import proto_codec
 from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, Follower
 from jobs.status import JobStatus
@@ -134,7 +135,11 @@ class ModelInfo:
     #: "crop" (empty from a server that does not say).
     resize: str = ""
     #: How the version did on its data set's held-out test split; None when it has no report.
-    evaluation: EvaluationReport | None = None
+    evaluation: Report | None = None
+    #: "classification", or "regression" (then `class_names` is empty and the model is served
+    #: by KServe V2 ModelInfer as "prediction" [N, K], one column per target name).
+    task: str = "classification"
+    target_names: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -599,10 +604,24 @@ def _model_info(reply: classifier_pb2.GetModelResponse) -> ModelInfo:
         architecture=architecture if isinstance(architecture, list) else [],
         resize=spec.resize,
         evaluation=_evaluation(reply.evaluation) if reply.HasField("evaluation") else None,
+        task=reply.task or "classification",
+        target_names=list(reply.target_names),
     )
 
 
-def _evaluation(report: classifier_pb2.EvaluationReport) -> EvaluationReport:
+def _evaluation(report: classifier_pb2.EvaluationReport) -> Report:
+    if report.task == "regression":
+        part = report.regression
+        return RegressionReport(
+            split=report.split,
+            samples=report.samples,
+            targets=[
+                TargetMetrics(name=t.name, mae=t.mae, rmse=t.rmse, r2=t.r2) for t in part.targets
+            ],
+            mae=part.mae,
+            rmse=part.rmse,
+            r2=part.r2,
+        )
     return EvaluationReport(
         split=report.split,
         samples=report.samples,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from proto.cnn.v1 import datasets_pb2 as pb
@@ -60,6 +60,12 @@ class DatasetInfo:
     created_at: str
     size_bytes: int
     source: str
+    #: "classification", or "regression" (an npz with float targets: `classes` is empty and
+    #: `targets` names the K targets, with their mean and std over all samples).
+    task: str = "classification"
+    targets: list[str] = field(default_factory=list)
+    target_mean: list[float] = field(default_factory=list)
+    target_std: list[float] = field(default_factory=list)
 
     @property
     def ref(self) -> str:
@@ -88,6 +94,10 @@ def dataset_info(message: pb.Dataset) -> DatasetInfo:
         created_at=message.created_at,
         size_bytes=message.size_bytes,
         source=message.source,
+        task=message.task or "classification",
+        targets=list(message.targets),
+        target_mean=list(message.target_mean),
+        target_std=list(message.target_std),
     )
 
 

@@ -33,9 +33,10 @@ from core.confusion_plot import CONFUSION_MATRIX_PNG, confusion_matrix_png
 from core.datasets import Normalisation
 from core.durable import atomic_write_bytes
 from core.errors import ArtifactError, CnnError, ShapeError, SpecError
-from core.evaluation import EVAL_BATCH, EvaluationReport, evaluate
+from core.evaluation import EVAL_BATCH, EvaluationReport, Report, evaluate, parse_report
 from core.images import ResizeMode, scale_pixels
 from core.model import Sequential
+from core.regression import RegressionReport, TargetScaling
 
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
@@ -93,7 +94,13 @@ class ModelMeta(BaseModel):
     architecture: list[dict[str, Any]]
     input: InputSpec
     preprocessing: Normalisation
-    class_names: list[str] = Field(min_length=2)
+    #: Classification: the K class names (K >= 2). Regression: empty.
+    class_names: list[str] = Field(default_factory=list)
+    #: "regression": the network's K outputs are standardised targets, served as
+    #: ``target_scaling.undo(outputs)`` in target units; artifacts before it are classifiers.
+    task: Literal["classification", "regression"] = "classification"
+    target_names: list[str] = Field(default_factory=list)
+    target_scaling: TargetScaling | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     dataset: dict[str, Any] | None = None
     created_at: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
@@ -105,6 +112,23 @@ class ModelMeta(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelMeta:
+        if self.task == "classification":
+            if len(self.class_names) < 2 or self.target_names or self.target_scaling:
+                raise ValueError(
+                    f"a classification model needs class_names (at least 2, got "
+                    f"{len(self.class_names)}) and no target_names or target_scaling"
+                )
+        else:
+            k = len(self.target_names)
+            if self.class_names or k < 1 or self.target_scaling is None:
+                raise ValueError(
+                    "a regression model needs target_names (at least 1) and target_scaling, "
+                    "and no class_names"
+                )
+            if len(self.target_scaling.mean) != k:
+                raise ValueError(
+                    f"target_scaling has {len(self.target_scaling.mean)} targets, target_names {k}"
+                )
         if len(self.preprocessing.mean) != self.input.channels:
             raise ValueError(
                 f"preprocessing has {len(self.preprocessing.mean)} channel(s), input.channels is "
@@ -121,11 +145,21 @@ class LoadedModel:
     meta: ModelMeta
     path: Path | None = None
     #: The report stored with the version (``evaluation.json``), None when there is none.
-    evaluation: EvaluationReport | None = None
+    evaluation: Report | None = None
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Raw images (N, C, H, W) (or (N, H, W) for 1 channel) -> probabilities (N, K)."""
+        if self.meta.task != "classification":
+            raise SpecError(f"model {self.meta.name!r} is a regression model: use regress()")
         return self.model.predict_proba(preprocess(self.meta, images), batch_size)
+
+    def regress(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Raw images (N, C, H, W) -> predictions (N, K) float32 in target units (the
+        network's standardised outputs un-scaled by ``meta.target_scaling``)."""
+        scaling = self.meta.target_scaling
+        if scaling is None:
+            raise SpecError(f"model {self.meta.name!r} is a classifier: use predict_proba()")
+        return scaling.undo(self.model.logits(preprocess(self.meta, images), batch_size))
 
     def predict(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
         return self.predict_proba(images, batch_size).argmax(axis=1)
@@ -134,12 +168,31 @@ class LoadedModel:
         self, images: np.ndarray, labels: np.ndarray, batch_size: int = EVAL_BATCH
     ) -> EvaluationReport:
         """The evaluation report of raw images (N, C, H, W) against labels (N,), normalised
-        by the model's own preprocessing (see `core.evaluation.evaluate`)."""
+        by the model's own preprocessing (see `core.evaluation.evaluate`; a regression model:
+        `evaluate_regressor`)."""
         return evaluate(
             self.model,
             images,
             labels,
             self.meta.class_names,
+            normalisation=self.meta.preprocessing,
+            batch_size=batch_size,
+        )
+
+    def evaluate_regressor(
+        self, images: np.ndarray, targets: np.ndarray, batch_size: int = EVAL_BATCH
+    ) -> RegressionReport:
+        """The regression report of raw images (N, C, H, W) against targets (N, K)."""
+        from core.regression import evaluate_regression
+
+        if self.meta.target_scaling is None:
+            raise SpecError(f"model {self.meta.name!r} is a classifier: use evaluate()")
+        return evaluate_regression(
+            self.model,
+            images,
+            targets,
+            self.meta.target_names,
+            self.meta.target_scaling,
             normalisation=self.meta.preprocessing,
             batch_size=batch_size,
         )
@@ -170,8 +223,11 @@ def make_meta(
     job_id: str | None = None,
     version: int | None = None,
     init_from: dict[str, Any] | None = None,
+    target_names: list[str] | None = None,
+    target_scaling: TargetScaling | None = None,
 ) -> ModelMeta:
-    """Metadata for ``model`` (architecture and input shape taken from it)."""
+    """Metadata for ``model`` (architecture and input shape taken from it); with
+    ``target_names`` and ``target_scaling`` (and no ``class_names``) a regression model's."""
     c, h, w = model.input_shape
     return ModelMeta(
         name=name,
@@ -180,6 +236,9 @@ def make_meta(
         input=InputSpec(channels=c, height=h, width=w, pixel_range=pixel_range, resize=resize),
         preprocessing=normalisation,
         class_names=list(class_names),
+        task="classification" if target_names is None else "regression",
+        target_names=list(target_names or []),
+        target_scaling=target_scaling,
         metrics=metrics or {},
         dataset=dataset,
         job_id=job_id,
@@ -193,7 +252,7 @@ def save_artifact(
     meta: ModelMeta,
     *,
     history: list[dict[str, Any]] | None = None,
-    evaluation: EvaluationReport | None = None,
+    evaluation: Report | None = None,
 ) -> ModelMeta:
     """Write ``weights.npz`` then ``model.json`` (each atomically) into ``directory``.
 
@@ -211,14 +270,18 @@ def save_artifact(
         raise ArtifactError(
             f"meta input {meta.input.shape} differs from the model input {model.input_shape}"
         )
-    if len(meta.class_names) != model.num_classes:
+    names = meta.class_names if meta.task == "classification" else meta.target_names
+    if len(names) != model.num_classes:
+        what = "class" if meta.task == "classification" else "target"
         raise ArtifactError(
-            f"meta has {len(meta.class_names)} class names, the model outputs {model.num_classes}"
+            f"meta has {len(names)} {what} names, the model outputs {model.num_classes}"
         )
-    if evaluation is not None and evaluation.class_names != meta.class_names:
+    if evaluation is not None and _report_names(evaluation) != names:
+        field = "class_names" if meta.task == "classification" else "target_names"
+        what = "classes" if isinstance(evaluation, EvaluationReport) else "targets"
         raise ArtifactError(
-            f"the evaluation report's classes {evaluation.class_names} differ from the meta's "
-            f"class_names {meta.class_names}"
+            f"the evaluation report's {what} {_report_names(evaluation)} differ from the meta's "
+            f"{field} {names}"
         )
     directory.mkdir(parents=True, exist_ok=True)
     arrays = {key: value.astype(model.dtype) for key, value in model.named_arrays().items()}
@@ -239,7 +302,8 @@ def save_artifact(
         atomic_write_bytes(
             directory / EVALUATION_JSON, (evaluation.model_dump_json() + "\n").encode()
         )
-        confusion_matrix_png(evaluation, directory / CONFUSION_MATRIX_PNG)
+        if isinstance(evaluation, EvaluationReport):
+            confusion_matrix_png(evaluation, directory / CONFUSION_MATRIX_PNG)
     atomic_write_bytes(directory / MODEL_JSON, (meta.model_dump_json(indent=2) + "\n").encode())
     return meta
 
@@ -270,14 +334,18 @@ def read_meta(directory: Path | str) -> ModelMeta:
         raise ArtifactError(f"{path}: invalid model metadata: {exc}") from exc
 
 
-def read_evaluation(
-    directory: Path | str, class_names: list[str] | None = None
-) -> EvaluationReport | None:
+def _report_names(report: Report) -> list[str]:
+    """The classes (classification) or targets (regression) a report lists."""
+    return report.class_names if isinstance(report, EvaluationReport) else report.target_names
+
+
+def read_evaluation(directory: Path | str, class_names: list[str] | None = None) -> Report | None:
     """Parse and validate ``evaluation.json``; None when the version has none.
 
     Args:
         directory: the version directory.
-        class_names: when given, the report must list exactly these classes (the meta's).
+        class_names: when given, the report must list exactly these classes (the meta's; a
+            regression model's target names).
 
     Raises:
         ArtifactError: unreadable, not JSON, invalid or inconsistent fields, other classes.
@@ -290,15 +358,16 @@ def read_evaluation(
     except OSError as exc:
         raise ArtifactError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
-        report = EvaluationReport.model_validate_json(raw)
+        report = parse_report(raw)
     except ValidationError as exc:
         # pydantic reports malformed JSON as a validation error too ("json_invalid")
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise ArtifactError(f"{path}: not valid JSON (corrupt or truncated?)") from exc
         raise ArtifactError(f"{path}: invalid evaluation report: {exc}") from exc
-    if class_names is not None and report.class_names != list(class_names):
+    if class_names is not None and _report_names(report) != list(class_names):
+        what = "classes" if isinstance(report, EvaluationReport) else "targets"
         raise ArtifactError(
-            f"{path}: classes {report.class_names} differ from class_names {class_names} in "
+            f"{path}: {what} {_report_names(report)} differ from the names {class_names} in "
             f"{MODEL_JSON}"
         )
     return report
@@ -329,16 +398,18 @@ def load_artifact(directory: Path | str) -> LoadedModel:
         model = Sequential.from_spec(meta.architecture, meta.input.shape)
     except SpecError as exc:
         raise ArtifactError(f"{directory / MODEL_JSON}: invalid architecture: {exc}") from exc
-    if model.num_classes != len(meta.class_names):
+    names = meta.class_names if meta.task == "classification" else meta.target_names
+    if model.num_classes != len(names):
+        what = "class" if meta.task == "classification" else "target"
         raise ArtifactError(
-            f"{directory / MODEL_JSON}: {len(meta.class_names)} class names but the model "
+            f"{directory / MODEL_JSON}: {len(names)} {what} names but the model "
             f"outputs {model.num_classes} scores"
         )
     try:
         model.load_named_arrays(arrays)
     except ArtifactError as exc:
         raise ArtifactError(f"{weights_path}: {exc}") from exc
-    evaluation = read_evaluation(directory, meta.class_names)
+    evaluation = read_evaluation(directory, names)
     return LoadedModel(model, meta, directory, evaluation)
 
 

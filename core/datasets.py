@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from core.errors import DatasetError
+from core.regression import TargetScaling
 from core.repository import MODEL_NAME_RE
 
 if TYPE_CHECKING:
@@ -183,7 +184,11 @@ class Normalisation(BaseModel):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images (N, C, H, W) uint8 and labels (N,) int64; the test split may be absent."""
+    """Images (N, C, H, W) uint8 and labels (N,) int64; the test split may be absent.
+
+    A regression data set (``target_names`` given, ``class_names`` empty) has float32 targets
+    (N, K) instead of labels, one column per target name.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -193,13 +198,17 @@ class Dataset:
     pixel_range: tuple[float, float] = (0.0, 255.0)
     name: str = "custom"
     source: dict[str, str | None] = field(default_factory=dict)
+    target_names: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _check_split("train", self.x_train, self.y_train, len(self.class_names))
+        check = _check_split if self.target_names is None else self._check_targets
+        if self.target_names is not None and self.class_names:
+            raise DatasetError("a regression data set (target_names) has no class_names")
+        check("train", self.x_train, self.y_train, len(self.class_names))
         if (self.x_test is None) != (self.y_test is None):
             raise DatasetError("x_test and y_test must both be given or both be None")
         if self.x_test is not None and self.y_test is not None:
-            _check_split("test", self.x_test, self.y_test, len(self.class_names))
+            check("test", self.x_test, self.y_test, len(self.class_names))
             if self.x_test.shape[1:] != self.x_train.shape[1:]:
                 raise DatasetError(
                     f"x_test images have shape {self.x_test.shape[1:]}, x_train images "
@@ -215,6 +224,34 @@ class Dataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def task(self) -> Literal["classification", "regression"]:
+        return "classification" if self.target_names is None else "regression"
+
+    @property
+    def num_outputs(self) -> int:
+        """What the model's last layer must give: one score per class, or one per target."""
+        return len(self.target_names) if self.target_names is not None else self.num_classes
+
+    def _check_targets(self, split: str, x: np.ndarray, y: np.ndarray, _: int) -> None:
+        k = len(self.target_names or [])
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[0] == 0:
+            raise DatasetError(f"x_{split} must be uint8 (N, C, H, W), got {x.dtype} {x.shape}")
+        if y.dtype != np.float32 or y.shape != (x.shape[0], k) or k == 0:
+            raise DatasetError(
+                f"y_{split} must be float32 targets of shape ({x.shape[0]}, {k}), got "
+                f"{y.dtype} {y.shape}"
+            )
+        if not np.all(np.isfinite(y)):
+            raise DatasetError(f"y_{split} holds NaN or infinite targets")
+
+    @cached_property
+    def target_scaling(self) -> TargetScaling:
+        """Per-target mean and std over the training targets (regression only)."""
+        if self.target_names is None:
+            raise DatasetError(f"data set {self.name} is not a regression data set")
+        return TargetScaling.of(self.y_train)
 
     @cached_property
     def normalisation(self) -> Normalisation:

@@ -107,13 +107,17 @@ class DatasetMeta(BaseModel):
     max_width`` when every image has the same size). ``mean``/``std`` are per channel, in the
     native pixel units (0..255 for uint8), over all samples. ``train_samples`` and
     ``test_samples`` are both set when the data came with a train/test split, else both None.
+
+    A regression data set (``task="regression"``, an ``.npz`` with float ``y``) has no classes:
+    ``classes`` and ``class_counts`` are empty, ``targets`` names its K targets and
+    ``target_mean``/``target_std`` are their per-target statistics over all samples.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal["npz", "images"]
     samples: int = Field(ge=1)
-    classes: tuple[str, ...] = Field(min_length=1, max_length=MAX_CLASSES)
+    classes: tuple[str, ...] = Field(max_length=MAX_CLASSES)
     class_counts: tuple[int, ...]
     channels: int = Field(ge=1, le=MAX_CHANNELS)
     min_height: int = Field(ge=1)
@@ -127,9 +131,32 @@ class DatasetMeta(BaseModel):
     created_at: datetime
     source: str = Field(min_length=1, max_length=255)
     size_bytes: int = Field(ge=0)
+    task: Literal["classification", "regression"] = "classification"
+    targets: tuple[str, ...] = Field(default=(), max_length=MAX_CLASSES)
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
+
+    @property
+    def num_outputs(self) -> int:
+        """What a model's last layer must give: one score per class, or one per target."""
+        return len(self.targets) if self.task == "regression" else len(self.classes)
 
     @model_validator(mode="after")
     def _consistent(self) -> DatasetMeta:
+        if self.task == "regression":
+            if self.classes or self.class_counts:
+                raise ValueError("a regression data set has no classes or class_counts")
+            k = len(self.targets)
+            if k < 1 or len(self.target_mean) != k or len(self.target_std) != k:
+                raise ValueError(
+                    f"a regression data set needs targets (>= 1) with one target_mean and "
+                    f"target_std each: {k} targets, {len(self.target_mean)} means, "
+                    f"{len(self.target_std)} stds"
+                )
+            if not all(math.isfinite(v) for v in self.target_mean + self.target_std):
+                raise ValueError("target_mean and target_std must be finite")
+        elif not self.classes or self.targets or self.target_mean or self.target_std:
+            raise ValueError("a classification data set needs classes and has no targets")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be unique, got {list(self.classes)}")
         if len(self.class_counts) != len(self.classes):
@@ -137,7 +164,10 @@ class DatasetMeta(BaseModel):
                 f"class_counts needs one count per class: {len(self.classes)} classes, "
                 f"{len(self.class_counts)} counts"
             )
-        if any(count < 0 for count in self.class_counts) or sum(self.class_counts) != self.samples:
+        counted = self.task == "classification"
+        if any(count < 0 for count in self.class_counts) or (
+            counted and sum(self.class_counts) != self.samples
+        ):
             raise ValueError(
                 f"class_counts must be ≥ 0 and sum to samples={self.samples}, "
                 f"got {list(self.class_counts)}"

@@ -14,6 +14,10 @@ field):
 - ``confusion_matrix``: C (K, K) row-major, C[i, j] = images of true class i predicted as j.
 - ``loss``: mean cross-entropy -log softmax(logits)[y] in nats.
 
+A regression model's report is a `core.regression.RegressionReport` (MAE, RMSE, R² per target);
+``evaluation.json`` tells the two apart by its ``"task"`` (absent in reports written before
+regression existed: those are classification reports), see `parse_report`.
+
 `evaluate` runs the forward pass in batches and folds each batch into `EvaluationCounts`, so
 memory stays O(batch + K²) whatever N. `report_from_logits` is the counting kernel on given
 logits; `report_from_logits_reference` is its slow twin (plain loops over samples), the oracle
@@ -25,12 +29,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.errors import CnnError
+from core.regression import RegressionReport
 
 if TYPE_CHECKING:
     from core.datasets import Normalisation
@@ -74,6 +79,7 @@ class EvaluationReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    task: Literal["classification"] = "classification"
     split: str = "test"
     samples: Annotated[int, Field(ge=1)]
     accuracy: Fraction
@@ -126,6 +132,28 @@ class EvaluationReport(BaseModel):
         if ks != sorted(set(ks)) or any(kk >= k for kk in ks):
             raise ValueError(f"top_k must have distinct ascending k below {k} classes, got {ks}")
         return self
+
+
+#: The report of either task, as ``evaluation.json`` holds it.
+Report = EvaluationReport | RegressionReport
+
+
+def parse_report(raw: bytes | str) -> Report:
+    """An ``evaluation.json`` document as the report of its ``"task"`` (classification when
+    the key is absent).
+
+    Raises:
+        pydantic.ValidationError: not JSON, or fields that do not fit the task's report.
+    """
+    import json
+
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        doc = None
+    if isinstance(doc, dict) and doc.get("task") == "regression":
+        return RegressionReport.model_validate(doc)
+    return EvaluationReport.model_validate_json(raw)
 
 
 def top_k_values(num_classes: int) -> tuple[int, ...]:

@@ -96,7 +96,9 @@ def propagate_shapes(
 
     Raises:
         SpecError: bad input shape or dtype, empty or too long stack, a layer that cannot take
-            its input (naming the layer index, type and shapes), no (K,) class scores, K < 2.
+            its input (naming the layer index, type and shapes), no (K,) output. (K = 1
+            is allowed: a one-target regression model; a classifier's K >= 2 follows from its
+            data set's classes.)
     """
     checked_input = _check_input_shape(input_shape)
     dt = np.dtype(dtype)
@@ -127,8 +129,6 @@ def propagate_shapes(
             f"layer {len(layers) - 1} ({layers[-1].type_name}): the last layer "
             f"must output class scores (K,), got {shape}; end with flatten + dense"
         )
-    if shape[0] < 2:
-        raise SpecError(f"the model outputs {shape[0]} class score(s); at least 2 are needed")
     return checked_input, dt, shapes
 
 

@@ -147,7 +147,8 @@ def _panel(
 
 
 def learning_curve_image(history: Sequence[dict[str, Any]]) -> Image.Image:
-    """Two panels (loss, accuracy) of train and validation values per epoch."""
+    """Two panels (loss, accuracy; R² for a regression) of train and validation values per
+    epoch."""
     if not history:
         raise ShapeError("learning curve needs at least one epoch of history")
     epochs = [int(h["epoch"]) for h in history]
@@ -165,14 +166,16 @@ def learning_curve_image(history: Sequence[dict[str, Any]]) -> Image.Image:
         ],
         font,
     )
+    # a regression history has R² (unitless, <= 1) where a classifier's has accuracy
+    second = "r2" if history[-1].get("r2") is not None else "accuracy"
     _panel(
         draw,
         (480, 0, 960, 380),
-        "accuracy",
+        "R2" if second == "r2" else "accuracy",
         epochs,
         [
-            ("train", [h.get("accuracy") for h in history], TRAIN_COLOUR),
-            ("validation", [h.get("val_accuracy") for h in history], VAL_COLOUR),
+            ("train", [h.get(second) for h in history], TRAIN_COLOUR),
+            ("validation", [h.get(f"val_{second}") for h in history], VAL_COLOUR),
         ],
         font,
     )

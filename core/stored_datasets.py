@@ -19,6 +19,10 @@ The test split is the upload's own ``test/`` images when it has any; otherwise a
 stratified :data:`HOLDOUT_FRACTION` of each class (:func:`holdout_mask`, seed
 :data:`HOLDOUT_SEED`), so every job, retry and evaluation of one data set holds out the same
 samples.
+
+A regression ``.npz`` (float ``y``, ``DatasetMeta.task == "regression"``) loads as float32
+targets (N, K) with the meta's target names; having no classes to stratify by, its hold-out is
+a plain seeded random :data:`HOLDOUT_FRACTION` of the samples (:func:`regression_holdout_mask`).
 """
 
 from __future__ import annotations
@@ -70,6 +74,18 @@ def holdout_mask(
     return mask
 
 
+def regression_holdout_mask(
+    n: int, fraction: float = HOLDOUT_FRACTION, seed: int = HOLDOUT_SEED
+) -> np.ndarray:
+    """Which of ``n`` regression samples are held out: bool (N,), True = test;
+    ``min(floor(fraction * n + 0.5), n - 1)`` of them, chosen by ``default_rng([seed])``."""
+    mask = np.zeros(n, dtype=bool)
+    n_test = min(int(fraction * n + 0.5), n - 1)
+    if n_test > 0:
+        mask[np.random.default_rng([seed]).choice(n, n_test, replace=False)] = True
+    return mask
+
+
 def load_stored_dataset(stored: StoredDataset, shape: Shape, resize: ResizeMode) -> Dataset:
     """The stored data set ``stored`` with every image brought to ``shape`` = (C, H, W) by
     ``resize`` (see the module docstring).
@@ -91,6 +107,7 @@ def _dataset(stored: StoredDataset, x: np.ndarray, y: np.ndarray, n_test: int) -
     """The Dataset of ``x``/``y`` holding the training samples first, then ``n_test`` test
     samples (views, no copies; no test samples: no test split)."""
     n_train = x.shape[0] - n_test
+    regression = stored.meta.task == "regression"
     source: dict[str, str | None] = {
         "name": stored.name,
         "version": str(stored.version),
@@ -105,6 +122,7 @@ def _dataset(stored: StoredDataset, x: np.ndarray, y: np.ndarray, n_test: int) -
         (0.0, 255.0),
         stored.name,
         source,
+        list(stored.meta.targets) if regression else None,
     )
 
 
@@ -175,7 +193,11 @@ def _load_npz(stored: StoredDataset, shape: Shape, resize: ResizeMode) -> Datase
     try:
         with zipfile.ZipFile(path) as archive:
             with archive.open("y.npy") as fh:
-                y = np.lib.format.read_array(fh, allow_pickle=False).astype(np.int64)
+                y = np.lib.format.read_array(fh, allow_pickle=False)
+            if stored.meta.task == "regression":
+                y = y.astype(np.float32).reshape(y.shape[0], -1)
+            else:
+                y = y.astype(np.int64)
             with archive.open("x.npy") as fh:
                 x_shape, dtype = _npy_header(fh, f"{what}: x")
                 return _read_x(stored, fh, x_shape, dtype, y, shape, resize, what)
@@ -196,12 +218,17 @@ def _read_x(
     """Stream ``x`` a block of samples at a time into the preallocated input-shaped array."""
     sample_shape = (1, *x_shape[1:]) if len(x_shape) == 3 else x_shape[1:]
     n = x_shape[0]
-    if len(sample_shape) != 3 or y.shape != (n,):
+    if len(sample_shape) != 3 or y.shape[:1] != (n,):
         raise DatasetError(f"{what}: x {x_shape} and y {y.shape} do not form a data set")
-    num_classes = len(stored.meta.classes)
-    if n and (y.min() < 0 or y.max() >= num_classes):
-        raise DatasetError(f"{what}: labels outside 0..{num_classes - 1}")
-    is_test = holdout_mask(y, num_classes)
+    if stored.meta.task == "regression":
+        if y.shape != (n, len(stored.meta.targets)):
+            raise DatasetError(f"{what}: y {y.shape} does not hold the meta's targets")
+        is_test = regression_holdout_mask(n)
+    else:
+        num_classes = len(stored.meta.classes)
+        if y.ndim != 1 or (n and (y.min() < 0 or y.max() >= num_classes)):
+            raise DatasetError(f"{what}: labels outside 0..{num_classes - 1}")
+        is_test = holdout_mask(y, num_classes)
     slots = _slots(is_test)
     x = np.empty((n, *shape), dtype=np.uint8)
     sample_bytes = int(np.prod(sample_shape)) * dtype.itemsize

@@ -8,6 +8,11 @@ Randomness (all derived from ``TrainConfig.seed``):
   position in it, the model arrays, the optimizer state and dropout generators. A run stopped
   at step k and resumed therefore ends with exactly the weights of an uninterrupted run.
 
+Regression (``task="regression"``, a data set with float targets): the loss is MSE or Huber
+(`core.losses`) on targets standardised with the training split's per-target mean and std
+(`core.regression.TargetScaling`, the data set's ``target_scaling``, which the caller records in
+the artifact); progress and metrics report MAE, RMSE (target units) and R² instead of accuracy.
+
 The model is initialised by the caller (``Sequential.from_spec(..., seed=...)``); ``fit``
 trains it in place in float32 on normalised images ``(x - mean[c]) / std[c]`` (the data set's
 :attr:`~core.datasets.Dataset.normalisation`, which the caller records in the artifact).
@@ -29,9 +34,10 @@ from core.augment import Augmentation, augment_batch
 from core.checkpoint import load_checkpoint, save_checkpoint
 from core.datasets import Dataset, Normalisation
 from core.errors import ArtifactError, ShapeError, SpecError
-from core.losses import softmax_cross_entropy
+from core.losses import huber_loss, mse_loss, softmax_cross_entropy
 from core.model import Sequential
 from core.optim import optimizer_from_config
+from core.regression import RegressionCounts, RegressionReport, evaluate_regression
 from core.schedules import schedule_from_config
 
 EVAL_BATCH = 512
@@ -63,6 +69,11 @@ class TrainConfig(BaseModel):
     early_stopping: EarlyStopping | None = None
     augmentation: Augmentation | None = None
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    task: Literal["classification", "regression"] = "classification"
+    loss: Literal["cross_entropy", "mse", "huber"] | None = Field(
+        default=None, description="default: cross_entropy (classification), mse (regression)"
+    )
+    huber_delta: float = Field(default=1.0, gt=0.0, le=1e6, description="huber loss delta")
     checkpoint_every: int | None = Field(
         default=None, ge=1, description="steps between checkpoints"
     )
@@ -71,7 +82,24 @@ class TrainConfig(BaseModel):
     def _check(self) -> TrainConfig:
         if self.early_stopping is not None and self.validation_split == 0:
             raise ValueError("early_stopping needs validation_split > 0")
+        if self.task == "regression":
+            if self.loss == "cross_entropy":
+                raise ValueError("loss: a regression task trains with 'mse' or 'huber'")
+            if self.label_smoothing:
+                raise ValueError("label_smoothing: only a classification task has labels")
+            if self.early_stopping is not None and self.early_stopping.monitor != "val_loss":
+                raise ValueError("early_stopping.monitor: a regression task monitors val_loss")
+        elif self.loss not in (None, "cross_entropy"):
+            raise ValueError(
+                f"loss: {self.loss!r} is a regression loss; a classification task trains "
+                "with 'cross_entropy' (set task to 'regression' for float targets)"
+            )
         return self
+
+    @property
+    def loss_name(self) -> str:
+        """The loss trained with: the ``loss`` field, else the task's default."""
+        return self.loss or ("mse" if self.task == "regression" else "cross_entropy")
 
 
 @dataclass(frozen=True)
@@ -87,13 +115,18 @@ class Progress:
     step: int
     total_steps: int
     loss: float
-    train_accuracy: float
+    train_accuracy: float | None
     val_accuracy: float | None
     images_per_s: float
     eta_s: float
     phase: str
     val_loss: float | None = None
     lr: float = 0.0
+    #: Regression only: R² over the epoch so far, and the last epoch's validation figures.
+    train_r2: float | None = None
+    val_r2: float | None = None
+    val_mae: float | None = None
+    val_rmse: float | None = None
 
 
 @dataclass
@@ -128,6 +161,8 @@ class _State:
     done: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     epoch_time: float = 0.0
+    #: Regression: the epoch's running `RegressionCounts` sums (JSON-able, for exact resume).
+    regression_sums: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -195,9 +230,16 @@ def fit(
         raise ShapeError(
             f"data set images are {data.input_shape}, the model expects {model.input_shape}"
         )
-    if data.num_classes != model.num_classes:
+    regression = config.task == "regression"
+    if data.task != config.task:
+        raise SpecError(
+            f"task: the spec trains {config.task}, but data set {data.name!r} is a "
+            f"{data.task} data set ({'float targets' if data.task == 'regression' else 'labels'})"
+        )
+    if data.num_outputs != model.num_classes:
+        what = "targets" if regression else "classes"
         raise ShapeError(
-            f"data set has {data.num_classes} classes, the model outputs {model.num_classes}"
+            f"data set has {data.num_outputs} {what}, the model outputs {model.num_classes}"
         )
     if model.dtype != np.float32:
         raise SpecError(f"training runs in float32; the model is {model.dtype}")
@@ -206,6 +248,26 @@ def fit(
     x_tr, y_tr = data.x_train[train_idx], data.y_train[train_idx]
     x_val = norm.apply(data.x_train[val_idx]) if val_idx.size else None
     y_val = data.y_train[val_idx] if val_idx.size else None
+    scaling = data.target_scaling if regression else None
+    # what the loss compares the outputs with: labels, or standardised targets
+    y_fit = scaling.apply(y_tr) if scaling is not None else y_tr
+    loss_name = config.loss_name
+
+    def loss_of(outputs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+        if loss_name == "mse":
+            return mse_loss(outputs, y)
+        if loss_name == "huber":
+            return huber_loss(outputs, y, config.huber_delta)
+        return softmax_cross_entropy(outputs, y, config.label_smoothing)
+
+    def validate(x: np.ndarray, y: np.ndarray, split: str) -> dict[str, Any]:
+        """Loss and accuracy (classification) or MAE/RMSE/R² (regression) on model input."""
+        if scaling is None:
+            val = model.evaluate(x, y, EVAL_BATCH)
+            return {"loss": val.loss, "accuracy": val.accuracy, "metrics": val}
+        outputs = model.logits(x, EVAL_BATCH)
+        report = evaluate_regression(model, x, y, data.target_names or [], scaling, split=split)
+        return {"loss": loss_of(outputs, scaling.apply(y))[1], "accuracy": None, "report": report}
 
     n = x_tr.shape[0]
     bs = min(config.batch_size, n)
@@ -221,6 +283,8 @@ def fit(
     fingerprint = _fingerprint(model, config, n)
 
     state = _State()
+    num_targets = model.num_classes
+    reg_counts = RegressionCounts(num_targets)
     order: np.ndarray | None = None
     best_arrays: dict[str, np.ndarray] | None = None
     if checkpoint_dir is not None:
@@ -245,10 +309,13 @@ def fit(
             for key, rng_state in saved.get("layer_rngs", {}).items():
                 layer_rngs[int(key)].bit_generator.state = rng_state
             state = _State(**saved["train_state"])
+            if state.regression_sums is not None:
+                reg_counts = RegressionCounts.from_json(num_targets, state.regression_sums)
 
     def checkpoint() -> None:
         if checkpoint_dir is None:
             return
+        state.regression_sums = reg_counts.to_json() if regression else None
         arrays = {f"model.{k}": v for k, v in model.named_arrays().items()}
         arrays.update({f"optim.{k}": v for k, v in optimizer.state_dict().items()})
         if order is not None:
@@ -299,10 +366,10 @@ def fit(
             if aug is not None:
                 xb_raw = augment_batch(xb_raw, aug, rng)
             xb = norm.apply(xb_raw)
-            yb = y_tr[idx]
+            yb = y_fit[idx]
             lr = schedule(state.global_step)
             logits = model.forward(xb, training=True)
-            _, cost, dlogits = softmax_cross_entropy(logits, yb, config.label_smoothing)
+            _, cost, dlogits = loss_of(logits, yb)
             if not math.isfinite(cost):
                 raise SpecError(
                     f"training diverged at step {state.global_step + 1} (loss {cost}); "
@@ -315,7 +382,10 @@ def fit(
             state.global_step += 1
             session_steps += 1
             state.loss_sum += cost * len(idx)
-            state.correct += int((logits.argmax(axis=1) == yb).sum())
+            if scaling is not None:
+                reg_counts.add(scaling.undo(logits), y_tr[idx])
+            else:
+                state.correct += int((logits.argmax(axis=1) == yb).sum())
             state.seen += len(idx)
             if on_progress is not None:
                 elapsed = time.perf_counter() - session_start
@@ -327,12 +397,14 @@ def fit(
                         step=state.global_step,
                         total_steps=total_steps,
                         loss=state.loss_sum / state.seen,
-                        train_accuracy=state.correct / state.seen,
+                        train_accuracy=None if regression else state.correct / state.seen,
                         val_accuracy=state.history[-1]["val_accuracy"] if state.history else None,
                         images_per_s=session_steps * bs / elapsed if elapsed > 0 else 0.0,
                         eta_s=per_step * (total_steps - state.global_step),
                         phase="train",
                         lr=lr,
+                        train_r2=_r2(reg_counts) if regression else None,
+                        **_val_regression(state.history),
                     )
                 )
             if config.checkpoint_every and state.global_step % config.checkpoint_every == 0:
@@ -345,15 +417,19 @@ def fit(
         entry: dict[str, Any] = {
             "epoch": state.epoch + 1,
             "loss": state.loss_sum / max(1, state.seen),
-            "accuracy": state.correct / max(1, state.seen),
+            "accuracy": None if regression else state.correct / max(1, state.seen),
             "val_loss": None,
             "val_accuracy": None,
             "lr": schedule(max(0, state.global_step - 1)),
             "time_s": round(state.epoch_time, 3),
         }
+        if regression:
+            entry.update(_regression_figures(reg_counts.report(data.target_names or [], "train")))
         if x_val is not None and y_val is not None:
-            val = model.evaluate(x_val, y_val, EVAL_BATCH)
-            entry["val_loss"], entry["val_accuracy"] = val.loss, val.accuracy
+            val = validate(x_val, y_val, "validation")
+            entry["val_loss"], entry["val_accuracy"] = val["loss"], val["accuracy"]
+            if "report" in val:
+                entry.update(_regression_figures(val["report"], "val_"))
         state.history.append(entry)
         if config.early_stopping is not None:
             es = config.early_stopping
@@ -369,6 +445,7 @@ def fit(
         state.epoch += 1
         state.pos = 0
         state.loss_sum, state.correct, state.seen, state.epoch_time = 0.0, 0, 0, 0.0
+        reg_counts = RegressionCounts(num_targets)
         order = None
         if on_progress is not None:
             elapsed = time.perf_counter() - session_start
@@ -389,6 +466,8 @@ def fit(
                     phase="epoch_end",
                     val_loss=entry["val_loss"],
                     lr=entry["lr"],
+                    train_r2=entry.get("r2"),
+                    **_val_regression(state.history),
                 )
             )
         if state.epoch < config.epochs and not state.stopped_early:
@@ -397,7 +476,10 @@ def fit(
     # --- finished: restore best weights, final metrics ---------------------------------------
     if best_arrays is not None and config.early_stopping and config.early_stopping.restore_best:
         model.load_named_arrays(best_arrays)
-    state.metrics = final_metrics(model, data, norm, state, x_val, y_val)
+    if regression:
+        state.metrics = _final_regression_metrics(data, norm, state, x_val, y_val, validate)
+    else:
+        state.metrics = final_metrics(model, data, norm, state, x_val, y_val)
     state.done = True
     checkpoint()
     return result()
@@ -428,6 +510,56 @@ def final_metrics(
         metrics["test_loss"], metrics["test_accuracy"] = test.loss, test.accuracy
         metrics["test"] = test.to_dict()
     return metrics
+
+
+def _final_regression_metrics(
+    data: Dataset,
+    norm: Normalisation,
+    state: _State,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    validate: Callable[[np.ndarray, np.ndarray, str], dict[str, Any]],
+) -> dict[str, Any]:
+    """The regression counterpart of `final_metrics`: losses (on standardised targets) and
+    MAE / RMSE / R² (target units) of the last epoch, the validation and the test split."""
+    last = state.history[-1] if state.history else {}
+    metrics: dict[str, Any] = {
+        "train_loss": last.get("loss"),
+        "train_r2": last.get("r2"),
+        "train_mae": last.get("mae"),
+        "train_rmse": last.get("rmse"),
+        "epochs_run": len(state.history),
+        "best_epoch": state.best_epoch,
+        "stopped_early": state.stopped_early,
+    }
+    if x_val is not None and y_val is not None:
+        val = validate(x_val, y_val, "validation")
+        metrics["val_loss"] = val["loss"]
+        metrics.update(_regression_figures(val["report"], "val_"))
+    if data.x_test is not None and data.y_test is not None:
+        test = validate(norm.apply(data.x_test), data.y_test, "test")
+        metrics["test_loss"] = test["loss"]
+        metrics.update(_regression_figures(test["report"], "test_"))
+        metrics["test"] = test["report"].model_dump(mode="json")
+    return metrics
+
+
+def _regression_figures(report: RegressionReport, prefix: str = "") -> dict[str, float]:
+    """The mean R², MAE and RMSE of a report as flat ``{prefix}r2`` etc. entries."""
+    return {f"{prefix}r2": report.r2, f"{prefix}mae": report.mae, f"{prefix}rmse": report.rmse}
+
+
+def _r2(counts: RegressionCounts) -> float | None:
+    """The mean R² of the running counts (None before two samples: R² needs a spread)."""
+    if counts.samples < 2:
+        return None
+    return counts.report([str(i) for i in range(counts.num_targets)], "train").r2
+
+
+def _val_regression(history: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The last finished epoch's validation MAE / RMSE / R² (progress fields), else None."""
+    last = history[-1] if history else {}
+    return {key: last.get(key) for key in ("val_r2", "val_mae", "val_rmse")}
 
 
 def _strip(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:

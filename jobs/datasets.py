@@ -16,7 +16,9 @@ any client) and finds the same data set by its id.
 
 Every refusal is an `InvalidSpec` naming the field: ``dataset`` (not stored: the message lists
 what is), ``dataset.id`` (a name and version that hold other content), ``input.height`` (a data
-set of mixed image sizes and no size in the spec), ``architecture.<i>`` (the model does not fit).
+set of mixed image sizes and no size in the spec), ``architecture.<i>`` (the model does not
+fit: for a regression data set, the last layer must give one output per target), ``task`` (a
+regression spec on a classification data set or the other way round).
 """
 
 from __future__ import annotations
@@ -93,8 +95,17 @@ def resolve_dataset(
     if not spec.dataset.is_stored:
         return spec, None
     stored = find_stored(spec.dataset, store)
-    section = stored_input(spec.input, stored.meta)
-    spec.check_model(input_shape(section), limits, num_classes=len(stored.meta.classes))
+    meta = stored.meta
+    if meta.task != spec.task:
+        holds = "float targets" if meta.task == "regression" else "class labels"
+        raise InvalidSpec(
+            [
+                f"task: the spec trains {spec.task}, but data set {stored.ref} holds {holds} "
+                f'(a {meta.task} data set); set "task": "{meta.task}"'
+            ]
+        )
+    section = stored_input(spec.input, meta)
+    spec.check_model(input_shape(section), limits, num_classes=meta.num_outputs)
     pinned = DatasetRef(name=stored.name, version=stored.version, id=f"sha256:{stored.digest}")
     return spec.model_copy(update={"dataset": pinned, "input": section}), stored
 

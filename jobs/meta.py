@@ -141,6 +141,10 @@ def progress_from_core(report: Any, *, updated_at: float) -> Progress:
         eta_s=_float(raw.get("eta_s")),
         phase=phase,
         updated_at=updated_at,
+        train_r2=_float(raw.get("train_r2")),
+        val_r2=_float(raw.get("val_r2")),
+        val_mae=_float(raw.get("val_mae")),
+        val_rmse=_float(raw.get("val_rmse")),
     )
 
 

@@ -52,6 +52,10 @@ def decode_status(value: int) -> JobStatus:
         raise ValueError(f"status: {value} is not a job status (known: {known})") from None
 
 
+#: The optional figures of a regression job's progress.
+_REGRESSION_FIGURES = ("train_r2", "val_r2", "val_mae", "val_rmse")
+
+
 def encode_progress(progress: Progress) -> pb.Progress:
     """A progress report as `cnn.v1.Progress` (unreported figures as 0.0)."""
     message = pb.Progress(
@@ -73,6 +77,9 @@ def encode_progress(progress: Progress) -> pb.Progress:
         message.lr = progress.lr
     if progress.updated_at is not None:
         message.updated_at = progress.updated_at
+    for name in _REGRESSION_FIGURES:
+        if (value := getattr(progress, name)) is not None:
+            setattr(message, name, value)
     return message
 
 
@@ -101,7 +108,8 @@ def decode_progress(message: pb.Progress) -> Progress:
         step=message.step,
         total_steps=message.total_steps,
         loss=message.loss,
-        train_accuracy=message.train_accuracy,
+        # a regression job has no accuracy: the wire's 0.0 means "not reported" then
+        train_accuracy=None if message.HasField("train_r2") else message.train_accuracy,
         val_accuracy=_optional(message, "val_accuracy"),
         val_loss=_optional(message, "val_loss"),
         lr=_optional(message, "lr"),
@@ -109,6 +117,10 @@ def decode_progress(message: pb.Progress) -> Progress:
         eta_s=message.eta_s,
         phase=_phase(message.phase),
         updated_at=message.updated_at or None,
+        train_r2=_optional(message, "train_r2"),
+        val_r2=_optional(message, "val_r2"),
+        val_mae=_optional(message, "val_mae"),
+        val_rmse=_optional(message, "val_rmse"),
     )
 
 

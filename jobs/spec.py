@@ -187,6 +187,15 @@ class TrainSpec(TrainConfig):
             errors += self._size_errors(input_shape, limits)
         errors += optimizer_errors(self.optimizer, self.schedule)
         errors += self._freeze_range_errors()
+        if self.task == "regression" and self.dataset.name in BUNDLED:
+            errors.append(
+                _error(
+                    ("task",),
+                    f"bundled data set {self.dataset.name!r} has class labels: a regression "
+                    "task needs an uploaded .npz data set with float targets y",
+                    self.task,
+                )
+            )
         if errors:
             raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
@@ -218,14 +227,16 @@ class TrainSpec(TrainConfig):
             optimizer=str(self.optimizer.get("type")),
             limits=limits,
             num_classes=num_classes,
+            task=self.task,
         )
 
     def check_model(
         self, input_shape: Shape, limits: SpecLimits, num_classes: int | None = None
     ) -> None:
-        """Check the model on a data set's actual input shape and, when given, class count (a
-        data set whose shape is not known from the spec alone is checked here: a stored one
-        when the job is submitted, a file one by the worker once loaded).
+        """Check the model on a data set's actual input shape and, when given, class count
+        (the target count K for a regression task) (a data set whose shape is not known from
+        the spec alone is checked here: a stored one when the job is submitted, a file one by
+        the worker once loaded).
 
         Raises:
             InvalidSpec: shapes that do not fit, a last layer whose scores are not one per
@@ -293,10 +304,12 @@ def model_errors(
     optimizer: str,
     limits: SpecLimits = DEFAULT_LIMITS,
     num_classes: int | None = None,
+    task: str = "classification",
 ) -> list[InitErrorDetails]:
     """Check the model on per-sample input `input_shape` from its estimate (nothing is
     allocated): shapes that do not fit, a last layer giving other than `num_classes` scores
-    (when given), then parameters and memory over `limits`."""
+    (when given; for a regression ``task``, the number of targets), then parameters and
+    memory over `limits`."""
     from core.estimate import estimate
     from core.optim import OPTIMIZER_TYPES
 
@@ -315,11 +328,15 @@ def model_errors(
     if num_classes is not None and last is not None and len(last.output_shape) == 1:
         (scores,) = last.output_shape
         if scores != num_classes:
+            wanted = (
+                f"{num_classes} targets: the last layer must give one output per target"
+                if task == "regression"
+                else f"{num_classes} classes: the last layer must give one score per class"
+            )
             errors.append(
                 _error(
                     ("architecture", last.index),
-                    f"the model ends in {scores} scores, the data set has {num_classes} "
-                    f"classes: the last layer must give one score per class "
+                    f"the model ends in {scores} scores, the data set has {wanted} "
                     f"[data set input {input_shape}]",
                     None,
                 )

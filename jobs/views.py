@@ -49,6 +49,11 @@ class Progress:
     eta_s: float | None = None
     phase: Phase = Phase.TRAINING
     updated_at: float | None = None
+    #: A regression job: R² over the epoch so far; the last epoch's validation figures.
+    train_r2: float | None = None
+    val_r2: float | None = None
+    val_mae: float | None = None
+    val_rmse: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,10 @@ class EpochSnapshot:
     lr: float | None = None
     images_per_s: float | None = None
     eta_s: float | None = None
+    train_r2: float | None = None
+    val_r2: float | None = None
+    val_mae: float | None = None
+    val_rmse: float | None = None
 
     @classmethod
     def from_progress(cls, progress: Progress, at: float) -> EpochSnapshot:
@@ -84,6 +93,10 @@ class EpochSnapshot:
             lr=progress.lr,
             images_per_s=progress.images_per_s,
             eta_s=progress.eta_s,
+            train_r2=progress.train_r2,
+            val_r2=progress.val_r2,
+            val_mae=progress.val_mae,
+            val_rmse=progress.val_rmse,
         )
 
     def as_progress(self) -> Progress:
@@ -102,6 +115,10 @@ class EpochSnapshot:
             eta_s=self.eta_s,
             phase=Phase.EVALUATING,
             updated_at=self.at,
+            train_r2=self.train_r2,
+            val_r2=self.val_r2,
+            val_mae=self.val_mae,
+            val_rmse=self.val_rmse,
         )
 
 

@@ -8,7 +8,7 @@ from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from server import codec
 from server.decoding import PixelWork
-from server.errors import InvalidInput, map_errors
+from server.errors import InvalidInput, WrongTask, map_errors
 from server.inference import InferenceService
 from server.model import ServedModel
 from server.registry import ModelRegistry
@@ -33,6 +33,10 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         version = _version(request.version)
 
         def images_for(model: ServedModel) -> PixelWork:
+            if model.is_regression:  # checked before any image is decoded
+                raise WrongTask(
+                    f"model {model.name!r} is a regression model; use ModelInfer (KServe V2)"
+                )
             return codec.prepare_images(request, model, self._limits)
 
         result = await self._inference.predict(request.model, version, images_for, context)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.regression import RegressionReport
 from proto.cnn.v1 import classifier_pb2 as pb
 from server.decoding import Check, PixelWork, estimate_seconds, no_check
 from server.errors import InvalidInput, LimitExceeded
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
     from core.artifacts import InputSpec
     from core.datasets import Normalisation
-    from core.evaluation import EvaluationReport
+    from core.evaluation import Report
 
 DEFAULT_TOP_K = 5
 
@@ -223,6 +224,8 @@ def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse
         job_id=model.meta_field("job_id"),
         weights_sha256=model.meta_field("weights_sha256"),
         architecture_json=model.architecture_json(),
+        task=model.task,
+        target_names=list(model.target_names),
     )
     if model.evaluation is not None:
         response.evaluation.CopyFrom(encode_evaluation(model.evaluation))
@@ -266,9 +269,26 @@ def encode_layers(summary: dict[str, Any]) -> list[pb.LayerSummary]:
     return rows
 
 
-def encode_evaluation(report: EvaluationReport) -> pb.EvaluationReport:
-    """`core.evaluation.EvaluationReport` -> the wire message (the same fields)."""
+def encode_evaluation(report: Report) -> pb.EvaluationReport:
+    """`core.evaluation.EvaluationReport` -> the wire message (the same fields); a
+    `core.regression.RegressionReport` -> split, samples, task and its `regression` part."""
+    if isinstance(report, RegressionReport):
+        return pb.EvaluationReport(
+            split=report.split,
+            samples=report.samples,
+            task=report.task,
+            regression=pb.RegressionMetrics(
+                targets=[
+                    pb.TargetMetrics(name=t.name, mae=t.mae, rmse=t.rmse, r2=t.r2)
+                    for t in report.targets
+                ],
+                mae=report.mae,
+                rmse=report.rmse,
+                r2=report.r2,
+            ),
+        )
     return pb.EvaluationReport(
+        task=report.task,
         split=report.split,
         samples=report.samples,
         accuracy=report.accuracy,

@@ -20,12 +20,16 @@ Model mapping: a request carries exactly one of two inputs (both `optional` in M
 Both are then normalised per channel, (x - mean) / std, with the data set's statistics.
 Outputs: "probabilities" FP32 [-1, K] and "label" INT64 [-1, 1] (argmax); Triton's
 classification extension (output parameter "classification" = k) returns BYTES [-1, k]
-"probability:index:name".
+"probability:index:name". A regression model (artifact task "regression") has one output,
+"prediction" FP32 [-1, K]: its K targets in their own units (the network's standardised
+outputs times the training targets' std plus their mean); the "classification" parameter is
+refused for it.
 
 ModelConfig's `parameters` (string values) describe the preprocessing: "channels",
 "height", "width" (the input size), "resize" ("stretch" or "crop"), "pixel_range" (JSON
-[min, max]), "mean" and "std" (JSON lists, per channel), plus "class_names" (JSON list) and
-"version".
+[min, max]), "mean" and "std" (JSON lists, per channel), plus "task" ("classification" or
+"regression"), "class_names" (JSON list; a regression model: "target_names", the columns of
+"prediction", and "prediction_units": "target units") and "version".
 """
 
 from __future__ import annotations
@@ -53,6 +57,8 @@ IMAGE_NAME = "image"
 PROBABILITIES = "probabilities"
 LABEL = "label"
 OUTPUT_NAMES = (PROBABILITIES, LABEL)
+PREDICTION = "prediction"
+REGRESSION_OUTPUT_NAMES = (PREDICTION,)
 
 # V2 datatypes accepted for the input, with their little-endian numpy dtype and the typed
 # contents field that carries them.
@@ -367,6 +373,7 @@ def _prepare_images(
 
 
 _ALL_OUTPUTS = tuple(RequestedOutput(name) for name in OUTPUT_NAMES)
+_ALL_REGRESSION_OUTPUTS = tuple(RequestedOutput(name) for name in REGRESSION_OUTPUT_NAMES)
 
 
 def requested_outputs(request: pb.ModelInferRequest, model: ServedModel) -> list[RequestedOutput]:
@@ -375,16 +382,19 @@ def requested_outputs(request: pb.ModelInferRequest, model: ServedModel) -> list
     Raises:
         InvalidInput: unknown output name, duplicate, bad classification parameter.
     """
+    regression = model.is_regression
     if not request.outputs:
-        return list(_ALL_OUTPUTS)
+        return list(_ALL_REGRESSION_OUTPUTS if regression else _ALL_OUTPUTS)
+    names = REGRESSION_OUTPUT_NAMES if regression else OUTPUT_NAMES
     out: list[RequestedOutput] = []
     seen: set[str] = set()
     for i, item in enumerate(request.outputs):
         name = item.name
-        if name not in OUTPUT_NAMES:
+        if name not in names:
+            kind = "regression model" if regression else "model"
             raise InvalidInput(
-                f"outputs[{i}].name is {name!r}; the model has outputs "
-                f"{', '.join(map(repr, OUTPUT_NAMES))}"
+                f"outputs[{i}].name is {name!r}; the {kind} has outputs "
+                f"{', '.join(map(repr, names))}"
             )
         if name in seen:
             raise InvalidInput(f"outputs[{i}].name {name!r} is requested twice")
@@ -392,6 +402,11 @@ def requested_outputs(request: pb.ModelInferRequest, model: ServedModel) -> list
         k = 0
         parameters = item.parameters
         if "classification" in parameters:  # (indexing a missing key would insert it)
+            if regression:
+                raise InvalidInput(
+                    f"outputs[{i}].parameters['classification']: model {model.name!r} is a "
+                    f"regression model; it has no classes to rank (read {PREDICTION!r})"
+                )
             param = parameters["classification"]
             kind = param.WhichOneof("parameter_choice")
             if kind not in ("int64_param", "uint64_param"):
@@ -440,7 +455,7 @@ def encode_infer_response(
             ]
             add_output(name=item.name, datatype="BYTES", shape=[n, top])
             append_raw(_bytes_tensor(strings))
-        elif item.name == PROBABILITIES:
+        elif item.name in (PROBABILITIES, PREDICTION):  # (a regression model's predictions)
             add_output(name=item.name, datatype="FP32", shape=[n, k])
             append_raw(probabilities.astype("<f4").tobytes())
         else:
@@ -465,7 +480,9 @@ def encode_metadata(model: ServedModel, versions: list[int]) -> pb.ModelMetadata
             ),
             Tensor(name=IMAGE_NAME, datatype="BYTES", shape=[-1]),
         ],
-        outputs=[
+        outputs=[Tensor(name=PREDICTION, datatype="FP32", shape=[-1, model.num_outputs])]
+        if model.is_regression
+        else [
             Tensor(name=PROBABILITIES, datatype="FP32", shape=[-1, model.num_classes]),
             Tensor(name=LABEL, datatype="INT64", shape=[-1, 1]),
         ],
@@ -476,7 +493,7 @@ def encode_config(model: ServedModel, max_batch_size: int, delay_us: int) -> pb.
     spec = model.spec
     params = {
         "version": str(model.version),
-        "class_names": json.dumps(list(model.class_names)),
+        "task": model.task,
         "channels": str(spec.channels),
         "height": str(spec.height),
         "width": str(spec.width),
@@ -485,6 +502,22 @@ def encode_config(model: ServedModel, max_batch_size: int, delay_us: int) -> pb.
         "mean": json.dumps(list(model.normalisation.mean)),
         "std": json.dumps(list(model.normalisation.std)),
     }
+    if model.is_regression:
+        params["target_names"] = json.dumps(list(model.target_names))
+        params["prediction_units"] = "target units"
+        outputs = [
+            config_pb.ModelOutput(
+                name=PREDICTION, data_type=config_pb.TYPE_FP32, dims=[model.num_outputs]
+            )
+        ]
+    else:
+        params["class_names"] = json.dumps(list(model.class_names))
+        outputs = [
+            config_pb.ModelOutput(
+                name=PROBABILITIES, data_type=config_pb.TYPE_FP32, dims=[model.num_classes]
+            ),
+            config_pb.ModelOutput(name=LABEL, data_type=config_pb.TYPE_INT64, dims=[1]),
+        ]
     config = config_pb.ModelConfig(
         name=model.name,
         platform=PLATFORM,
@@ -506,12 +539,7 @@ def encode_config(model: ServedModel, max_batch_size: int, delay_us: int) -> pb.
                 optional=True,
             ),
         ],
-        output=[
-            config_pb.ModelOutput(
-                name=PROBABILITIES, data_type=config_pb.TYPE_FP32, dims=[model.num_classes]
-            ),
-            config_pb.ModelOutput(name=LABEL, data_type=config_pb.TYPE_INT64, dims=[1]),
-        ],
+        output=outputs,
         dynamic_batching=config_pb.ModelDynamicBatching(max_queue_delay_microseconds=delay_us),
     )
     for key, value in params.items():

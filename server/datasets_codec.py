@@ -33,6 +33,10 @@ def dataset_message(stored: StoredDataset) -> pb.Dataset:
         created_at=meta.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         size_bytes=meta.size_bytes,
         source=meta.source,
+        task=meta.task,
+        targets=meta.targets,
+        target_mean=meta.target_mean,
+        target_std=meta.target_std,
     )
     if meta.train_samples is not None and meta.test_samples is not None:
         message.train_samples = meta.train_samples

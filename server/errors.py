@@ -32,6 +32,13 @@ class InvalidInput(ServerError, ValueError):
     code = grpc.StatusCode.INVALID_ARGUMENT
 
 
+class WrongTask(ServerError):
+    """The model exists but does another task than the RPC serves (a regression model asked
+    to classify): the message names the RPC to use."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
 class ModelNotFound(ServerError, LookupError):
     """Unknown model name or version."""
 

@@ -25,7 +25,8 @@ _ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class Prediction:
-    """Probabilities (N, K) float32 and the model version that computed them."""
+    """Probabilities (N, K) float32 (a regression model: predictions (N, K) in target units)
+    and the model version that computed them."""
 
     model: ServedModel
     probabilities: np.ndarray

@@ -23,7 +23,7 @@ from server.errors import InvalidInput
 if TYPE_CHECKING:
     from core.artifacts import InputSpec
     from core.datasets import Normalisation
-    from core.evaluation import EvaluationReport
+    from core.evaluation import Report
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +71,23 @@ class ServedModel:
     loaded_at: float = field(default_factory=time.time)
     stats: RequestStats = field(default_factory=RequestStats)
     #: The version's test-split report (``evaluation.json``), None when it has none.
-    evaluation: EvaluationReport | None = None
+    evaluation: Report | None = None
+    #: "regression": the batcher answers predictions (N, K) in target units, not probabilities.
+    task: str = "classification"
+    target_names: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def num_outputs(self) -> int:
+        """Columns of what the batcher answers: K class probabilities or K targets."""
+        return len(self.target_names) if self.is_regression else self.num_classes
 
     def __post_init__(self) -> None:
         # The normalisation of `core.datasets.Normalisation.apply`, precomputed once.
@@ -101,7 +113,8 @@ class ServedModel:
         return (images.astype(np.float32, copy=False) - self._mean) * self._inv_std
 
     def submit(self, images: np.ndarray) -> Any:
-        """Queue (N, C, H, W) pixel-range images; returns a `Pending` of (N, K) probabilities."""
+        """Queue (N, C, H, W) pixel-range images; returns a `Pending` of (N, K) probabilities
+        (a regression model: (N, K) predictions in target units)."""
         return self.batcher.submit(self.preprocess(images))
 
     def close(self) -> None:
@@ -156,15 +169,18 @@ def load_version(
     spec = meta.input  # validated by core.artifacts: shape >= 1, finite pixel range lo < hi
     class_names = tuple(str(c) for c in (_get(meta, "class_names") or []))
     num_classes = int(network.num_classes)
-    if not class_names:
+    scaling = meta.target_scaling  # set exactly for regression models (checked by ModelMeta)
+    if not class_names and scaling is None:
         class_names = tuple(str(i) for i in range(num_classes))
-    if len(class_names) != num_classes:
+    if scaling is None and len(class_names) != num_classes:
         raise ValueError(
             f"{path}: model.json lists {len(class_names)} class names, the network outputs "
             f"{num_classes} classes"
         )
 
     def run(x: np.ndarray) -> np.ndarray:
+        if scaling is not None:  # a regression model: outputs un-standardised to target units
+            return scaling.undo(network.logits(x, batch_size=max(len(x), 1)))
         return np.asarray(network.predict_proba(x, batch_size=max(len(x), 1)), dtype=np.float32)
 
     # Warm-up outside the batcher: compiles (or loads from the Numba cache) every kernel, so
@@ -197,14 +213,17 @@ def load_version(
         network=network,
         batcher=batcher,
         evaluation=loaded.evaluation,
+        task=meta.task,
+        target_names=tuple(meta.target_names),
     )
     log.info(
-        "loaded model %s version %d from %s in %.3f s (input %s, %d classes)",
+        "loaded model %s version %d from %s in %.3f s (input %s, %d %s)",
         name,
         version,
         path,
         time.perf_counter() - started,
         spec.shape,
         num_classes,
+        "targets" if scaling is not None else "classes",
     )
     return model

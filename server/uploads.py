@@ -162,6 +162,10 @@ def meta_of(summary: DatasetSummary, source: str, size_bytes: int) -> DatasetMet
         created_at=DatasetMeta.now(),
         source=source,
         size_bytes=size_bytes,
+        task=summary.task,
+        targets=summary.targets,
+        target_mean=summary.target_mean,
+        target_std=summary.target_std,
     )
 
 

@@ -156,8 +156,9 @@ def run_training(
         DatasetError, SpecError: the spec cannot be trained (not retried by the worker).
     """
     from core.artifacts import make_meta, save_artifact
-    from core.evaluation import evaluate
+    from core.evaluation import Report, evaluate
     from core.model import Sequential
+    from core.regression import evaluate_regression
     from core.repository import ModelRepository
     from core.training import fit
 
@@ -169,7 +170,7 @@ def run_training(
 
     t1 = time.monotonic()
     # sized before it is built: a data set's shape may only be known now that it is loaded
-    spec.check_model(data.input_shape, settings.spec_limits(), num_classes=data.num_classes)
+    spec.check_model(data.input_shape, settings.spec_limits(), num_classes=data.num_outputs)
     model = Sequential.from_spec(spec.architecture, data.input_shape, seed=spec.seed)
     normalisation, provenance = data.normalisation, None
     if spec.init_from is not None:
@@ -207,11 +208,22 @@ def run_training(
     metrics = dict(result.metrics)
     stage("publishing", {"metrics": metrics})
     t3 = time.monotonic()
-    evaluation = None  # a data set without a test split (an image folder) gets no report
+    evaluation: Report | None = None  # a data set without a test split gets no report
+    regression = data.target_names is not None
     if data.x_test is not None and data.y_test is not None:
-        evaluation = evaluate(
-            model, data.x_test, data.y_test, data.class_names, normalisation=normalisation
-        )
+        if regression:
+            evaluation = evaluate_regression(
+                model,
+                data.x_test,
+                data.y_test,
+                data.target_names or [],
+                data.target_scaling,
+                normalisation=normalisation,
+            )
+        else:
+            evaluation = evaluate(
+                model, data.x_test, data.y_test, data.class_names, normalisation=normalisation
+            )
     timings["evaluate_s"] = round(time.monotonic() - t3, 4)
     meta = make_meta(
         model,
@@ -224,6 +236,8 @@ def run_training(
         dataset=spec.dataset.model_dump(mode="json"),
         job_id=job_id,
         init_from=provenance,
+        target_names=data.target_names,
+        target_scaling=data.target_scaling if regression else None,
     )
 
     def write(directory: Path) -> None:

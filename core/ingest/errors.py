@@ -75,6 +75,12 @@ class DatasetSummary:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     splits: dict[str, int] = field(default_factory=dict)
+    #: "regression" for an ``.npz`` with float ``y``: then ``classes`` is empty and the K
+    #: targets are named in ``targets`` with their mean and std over all samples.
+    task: Literal["classification", "regression"] = "classification"
+    targets: tuple[str, ...] = ()
+    target_mean: tuple[float, ...] = ()
+    target_std: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON-able data (lists for tuples) for metadata files and API replies."""
@@ -91,6 +97,10 @@ class DatasetSummary:
             "mean": list(self.mean),
             "std": list(self.std),
             "splits": dict(self.splits),
+            "task": self.task,
+            "targets": list(self.targets),
+            "target_mean": list(self.target_mean),
+            "target_std": list(self.target_std),
         }
 
 

@@ -1,10 +1,15 @@
 """``.npz`` uploads: :func:`inspect_npz`, arrays streamed from their ``.npy`` members, never
-unpickled."""
+unpickled.
+
+``y`` decides the task: integer labels (N,) make a classification set (optional
+``class_names``); float32/float64 targets (N,) or (N, K), all finite, make a regression set
+(optional ``target_names``, K strings; default "0".."K-1"; K at most ``max_classes``)."""
 
 from __future__ import annotations
 
 import zipfile
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -21,7 +26,7 @@ from core.ingest.errors import (
 from core.ingest.members import check_zip_info, open_zip
 from core.ingest.stats import VALUES_PER_BLOCK, Moments
 
-NPZ_ARRAYS = ("x", "y", "class_names")
+NPZ_ARRAYS = ("x", "y", "class_names", "target_names")
 _NPZ_MAX_ENTRIES = 16  # more than enough to name the unexpected ones
 MAX_CLASS_NAME_CHARS = 1024  # itemsize bound of a class_names array, checked before reading it
 
@@ -74,10 +79,36 @@ def _read_exact(fh: IO[bytes], size: int, what: str) -> bytes:
 def _read_labels(fh: IO[bytes], header: _NpyHeader, what: str) -> np.ndarray:
     if len(header.shape) != 1 or header.dtype.kind not in "iu":
         raise IngestError(
-            "labels", f"{what}: must be 1-D integer labels, got {header.dtype} {header.shape}"
+            "labels",
+            f"{what}: must be 1-D integer labels (classification) or float32/float64 "
+            f"targets (N,) or (N, K) (regression), got {header.dtype} {header.shape}",
         )
     data = _read_exact(fh, header.shape[0] * header.dtype.itemsize, what)
     return np.frombuffer(data, dtype=header.dtype).astype(np.int64)
+
+
+def _read_targets(fh: IO[bytes], header: _NpyHeader, what: str, limits: IngestLimits) -> np.ndarray:
+    """Float targets (N, K) float64 of a regression ``y``, all finite."""
+    shape = header.shape
+    if len(shape) not in (1, 2) or header.dtype.itemsize not in (4, 8):
+        raise IngestError(
+            "labels",
+            f"{what}: regression targets must be float32/float64 (N,) or (N, K), got "
+            f"{header.dtype} {shape}",
+        )
+    k = shape[1] if len(shape) == 2 else 1
+    if k < 1:
+        raise IngestError("labels", f"{what}: shape {shape} holds no targets")
+    if k > limits.max_classes:
+        raise IngestError(
+            "too_large", f"{what}: {k} targets, over max_classes {limits.max_classes}"
+        )
+    data = _read_exact(fh, shape[0] * k * header.dtype.itemsize, what)
+    y = np.frombuffer(data, dtype=header.dtype).astype(np.float64).reshape(shape[0], k)
+    if not np.all(np.isfinite(y)):
+        bad = int(np.flatnonzero(~np.isfinite(y).all(axis=1))[0])
+        raise IngestError("labels", f"{what}: target of sample {bad} is NaN or infinite")
+    return y
 
 
 def _read_class_names(
@@ -225,7 +256,7 @@ def _inspect_npz_members(
             raise IngestError(
                 "format",
                 f"{what}: unexpected or repeated array; an npz holds x, y and optionally "
-                "class_names",
+                "class_names (labels) or target_names (float targets)",
             )
         check_zip_info(info, what, limits)
         infos[name] = info
@@ -242,6 +273,16 @@ def _inspect_npz_members(
     with fh:
         shape = _check_image_shape(x_header, x_what, limits)
     fh, y_header, y_what = member("y")
+    if y_header.dtype.kind == "f":
+        fh.close()
+        return _inspect_regression(path, infos, member, x_header, shape, limits)
+    if "target_names" in infos:
+        fh.close()
+        raise IngestError(
+            "labels",
+            f"{path}: target_names is for float targets (regression); y holds "
+            f"{y_header.dtype} labels (use class_names)",
+        )
     with fh:
         y = _read_labels(fh, y_header, y_what)
     n, channels, height, width = shape
@@ -289,4 +330,57 @@ def _inspect_npz_members(
         max_width=width,
         mean=tuple(float(m) for m in moments.mean),
         std=tuple(float(s) for s in moments.std()),
+    )
+
+
+def _inspect_regression(
+    path: Path,
+    infos: dict[str, zipfile.ZipInfo],
+    member: Callable[[str], tuple[IO[bytes], _NpyHeader, str]],
+    x_header: _NpyHeader,
+    shape: tuple[int, ...],
+    limits: IngestLimits,
+) -> DatasetSummary:
+    """The summary of an ``.npz`` whose ``y`` holds float targets (a regression set)."""
+    n, channels, height, width = shape
+    if "class_names" in infos:
+        raise IngestError(
+            "classes",
+            f"{path}: class_names is for integer labels; y holds float targets (regression): "
+            "name them with target_names",
+        )
+    fh, y_header, y_what = member("y")
+    with fh:
+        y = _read_targets(fh, y_header, y_what, limits)
+    if y.shape[0] != n:
+        raise IngestError("labels", f"{y_what}: {y.shape[0]} targets for {n} images in x")
+    k = y.shape[1]
+    names = [str(i) for i in range(k)]
+    if "target_names" in infos:
+        fh, names_header, names_what = member("target_names")
+        with fh:
+            names = _read_class_names(fh, names_header, names_what, limits)
+        if len(names) != k:
+            raise IngestError(
+                "labels", f"{names_what}: {len(names)} names for {k} targets (columns of y)"
+            )
+    fh, _, _ = member("x")
+    with fh:
+        moments = _pixel_moments(fh, x_header, shape, f"{path}: x")
+    return DatasetSummary(
+        format="npz",
+        samples=n,
+        classes=(),
+        class_counts={},
+        channels=channels,
+        min_height=height,
+        max_height=height,
+        min_width=width,
+        max_width=width,
+        mean=tuple(float(m) for m in moments.mean),
+        std=tuple(float(s) for s in moments.std()),
+        task="regression",
+        targets=tuple(names),
+        target_mean=tuple(float(v) for v in y.mean(axis=0)),
+        target_std=tuple(float(v) for v in y.std(axis=0)),
     )

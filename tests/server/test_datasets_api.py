@@ -173,6 +173,19 @@ def test_npz_colour_float32_with_class_names(stack: Stack, tmp_path: Path) -> No
     assert info.std == pytest.approx(x.astype(np.float64).std(axis=(0, 2, 3)))
 
 
+def test_npz_with_float_targets_is_a_regression_set(stack: Stack, tmp_path: Path) -> None:
+    x = np.zeros((4, 3, 3), np.uint8)
+    y = np.array([[1.0, 10.0], [2.0, 10.0], [3.0, 20.0], [4.0, 20.0]], np.float32)
+    path = save_npz(tmp_path / "r.npz", x=x, y=y, target_names=np.array(["size", "weight"]))
+    info = upload_file(stack, path, "sizes")
+    assert (info.task, info.classes, info.class_counts) == ("regression", [], [])
+    assert info.targets == ["size", "weight"]
+    assert info.target_mean == pytest.approx([2.5, 15.0])
+    assert info.target_std == pytest.approx([np.sqrt(1.25), 5.0])
+    with stack.client() as client:
+        assert client.get_dataset("sizes").task == "regression"
+
+
 @pytest.mark.parametrize("suffix", [".zip", ".tar", ".tar.gz"])
 def test_archive_without_split_is_stored_under_train(
     stack: Stack, tmp_path: Path, suffix: str

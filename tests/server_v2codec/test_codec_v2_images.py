@@ -248,6 +248,7 @@ def test_config_marks_both_inputs_optional_and_carries_the_preprocessing() -> No
     params = {key: value.string_value for key, value in config.parameters.items()}
     assert params == {
         "version": "3",
+        "task": "classification",
         "class_names": json.dumps(["a", "b", "c"]),
         "channels": "1",
         "height": "9",

@@ -41,6 +41,10 @@ def meta_of(summary: DatasetSummary, source: str, size_bytes: int) -> DatasetMet
         created_at=DatasetMeta.now(),
         source=source,
         size_bytes=size_bytes,
+        task=summary.task,
+        targets=summary.targets,
+        target_mean=summary.target_mean,
+        target_std=summary.target_std,
     )
 
 
@@ -50,11 +54,15 @@ def store_npz(
     x: np.ndarray,
     y: np.ndarray,
     class_names: list[str] | None = None,
+    target_names: list[str] | None = None,
 ) -> StoredDataset:
-    """Store ``x``/``y`` (and ``class_names``) as an ``.npz`` upload named ``name``."""
+    """Store ``x``/``y`` (and ``class_names`` or, for float targets ``y``, ``target_names``)
+    as an ``.npz`` upload named ``name``."""
     arrays: dict[str, np.ndarray] = {"x": x, "y": np.asarray(y)}
     if class_names is not None:
         arrays["class_names"] = np.array(class_names)
+    if target_names is not None:
+        arrays["target_names"] = np.array(target_names)
     with store.staging() as staged:
         path = staged / NPZ_FILE
         np.savez(path, **arrays)  # type: ignore[arg-type]

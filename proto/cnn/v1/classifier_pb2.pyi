@@ -141,7 +141,7 @@ class LayerSummary(_message.Message):
     def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[int] = ..., trainable_parameters: _Optional[int] = ..., global_receptive_field: _Optional[bool] = ..., receptive_field: _Optional[_Iterable[int]] = ..., jump: _Optional[_Iterable[int]] = ..., start: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("name", "version", "versions", "input", "class_names", "layers", "summary_text", "total_parameters", "metrics", "dataset", "created_at", "job_id", "weights_sha256", "architecture_json", "evaluation")
+    __slots__ = ("name", "version", "versions", "input", "class_names", "layers", "summary_text", "total_parameters", "metrics", "dataset", "created_at", "job_id", "weights_sha256", "architecture_json", "evaluation", "task", "target_names")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,8 @@ class GetModelResponse(_message.Message):
     WEIGHTS_SHA256_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_JSON_FIELD_NUMBER: _ClassVar[int]
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NAMES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -179,7 +181,9 @@ class GetModelResponse(_message.Message):
     weights_sha256: str
     architecture_json: str
     evaluation: EvaluationReport
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ..., summary_text: _Optional[str] = ..., total_parameters: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset: _Optional[str] = ..., created_at: _Optional[str] = ..., job_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., architecture_json: _Optional[str] = ..., evaluation: _Optional[_Union[EvaluationReport, _Mapping]] = ...) -> None: ...
+    task: str
+    target_names: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ..., summary_text: _Optional[str] = ..., total_parameters: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset: _Optional[str] = ..., created_at: _Optional[str] = ..., job_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., architecture_json: _Optional[str] = ..., evaluation: _Optional[_Union[EvaluationReport, _Mapping]] = ..., task: _Optional[str] = ..., target_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClassMetrics(_message.Message):
     __slots__ = ("name", "precision", "recall", "f1", "support")
@@ -204,7 +208,7 @@ class TopKAccuracy(_message.Message):
     def __init__(self, k: _Optional[int] = ..., accuracy: _Optional[float] = ...) -> None: ...
 
 class EvaluationReport(_message.Message):
-    __slots__ = ("split", "samples", "accuracy", "top_k", "classes", "macro_precision", "macro_recall", "macro_f1", "confusion_matrix", "loss")
+    __slots__ = ("split", "samples", "accuracy", "top_k", "classes", "macro_precision", "macro_recall", "macro_f1", "confusion_matrix", "loss", "task", "regression")
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     SAMPLES_FIELD_NUMBER: _ClassVar[int]
     ACCURACY_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +219,8 @@ class EvaluationReport(_message.Message):
     MACRO_F1_FIELD_NUMBER: _ClassVar[int]
     CONFUSION_MATRIX_FIELD_NUMBER: _ClassVar[int]
     LOSS_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    REGRESSION_FIELD_NUMBER: _ClassVar[int]
     split: str
     samples: int
     accuracy: float
@@ -225,4 +231,30 @@ class EvaluationReport(_message.Message):
     macro_f1: float
     confusion_matrix: _containers.RepeatedScalarFieldContainer[int]
     loss: float
-    def __init__(self, split: _Optional[str] = ..., samples: _Optional[int] = ..., accuracy: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[TopKAccuracy, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., confusion_matrix: _Optional[_Iterable[int]] = ..., loss: _Optional[float] = ...) -> None: ...
+    task: str
+    regression: RegressionMetrics
+    def __init__(self, split: _Optional[str] = ..., samples: _Optional[int] = ..., accuracy: _Optional[float] = ..., top_k: _Optional[_Iterable[_Union[TopKAccuracy, _Mapping]]] = ..., classes: _Optional[_Iterable[_Union[ClassMetrics, _Mapping]]] = ..., macro_precision: _Optional[float] = ..., macro_recall: _Optional[float] = ..., macro_f1: _Optional[float] = ..., confusion_matrix: _Optional[_Iterable[int]] = ..., loss: _Optional[float] = ..., task: _Optional[str] = ..., regression: _Optional[_Union[RegressionMetrics, _Mapping]] = ...) -> None: ...
+
+class TargetMetrics(_message.Message):
+    __slots__ = ("name", "mae", "rmse", "r2")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAE_FIELD_NUMBER: _ClassVar[int]
+    RMSE_FIELD_NUMBER: _ClassVar[int]
+    R2_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    mae: float
+    rmse: float
+    r2: float
+    def __init__(self, name: _Optional[str] = ..., mae: _Optional[float] = ..., rmse: _Optional[float] = ..., r2: _Optional[float] = ...) -> None: ...
+
+class RegressionMetrics(_message.Message):
+    __slots__ = ("targets", "mae", "rmse", "r2")
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    MAE_FIELD_NUMBER: _ClassVar[int]
+    RMSE_FIELD_NUMBER: _ClassVar[int]
+    R2_FIELD_NUMBER: _ClassVar[int]
+    targets: _containers.RepeatedCompositeFieldContainer[TargetMetrics]
+    mae: float
+    rmse: float
+    r2: float
+    def __init__(self, targets: _Optional[_Iterable[_Union[TargetMetrics, _Mapping]]] = ..., mae: _Optional[float] = ..., rmse: _Optional[float] = ..., r2: _Optional[float] = ...) -> None: ...

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/cnn/v1/datasets.proto\x12\x06\x63nn.v1\"y\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x15.cnn.v1.DatasetFormat\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\"W\n\x14UploadDatasetRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.cnn.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\")\n\nClassCount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\x87\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0f\n\x07samples\x18\x05 \x01(\x03\x12#\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x12.cnn.v1.ClassCount\x12\x10\n\x08\x63hannels\x18\x07 \x01(\x05\x12\x12\n\nmin_height\x18\x08 \x01(\x05\x12\x12\n\nmax_height\x18\t \x01(\x05\x12\x11\n\tmin_width\x18\n \x01(\x05\x12\x11\n\tmax_width\x18\x0b \x01(\x05\x12\x0c\n\x04mean\x18\x0c \x03(\x01\x12\x0b\n\x03std\x18\r \x03(\x01\x12\x1a\n\rtrain_samples\x18\x0e \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0ctest_samples\x18\x0f \x01(\x03H\x01\x88\x01\x01\x12\x12\n\ncreated_at\x18\x10 \x01(\t\x12\x12\n\nsize_bytes\x18\x11 \x01(\x03\x12\x0e\n\x06source\x18\x12 \x01(\tB\x10\n\x0e_train_samplesB\x0f\n\r_test_samples\"#\n\x13ListDatasetsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x14ListDatasetsResponse\x12!\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x0f.cnn.v1.Dataset\"$\n\x11GetDatasetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"5\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x17\n\x15\x44\x65leteDatasetResponse*\x92\x01\n\rDatasetFormat\x12\x1e\n\x1a\x44\x41TASET_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_FORMAT_NPZ\x10\x01\x12\x16\n\x12\x44\x41TASET_FORMAT_ZIP\x10\x02\x12\x16\n\x12\x44\x41TASET_FORMAT_TAR\x10\x03\x12\x19\n\x15\x44\x41TASET_FORMAT_TAR_GZ\x10\x04\x32\x82\x02\n\x08\x44\x61tasets\x12\x39\n\x06Upload\x12\x1c.cnn.v1.UploadDatasetRequest\x1a\x0f.cnn.v1.Dataset(\x01\x12\x41\n\x04List\x12\x1b.cnn.v1.ListDatasetsRequest\x1a\x1c.cnn.v1.ListDatasetsResponse\x12\x31\n\x03Get\x12\x19.cnn.v1.GetDatasetRequest\x1a\x0f.cnn.v1.Dataset\x12\x45\n\x06\x44\x65lete\x12\x1c.cnn.v1.DeleteDatasetRequest\x1a\x1d.cnn.v1.DeleteDatasetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/cnn/v1/datasets.proto\x12\x06\x63nn.v1\"y\n\x0cUploadHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x15.cnn.v1.DatasetFormat\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x10\n\x08\x66ilename\x18\x05 \x01(\t\"W\n\x14UploadDatasetRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.cnn.v1.UploadHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\")\n\nClassCount\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"\xcf\x03\n\x07\x44\x61taset\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\n\n\x02id\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0f\n\x07samples\x18\x05 \x01(\x03\x12#\n\x07\x63lasses\x18\x06 \x03(\x0b\x32\x12.cnn.v1.ClassCount\x12\x10\n\x08\x63hannels\x18\x07 \x01(\x05\x12\x12\n\nmin_height\x18\x08 \x01(\x05\x12\x12\n\nmax_height\x18\t \x01(\x05\x12\x11\n\tmin_width\x18\n \x01(\x05\x12\x11\n\tmax_width\x18\x0b \x01(\x05\x12\x0c\n\x04mean\x18\x0c \x03(\x01\x12\x0b\n\x03std\x18\r \x03(\x01\x12\x1a\n\rtrain_samples\x18\x0e \x01(\x03H\x00\x88\x01\x01\x12\x19\n\x0ctest_samples\x18\x0f \x01(\x03H\x01\x88\x01\x01\x12\x12\n\ncreated_at\x18\x10 \x01(\t\x12\x12\n\nsize_bytes\x18\x11 \x01(\x03\x12\x0e\n\x06source\x18\x12 \x01(\t\x12\x0c\n\x04task\x18\x13 \x01(\t\x12\x0f\n\x07targets\x18\x14 \x03(\t\x12\x13\n\x0btarget_mean\x18\x15 \x03(\x01\x12\x12\n\ntarget_std\x18\x16 \x03(\x01\x42\x10\n\x0e_train_samplesB\x0f\n\r_test_samples\"#\n\x13ListDatasetsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"9\n\x14ListDatasetsResponse\x12!\n\x08\x64\x61tasets\x18\x01 \x03(\x0b\x32\x0f.cnn.v1.Dataset\"$\n\x11GetDatasetRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\"5\n\x14\x44\x65leteDatasetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x17\n\x15\x44\x65leteDatasetResponse*\x92\x01\n\rDatasetFormat\x12\x1e\n\x1a\x44\x41TASET_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44\x41TASET_FORMAT_NPZ\x10\x01\x12\x16\n\x12\x44\x41TASET_FORMAT_ZIP\x10\x02\x12\x16\n\x12\x44\x41TASET_FORMAT_TAR\x10\x03\x12\x19\n\x15\x44\x41TASET_FORMAT_TAR_GZ\x10\x04\x32\x82\x02\n\x08\x44\x61tasets\x12\x39\n\x06Upload\x12\x1c.cnn.v1.UploadDatasetRequest\x1a\x0f.cnn.v1.Dataset(\x01\x12\x41\n\x04List\x12\x1b.cnn.v1.ListDatasetsRequest\x1a\x1c.cnn.v1.ListDatasetsResponse\x12\x31\n\x03Get\x12\x19.cnn.v1.GetDatasetRequest\x1a\x0f.cnn.v1.Dataset\x12\x45\n\x06\x44\x65lete\x12\x1c.cnn.v1.DeleteDatasetRequest\x1a\x1d.cnn.v1.DeleteDatasetResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'proto.cnn.v1.datasets_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DATASETFORMAT']._serialized_start=903
-  _globals['_DATASETFORMAT']._serialized_end=1049
+  _globals['_DATASETFORMAT']._serialized_start=975
+  _globals['_DATASETFORMAT']._serialized_end=1121
   _globals['_UPLOADHEADER']._serialized_start=39
   _globals['_UPLOADHEADER']._serialized_end=160
   _globals['_UPLOADDATASETREQUEST']._serialized_start=162
@@ -40,17 +40,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLASSCOUNT']._serialized_start=251
   _globals['_CLASSCOUNT']._serialized_end=292
   _globals['_DATASET']._serialized_start=295
-  _globals['_DATASET']._serialized_end=686
-  _globals['_LISTDATASETSREQUEST']._serialized_start=688
-  _globals['_LISTDATASETSREQUEST']._serialized_end=723
-  _globals['_LISTDATASETSRESPONSE']._serialized_start=725
-  _globals['_LISTDATASETSRESPONSE']._serialized_end=782
-  _globals['_GETDATASETREQUEST']._serialized_start=784
-  _globals['_GETDATASETREQUEST']._serialized_end=820
-  _globals['_DELETEDATASETREQUEST']._serialized_start=822
-  _globals['_DELETEDATASETREQUEST']._serialized_end=875
-  _globals['_DELETEDATASETRESPONSE']._serialized_start=877
-  _globals['_DELETEDATASETRESPONSE']._serialized_end=900
-  _globals['_DATASETS']._serialized_start=1052
-  _globals['_DATASETS']._serialized_end=1310
+  _globals['_DATASET']._serialized_end=758
+  _globals['_LISTDATASETSREQUEST']._serialized_start=760
+  _globals['_LISTDATASETSREQUEST']._serialized_end=795
+  _globals['_LISTDATASETSRESPONSE']._serialized_start=797
+  _globals['_LISTDATASETSRESPONSE']._serialized_end=854
+  _globals['_GETDATASETREQUEST']._serialized_start=856
+  _globals['_GETDATASETREQUEST']._serialized_end=892
+  _globals['_DELETEDATASETREQUEST']._serialized_start=894
+  _globals['_DELETEDATASETREQUEST']._serialized_end=947
+  _globals['_DELETEDATASETRESPONSE']._serialized_start=949
+  _globals['_DELETEDATASETRESPONSE']._serialized_end=972
+  _globals['_DATASETS']._serialized_start=1124
+  _globals['_DATASETS']._serialized_end=1382
 # @@protoc_insertion_point(module_scope)

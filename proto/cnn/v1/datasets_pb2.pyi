@@ -51,7 +51,7 @@ class ClassCount(_message.Message):
     def __init__(self, name: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
 
 class Dataset(_message.Message):
-    __slots__ = ("name", "version", "id", "format", "samples", "classes", "channels", "min_height", "max_height", "min_width", "max_width", "mean", "std", "train_samples", "test_samples", "created_at", "size_bytes", "source")
+    __slots__ = ("name", "version", "id", "format", "samples", "classes", "channels", "min_height", "max_height", "min_width", "max_width", "mean", "std", "train_samples", "test_samples", "created_at", "size_bytes", "source", "task", "targets", "target_mean", "target_std")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +70,10 @@ class Dataset(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    TARGETS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_MEAN_FIELD_NUMBER: _ClassVar[int]
+    TARGET_STD_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     id: str
@@ -88,7 +92,11 @@ class Dataset(_message.Message):
     created_at: str
     size_bytes: int
     source: str
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., id: _Optional[str] = ..., format: _Optional[str] = ..., samples: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ..., channels: _Optional[int] = ..., min_height: _Optional[int] = ..., max_height: _Optional[int] = ..., min_width: _Optional[int] = ..., max_width: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., train_samples: _Optional[int] = ..., test_samples: _Optional[int] = ..., created_at: _Optional[str] = ..., size_bytes: _Optional[int] = ..., source: _Optional[str] = ...) -> None: ...
+    task: str
+    targets: _containers.RepeatedScalarFieldContainer[str]
+    target_mean: _containers.RepeatedScalarFieldContainer[float]
+    target_std: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., id: _Optional[str] = ..., format: _Optional[str] = ..., samples: _Optional[int] = ..., classes: _Optional[_Iterable[_Union[ClassCount, _Mapping]]] = ..., channels: _Optional[int] = ..., min_height: _Optional[int] = ..., max_height: _Optional[int] = ..., min_width: _Optional[int] = ..., max_width: _Optional[int] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., train_samples: _Optional[int] = ..., test_samples: _Optional[int] = ..., created_at: _Optional[str] = ..., size_bytes: _Optional[int] = ..., source: _Optional[str] = ..., task: _Optional[str] = ..., targets: _Optional[_Iterable[str]] = ..., target_mean: _Optional[_Iterable[float]] = ..., target_std: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ListDatasetsRequest(_message.Message):
     __slots__ = ("name",)

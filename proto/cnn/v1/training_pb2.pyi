@@ -73,7 +73,7 @@ class ListJobsResponse(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ...) -> None: ...
 
 class Progress(_message.Message):
-    __slots__ = ("epoch", "epochs", "step", "total_steps", "loss", "train_accuracy", "val_accuracy", "images_per_s", "eta_s", "phase", "val_loss", "lr", "updated_at")
+    __slots__ = ("epoch", "epochs", "step", "total_steps", "loss", "train_accuracy", "val_accuracy", "images_per_s", "eta_s", "phase", "val_loss", "lr", "updated_at", "train_r2", "val_r2", "val_mae", "val_rmse")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,10 @@ class Progress(_message.Message):
     VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     LR_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_R2_FIELD_NUMBER: _ClassVar[int]
+    VAL_R2_FIELD_NUMBER: _ClassVar[int]
+    VAL_MAE_FIELD_NUMBER: _ClassVar[int]
+    VAL_RMSE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
     epochs: int
     step: int
@@ -100,7 +104,11 @@ class Progress(_message.Message):
     val_loss: float
     lr: float
     updated_at: float
-    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., images_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ..., phase: _Optional[str] = ..., val_loss: _Optional[float] = ..., lr: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
+    train_r2: float
+    val_r2: float
+    val_mae: float
+    val_rmse: float
+    def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., images_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ..., phase: _Optional[str] = ..., val_loss: _Optional[float] = ..., lr: _Optional[float] = ..., updated_at: _Optional[float] = ..., train_r2: _Optional[float] = ..., val_r2: _Optional[float] = ..., val_mae: _Optional[float] = ..., val_rmse: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
     __slots__ = ("job_id", "status", "model_name", "spec_json", "progress", "error", "model_version", "metrics", "enqueued_at", "started_at", "ended_at", "queue", "stage", "attempts", "epochs")
