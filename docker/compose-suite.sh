@@ -18,7 +18,7 @@
 #
 # Replicas stage (last; CNN_COMPOSE_REPLICAS=0 skips it): two server replicas behind the HAProxy
 # balancer (docker/compose.replicas.yml), tests/integration/test_replicas.py under load; the
-# controller kills and starts a replica on request (`kill replica server-a`).
+# controller kills, stops and starts a replica on request (`kill replica server-a`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -149,6 +149,9 @@ handle() {
         output=$(container=$("${replica_compose[@]}" ps -q "${command[2]}") \
             && "$DOCKER" update --restart no "$container" \
             && "${replica_compose[@]}" kill "${command[2]}" 2>&1) ;;
+    "stop replica server-"[a-z])
+        # SIGTERM: the replica drains (health NOT_SERVING for CNN_SHUTDOWN_DELAY_S) and exits.
+        output=$("${replica_compose[@]}" stop "${command[2]}" 2>&1) ;;
     "start replica server-"[a-z])
         output=$(container=$("${replica_compose[@]}" ps -q "${command[2]}") \
             && "${replica_compose[@]}" start "${command[2]}" 2>&1 \
@@ -220,7 +223,8 @@ fi
 
 # ---- replicas stage: two servers behind the balancer (docker/compose.replicas.yml) ----
 # The single server is stopped (the replicas take its place); the suite drives load through
-# the balancer, has the controller kill and start server-a, and reads each replica directly.
+# the balancer, has the controller kill server-a, stop server-b (draining) and start them
+# again, and reads each replica directly.
 started=$SECONDS
 "${compose[@]}" stop server >/dev/null 2>&1
 "${replica_compose[@]}" up -d --no-build --no-deps server-a server-b balancer

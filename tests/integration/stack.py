@@ -52,8 +52,13 @@ class Stack:
         """SIGKILL one server replica (no draining: a crash); returns once it is dead."""
         raise ControlUnavailable(f"{self.kind} stack: cannot kill a replica")
 
+    def stop_replica(self, name: str) -> None:
+        """Stop one server replica with SIGTERM (it drains first); returns once it exited."""
+        raise ControlUnavailable(f"{self.kind} stack: cannot stop a replica")
+
     def start_replica(self, name: str) -> None:
-        """Start a killed replica again (returns once started; the caller waits for SERVING)."""
+        """Start a killed or stopped replica again (returns once started; the caller waits for
+        SERVING)."""
         raise ControlUnavailable(f"{self.kind} stack: cannot start a replica")
 
     def describe(self) -> str:
@@ -108,8 +113,9 @@ class ControlChannel:
 
     The controller announces itself with a file named ``agent``; a request is written as
     ``<id>.request`` (one line, e.g. ``restart server``, ``scale worker 2``,
-    ``kill replica server-a``, ``start replica server-a``) and answered with
-    ``<id>.response``: the command's exit status on the first line, then its output.
+    ``kill replica server-a``, ``stop replica server-a``, ``start replica server-a``) and
+    answered with ``<id>.response``: the command's exit status on the first line, then its
+    output.
     """
 
     def __init__(self, directory: Path, timeout: float = COLD_START_LIMIT_S) -> None:
@@ -171,6 +177,9 @@ class ExternalStack(Stack):
 
     def kill_replica(self, name: str) -> None:
         self._request(f"kill replica {name}")
+
+    def stop_replica(self, name: str) -> None:
+        self._request(f"stop replica {name}")
 
     def start_replica(self, name: str) -> None:
         self._request(f"start replica {name}")

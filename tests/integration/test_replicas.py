@@ -136,10 +136,26 @@ def model(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     yield name
 
 
-def test_a_killed_replica_costs_no_request_and_new_versions_reach_every_replica(
+def _restart(stack: Stack, replica: str, model: str, version: int, process: float) -> None:
+    """Start the replica again; wait until it serves `model`, and the balancer sends it calls
+    again (a new process: its counters started from 0)."""
+    stack.start_replica(replica)
+    wait_until_serving(f"{replica}:{GRPC_PORT}", timeout=COLD_START_LIMIT_S)
+    assert _started_at(replica) != process
+    _wait_loaded(replica, model, version)
+    wait_for(lambda: _in_rotation(replica), EVENT_LIMIT_S, what=f"{replica} back in rotation")
+    restarted = _classified(replica)
+    wait_for(
+        lambda: _classified(replica) >= restarted + SHARE,
+        EVENT_LIMIT_S,
+        what=f"{replica} to answer calls through the balancer again",
+    )
+
+
+def test_replicas_killed_or_stopped_cost_no_request_and_new_versions_reach_every_one(
     stack: Stack, model: str, tmp_path: Path
 ) -> None:
-    killed, survivor = REPLICAS[0], REPLICAS[1]
+    first, second = REPLICAS[0], REPLICAS[1]
     images, _ = clients.digits_images(8)
     started = time.monotonic()
     with Load(stack.grpc_address, model, images) as load:
@@ -152,28 +168,24 @@ def test_a_killed_replica_costs_no_request_and_new_versions_reach_every_replica(
         )
         # 2. One replica crashes (SIGKILL, calls in flight); the balancer takes it out, and
         # the calls go on on the other, those that were on the dead one retried.
-        first_process = _started_at(killed)
+        process = _started_at(first)
         killed_at = load.answered
-        stack.kill_replica(killed)
-        wait_for(lambda: not _in_rotation(killed), EVENT_LIMIT_S, what=f"{killed} out")
-        survivor_before = _classified(survivor)
+        stack.kill_replica(first)
+        wait_for(lambda: not _in_rotation(first), EVENT_LIMIT_S, what=f"{first} out")
+        survivor_before = _classified(second)
         load.more_answers(50)  # while the killed replica is down
-        assert _classified(survivor) >= survivor_before + 50
+        assert _classified(second) >= survivor_before + 50
         answered_while_down = load.answered - killed_at
-        # 3. It is started again; once its health checks pass the balancer sends it calls
-        # again (a new process: its counters started from 0).
-        stack.start_replica(killed)
-        wait_until_serving(f"{killed}:{GRPC_PORT}", timeout=COLD_START_LIMIT_S)
-        assert _started_at(killed) != first_process
-        _wait_loaded(killed, model, 1)
-        wait_for(lambda: _in_rotation(killed), EVENT_LIMIT_S, what=f"{killed} back in rotation")
-        restarted = _classified(killed)
-        wait_for(
-            lambda: _classified(killed) >= restarted + SHARE,
-            EVENT_LIMIT_S,
-            what="the restarted replica to answer calls through the balancer",
-        )
-        # 4. A new version, published while the load goes on, reaches both replicas.
+        # 3. It is started again and takes calls again.
+        _restart(stack, first, model, 1, process)
+        # 4. The other one is stopped (SIGTERM: a rolling update): it drains, reporting
+        # NOT_SERVING until the balancer took it out, and exits; then it is started again.
+        process = _started_at(second)
+        stack.stop_replica(second)
+        wait_for(lambda: not _in_rotation(second), EVENT_LIMIT_S, what=f"{second} out")
+        load.more_answers(50)
+        _restart(stack, second, model, 1, process)
+        # 5. A new version, published while the load goes on, reaches both replicas.
         version = _train(stack, model, tmp_path, seed=1)
         assert version == 2
         for replica in REPLICAS:
@@ -183,14 +195,17 @@ def test_a_killed_replica_costs_no_request_and_new_versions_reach_every_replica(
     print(
         f"replicas: {load.answered} calls answered in {time.monotonic() - started:.1f} s, "
         f"{len(load.failures)} failed, slowest {load.slowest_s * 1000:.0f} ms; "
-        f"{answered_while_down} from the kill until {killed} was out and 50 more were answered; "
+        f"{answered_while_down} from the kill until {first} was out and 50 more were answered; "
         f"answered per replica now (since its start): {served}; balancer: "
         f"{_balancer('haproxy_frontend_http_responses_total', proxy='grpc', code='5xx'):.0f} "
-        f"5xx answers (502: a call on the killed replica, retried by the client), "
-        f"{_balancer('haproxy_server_connection_errors_total', server=killed):.0f} connection "
-        f"errors and {_balancer('haproxy_server_check_up_down_total', server=killed):.0f} "
-        f"up->down transition(s) of {killed}, "
-        f"{_balancer('haproxy_backend_redispatch_warnings_total', proxy='replicas'):.0f} "
+        "5xx answers (502: a call on the killed replica, retried by the client), "
+        + ", ".join(
+            f"{r}: {_balancer('haproxy_server_connection_errors_total', server=r):.0f} "
+            f"connection errors, "
+            f"{_balancer('haproxy_server_check_up_down_total', server=r):.0f} up->down"
+            for r in REPLICAS
+        )
+        + f", {_balancer('haproxy_backend_redispatch_warnings_total', proxy='replicas'):.0f} "
         "redispatched"
     )
     assert load.failures == [], load.failures[:10]
