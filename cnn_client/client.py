@@ -182,6 +182,10 @@ class CnnClient:
         options: list[tuple[str, Any]] = [
             ("grpc.enable_retries", 1),
             ("grpc.service_config", _service_config(retries, load_balancing)),
+            # Connections of its own: gRPC otherwise shares them between channels to the same
+            # address, and a new client would inherit another's reconnect back-off to a server
+            # that was down (round_robin then fails the call at once instead of connecting).
+            ("grpc.use_local_subchannel_pool", 1),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
