@@ -2,9 +2,12 @@
 
 Deadlines on every call; UNAVAILABLE is retried by gRPC itself (service-config retry policy
 with exponential back-off), so a server that restarts or a brief network blip costs latency,
-not an error. Results are plain dataclasses: callers never touch protobuf messages. Training
-jobs come back as `jobs.views.JobView`, decoded by `jobs.proto_codec` (the codec the server
-encodes with), so they read the same as the views `jobs.queue.JobQueue` gives over Redis.
+not an error. Calls are spread over every address the target resolves to (gRPC's round_robin
+policy): `dns:///cnn.example:50051` with several A records, a Kubernetes headless Service, or
+`ipv4:10.0.0.1:50051,10.0.0.2:50051` reach all the replicas, and a retry can land on another.
+Results are plain dataclasses: callers never touch protobuf messages. Training jobs come back
+as `jobs.views.JobView`, decoded by `jobs.proto_codec` (the codec the server encodes with), so
+they read the same as the views `jobs.queue.JobQueue` gives over Redis.
 """
 
 from __future__ import annotations
@@ -173,35 +176,44 @@ class ImportedModel:
 IMPORT_CHUNK_BYTES = 1024 * 1024
 
 
-def _retry_service_config(attempts: int) -> str:
-    policy = {
-        "maxAttempts": max(2, min(attempts, 5)),  # gRPC caps attempts at 5
-        "initialBackoff": "0.1s",
-        "maxBackoff": "2s",
-        "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
-    }
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [{"service": "cnn.v1.Classifier"}, {"service": "cnn.v1.Training"}],
-                    "retryPolicy": policy,
-                }
-            ]
+#: gRPC's client-side load-balancing policies a `CnnClient` accepts.
+LOAD_BALANCING_POLICIES = ("round_robin", "pick_first")
+
+
+def _service_config(attempts: int, load_balancing: str) -> str:
+    """The channel's service config: the balancing policy and, for `attempts` > 1, the retry
+    policy of both services (UNAVAILABLE only: the call did not run, or the server is going
+    away; Classify, the model queries and the job queries are idempotent)."""
+    config: dict[str, Any] = {"loadBalancingConfig": [{load_balancing: {}}]}
+    if attempts > 1:
+        policy = {
+            "maxAttempts": min(attempts, 5),  # gRPC caps attempts at 5
+            "initialBackoff": "0.1s",
+            "maxBackoff": "2s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
         }
-    )
+        services = [{"service": "cnn.v1.Classifier"}, {"service": "cnn.v1.Training"}]
+        config["methodConfig"] = [{"name": services, "retryPolicy": policy}]
+    return json.dumps(config)
 
 
 class CnnClient:
-    """Client for one cnn-service server.
+    """Client for a cnn-service server, or for several replicas of it.
 
     Args:
-        address: host:port of the server.
+        address: host:port of the server, or any gRPC target: `dns:///host:port` (every A
+            record of the name, re-resolved when connections fail), `ipv4:h1:p1,h2:p2`.
         token: bearer token, sent as `authorization: Bearer <token>` metadata.
         tls: TLS options; None means a plaintext channel.
         timeout: default deadline per call, seconds.
-        retries: attempts for calls that fail with UNAVAILABLE (2..5).
+        retries: attempts of a call that fails with UNAVAILABLE, 1..5 (1: no retry); the
+            back-off starts at 0.1 s and doubles up to 2 s.
+        load_balancing: "round_robin" (default: each call goes to the next connected
+            address) or "pick_first" (one address until it fails).
+
+    Raises:
+        ValueError: `retries` or `load_balancing` out of range.
     """
 
     def __init__(
@@ -212,13 +224,25 @@ class CnnClient:
         tls: TlsOptions | None = None,
         timeout: float = 30.0,
         retries: int = 4,
+        load_balancing: str = "round_robin",
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        if not 1 <= retries <= 5:
+            raise ValueError(f"retries must be 1..5 attempts (gRPC's limit), got {retries}")
+        if load_balancing not in LOAD_BALANCING_POLICIES:
+            raise ValueError(
+                f"load_balancing must be one of {', '.join(LOAD_BALANCING_POLICIES)}, "
+                f"got {load_balancing!r}"
+            )
         self.address = address
         self.timeout = timeout
-        options = [
+        options: list[tuple[str, Any]] = [
             ("grpc.enable_retries", 1),
-            ("grpc.service_config", _retry_service_config(retries)),
+            ("grpc.service_config", _service_config(retries, load_balancing)),
+            # Connections of its own: gRPC otherwise shares them between channels to the same
+            # address, and a new client would inherit another's reconnect back-off to a server
+            # that was down (round_robin then fails the call at once instead of connecting).
+            ("grpc.use_local_subchannel_pool", 1),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ]
@@ -669,7 +693,11 @@ def _epoch_end(view: JobView) -> int | None:
 
 #: How the gRPC channel (not a server) words "no server there": refused, unknown host, TLS
 #: mismatch. Messages a server sends are left alone, even if they mention a refused connection.
-_UNREACHABLE = ("failed to connect to all addresses", "ssl handshake failed")
+_UNREACHABLE = (
+    "failed to connect to all addresses",  # pick_first
+    "connections to all backends failing",  # round_robin
+    "ssl handshake failed",
+)
 _UNRESOLVABLE = ("errors resolving", "dns resolution failed")
 
 

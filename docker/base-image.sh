@@ -9,14 +9,18 @@
 # engine already has the image with the same key). Needs root and a running engine
 # (docker/dockerd.sh start).
 # Usage: docker/base-image.sh [--force]
+# Other images built the same way set CNN_ROOTFS_NAME and CNN_ROOTFS_PACKAGES (e.g.
+# docker/balancer-image.sh: `cnn-service-balancer:bookworm` with haproxy); each name has its
+# own cached tarball.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=docker/lib.sh
 . "$here/lib.sh"
 
 SUITE=${CNN_BASE_SUITE:-bookworm}
-PACKAGES=python3,python3-venv,redis-server
-IMAGE=cnn-service-base:$SUITE
+NAME=${CNN_ROOTFS_NAME:-base}
+PACKAGES=${CNN_ROOTFS_PACKAGES:-python3,python3-venv,redis-server}
+IMAGE=cnn-service-$NAME:$SUITE
 force=${1:-}
 
 [ "$(id -u)" = 0 ] || die "debootstrap needs root"
@@ -38,7 +42,7 @@ if [ "$force" != "--force" ] \
     exit 0
 fi
 
-tarball=$CNN_DOCKER_CACHE/base-$SUITE-$key.tar.gz
+tarball=$CNN_DOCKER_CACHE/$NAME-$SUITE-$key.tar.gz
 if [ "$force" = "--force" ] || [ ! -s "$tarball" ]; then
     mkdir -p "$CNN_DOCKER_CACHE"
     rootfs=$(mktemp -d "$CNN_DOCKER_CACHE/rootfs.XXXXXX")
@@ -60,13 +64,15 @@ if [ "$force" = "--force" ] || [ ! -s "$tarball" ]; then
     rm -rf "$rootfs"/usr/share/{doc,man,info}/* "$rootfs"/var/cache/debconf/*-old \
         "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/tmp/*
     # redis-server's data directory, owned by the redis user (the official image's layout).
-    mkdir -p "$rootfs/data" && chroot "$rootfs" chown redis:redis /data
+    if chroot "$rootfs" id redis >/dev/null 2>&1; then
+        mkdir -p "$rootfs/data" && chroot "$rootfs" chown redis:redis /data
+    fi
     tar -C "$rootfs" --numeric-owner -czf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
     rm -rf "$rootfs"
     trap - EXIT
     # Older keys' tarballs are dead weight.
-    find "$CNN_DOCKER_CACHE" -maxdepth 1 -name "base-$SUITE-*.tar.gz" ! -name "${tarball##*/}" \
+    find "$CNN_DOCKER_CACHE" -maxdepth 1 -name "$NAME-$SUITE-*.tar.gz" ! -name "${tarball##*/}" \
         -delete
     log "root file system built in $((SECONDS - started)) s ($(du -h "$tarball" | cut -f1))"
 fi

@@ -15,6 +15,10 @@
 # carries them out with `docker compose restart server` / `up --scale worker=N` while the suite
 # runs. So the tests container needs no Docker socket (no root-equivalent access), and the
 # tests keep one code path for local processes and compose (tests/integration/stack.py).
+#
+# Replicas stage (last; CNN_COMPOSE_REPLICAS=0 skips it): two server replicas behind the HAProxy
+# balancer (docker/compose.replicas.yml), tests/integration/test_replicas.py under load; the
+# controller kills, stops and starts a replica on request (`kill replica server-a`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -45,6 +49,10 @@ else
     command -v docker-compose >/dev/null || die "neither 'docker compose' nor docker-compose found"
     compose=(docker-compose "${files[@]}")
 fi
+replica_compose=("${compose[@]}" -f docker/compose.replicas.yml)
+export CNN_BALANCER_BASE_IMAGE=${CNN_BALANCER_BASE_IMAGE:-cnn-service-balancer:bookworm}
+export CNN_BALANCER_IMAGE=${CNN_BALANCER_IMAGE:-cnn-service-haproxy:local}
+replicas=${CNN_COMPOSE_REPLICAS:-1}
 
 # Redis refuses anonymous use (docker-compose.yml): a fresh password for this run.
 export CNN_REDIS_PASSWORD=${CNN_REDIS_PASSWORD:-$(openssl rand -hex 24)}
@@ -77,15 +85,22 @@ log "docker build $CNN_IMAGE and $CNN_TESTS_IMAGE (base $CNN_BASE_IMAGE)"
 "$DOCKER" build -q "${build_args[@]}" --target build -t "${CNN_IMAGE%:*}-build:local" . >/dev/null
 "$DOCKER" build -q "${build_args[@]}" --target app -t "$CNN_IMAGE" . >/dev/null
 "$DOCKER" build -q "${build_args[@]}" --target tests -t "$CNN_TESTS_IMAGE" . >/dev/null
+if [ "$replicas" = 1 ]; then
+    # The balancer: its base comes from docker/balancer-image.sh (or a registry's haproxy:2.6).
+    balancer_args=(--force-rm --build-arg "BALANCER_BASE_IMAGE=$CNN_BALANCER_BASE_IMAGE")
+    [ "$ci" = 1 ] && balancer_args+=(--network none)
+    "$DOCKER" build -q "${balancer_args[@]}" -t "$CNN_BALANCER_IMAGE" docker/balancer >/dev/null
+fi
 log "images built in $((SECONDS - started)) s"
 
 # ---- stack ----
 "${compose[@]}" --profile tests down -v --remove-orphans >/dev/null 2>&1 || true
 started=$SECONDS
 wait_healthy() {
-    # wait_healthy COMPOSE...: until the server container's own health check passes.
+    # wait_healthy COMPOSE...: until the container's own health check passes (service
+    # $service: default server).
     local server health=starting
-    server=$("$@" ps -q server)
+    server=$("$@" ps -q "${service:-server}")
     for _ in $(seq 1 180); do
         health=$("$DOCKER" inspect -f '{{.State.Health.Status}}' "$server")
         [ "$health" = healthy ] && return 0
@@ -93,7 +108,7 @@ wait_healthy() {
     done
     "$@" ps
     "$@" logs --tail 100
-    die "server not healthy after 180 s"
+    die "${service:-server} not healthy after 180 s"
 }
 
 "${compose[@]}" up -d --no-build redis worker server
@@ -133,6 +148,19 @@ handle() {
     "scale worker "[0-9]*)
         output=$("${compose[@]}" up -d --no-deps --no-recreate --no-build \
             --scale "worker=${command[2]}" worker 2>&1) ;;
+    "kill replica server-"[a-z])
+        # SIGKILL, and no restart by Docker's restart policy until `start replica`: the replica
+        # stays down as long as the suite needs it down.
+        output=$(container=$("${replica_compose[@]}" ps -q "${command[2]}") \
+            && "$DOCKER" update --restart no "$container" \
+            && "${replica_compose[@]}" kill "${command[2]}" 2>&1) ;;
+    "stop replica server-"[a-z])
+        # SIGTERM: the replica drains (health NOT_SERVING for CNN_SHUTDOWN_DELAY_S) and exits.
+        output=$("${replica_compose[@]}" stop "${command[2]}" 2>&1) ;;
+    "start replica server-"[a-z])
+        output=$(container=$("${replica_compose[@]}" ps -q "${command[2]}") \
+            && "${replica_compose[@]}" start "${command[2]}" 2>&1 \
+            && "$DOCKER" update --restart unless-stopped "$container") ;;
     *)
         output="unknown request: ${command[*]}"; false ;;
     esac
@@ -142,22 +170,27 @@ handle() {
     mv "$control/$id.tmp" "$control/$id.response"
 }
 
+controlled() {
+    # controlled COMMAND...: run it, answering its stack-controller requests meanwhile; sets rc.
+    "$@" &
+    local suite=$!
+    while kill -0 "$suite" 2>/dev/null; do
+        for request in "$control"/*.request; do
+            [ -e "$request" ] && handle "$request"
+        done
+        sleep 0.2
+    done
+    set +e
+    wait "$suite"
+    rc=$?
+    set -e
+}
+
 echo "$COMPOSE_PROJECT_NAME" >"$control/agent"
 log "integration suite in the tests service"
 started=$SECONDS
-"${compose[@]}" run --rm -T tests python -m pytest -p no:cacheprovider -ra tests/integration \
-    "${pytest_args[@]}" &
-suite=$!
-while kill -0 "$suite" 2>/dev/null; do
-    for request in "$control"/*.request; do
-        [ -e "$request" ] && handle "$request"
-    done
-    sleep 0.2
-done
-set +e
-wait "$suite"
-rc=$?
-set -e
+controlled "${compose[@]}" run --rm -T tests python -m pytest -p no:cacheprovider -ra \
+    tests/integration "${pytest_args[@]}"
 log "suite finished in $((SECONDS - started)) s with status $rc"
 if [ "$rc" != 0 ]; then
     "${compose[@]}" ps
@@ -187,5 +220,25 @@ set +e
 rc=$?
 set -e
 log "TLS stage finished with status $rc"
-[ "$rc" = 0 ] || "${tls_compose[@]}" logs --tail 100 server
+if [ "$rc" != 0 ]; then
+    "${tls_compose[@]}" logs --tail 100 server
+    exit "$rc"
+fi
+[ "$replicas" = 1 ] || exit 0
+
+# ---- replicas stage: two servers behind the balancer (docker/compose.replicas.yml) ----
+# The single server is stopped (the replicas take its place); the suite drives load through
+# the balancer, has the controller kill server-a, stop server-b (draining) and start them
+# again, and reads each replica directly.
+started=$SECONDS
+"${compose[@]}" stop server >/dev/null 2>&1
+"${replica_compose[@]}" up -d --no-build --no-deps server-a server-b balancer
+service=server-a wait_healthy "${replica_compose[@]}"
+service=server-b wait_healthy "${replica_compose[@]}"
+log "replicas healthy in $((SECONDS - started)) s"
+started=$SECONDS
+controlled "${replica_compose[@]}" --profile tests run --rm -T --no-deps tests \
+    python -m pytest -p no:cacheprovider -ra -rP tests/integration/test_replicas.py
+log "replicas stage finished in $((SECONDS - started)) s with status $rc"
+[ "$rc" = 0 ] || "${replica_compose[@]}" logs --tail 100 server-a server-b balancer
 exit "$rc"

@@ -3,7 +3,8 @@
 # CI=true or CNN_COMPOSE_TESTS=1; runs as root):
 #   1. install Debian's docker.io, docker-compose and debootstrap when missing;
 #   2. start a private dockerd (docker/dockerd.sh) unless one answers already;
-#   3. build the base image offline (docker/base-image.sh: debootstrap + docker import; cached);
+#   3. build the base image offline (docker/base-image.sh: debootstrap + docker import; cached),
+#      and the balancer's (docker/balancer-image.sh: the same with Debian's haproxy);
 #   4. download the wheels on the host (docker/wheels.sh; cached);
 #   5. build the images without network, bring the stack up on internal networks, run
 #      tests/integration in the `tests` service, tear it all down (docker/compose-suite.sh --ci);
@@ -34,5 +35,6 @@ finish() {
 trap finish EXIT
 
 docker/base-image.sh
+[ "${CNN_COMPOSE_REPLICAS:-1}" = 1 ] && docker/balancer-image.sh
 docker/wheels.sh
 docker/compose-suite.sh --ci -- "$@"

@@ -15,6 +15,12 @@ from tests.integration.stack import LocalProcesses, Stack, stack_from_env
 from tests.support.limits import COLD_START_LIMIT_S
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "replicas: needs the compose replicas stage (docker/compose.replicas.yml)"
+    )
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The stack under test: `CNN_IT_*` variables name a running one, else local processes."""

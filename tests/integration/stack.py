@@ -10,7 +10,8 @@
 - otherwise: local processes (`cnn_cli.stack.LocalStack`: redis-server, ``python -m worker``,
   ``python -m server`` on free 127.0.0.1 ports), controlled directly.
 
-Tests only see the `Stack` interface: addresses, `restart_server()`, `scale_workers(n)`.
+Tests only see the `Stack` interface: addresses, `restart_server()`, `scale_workers(n)`, and for
+the replicas stage (docker/compose.replicas.yml) `kill_replica(name)` / `start_replica(name)`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ class Stack:
         """Run exactly `count` training workers (returns once started; the caller waits for them
         to register in Redis)."""
         raise ControlUnavailable(f"{self.kind} stack: cannot scale the workers")
+
+    def kill_replica(self, name: str) -> None:
+        """SIGKILL one server replica (no draining: a crash); returns once it is dead."""
+        raise ControlUnavailable(f"{self.kind} stack: cannot kill a replica")
+
+    def stop_replica(self, name: str) -> None:
+        """Stop one server replica with SIGTERM (it drains first); returns once it exited."""
+        raise ControlUnavailable(f"{self.kind} stack: cannot stop a replica")
+
+    def start_replica(self, name: str) -> None:
+        """Start a killed or stopped replica again (returns once started; the caller waits for
+        SERVING)."""
+        raise ControlUnavailable(f"{self.kind} stack: cannot start a replica")
 
     def describe(self) -> str:
         return f"{self.kind} stack: redis {self.redis_url}, gRPC {self.grpc_address}"
@@ -98,8 +112,10 @@ class ControlChannel:
     """Requests to the host's stack controller, as files in a shared directory.
 
     The controller announces itself with a file named ``agent``; a request is written as
-    ``<id>.request`` (one line, e.g. ``restart server`` or ``scale worker 2``) and answered with
-    ``<id>.response``: the command's exit status on the first line, then its output.
+    ``<id>.request`` (one line, e.g. ``restart server``, ``scale worker 2``,
+    ``kill replica server-a``, ``stop replica server-a``, ``start replica server-a``) and
+    answered with ``<id>.response``: the command's exit status on the first line, then its
+    output.
     """
 
     def __init__(self, directory: Path, timeout: float = COLD_START_LIMIT_S) -> None:
@@ -158,6 +174,15 @@ class ExternalStack(Stack):
 
     def scale_workers(self, count: int) -> None:
         self._request(f"scale worker {int(count)}")
+
+    def kill_replica(self, name: str) -> None:
+        self._request(f"kill replica {name}")
+
+    def stop_replica(self, name: str) -> None:
+        self._request(f"stop replica {name}")
+
+    def start_replica(self, name: str) -> None:
+        self._request(f"start replica {name}")
 
 
 def stack_from_env(workdir: Path, env: dict[str, str] | None = None) -> Stack:
