@@ -15,6 +15,7 @@ import pytest
 from cnn_cli.stack import LocalStack
 from core.artifacts import CONFUSION_MATRIX_PNG, EVALUATION_JSON, read_evaluation
 from tests.cli.conftest import run_cnn, spec, write_spec
+from tests.support.limits import EVENT_LIMIT_S
 
 MODEL = "digits-cli"
 
@@ -26,7 +27,7 @@ class Trained:
     watch_exit: int
 
 
-def _wait_for_model(address: str, name: str, timeout: float = 30.0) -> None:
+def _wait_for_model(address: str, name: str, timeout: float = EVENT_LIMIT_S) -> None:
     deadline = time.monotonic() + timeout
     while True:
         done = run_cnn("models", "list", "--json", "--address", address)
@@ -189,7 +190,7 @@ def test_cancel_over_grpc_stops_a_running_job_and_watch_exits_non_zero(
 ) -> None:
     path = write_spec(tmp_path, spec("digits-long", epochs=3000))
     job_id = run_cnn("train", "submit", str(path), "--address", stack.grpc_address).stdout.strip()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + EVENT_LIMIT_S
     while True:
         status = run_cnn("train", "status", job_id, "--json", "--address", stack.grpc_address)
         if json.loads(status.stdout)["status"] == "running":
