@@ -64,7 +64,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -72,6 +72,9 @@ from core.datasets import MAX_CHANNELS, MAX_CLASSES, Normalisation
 from core.durable import atomic_write_bytes, fsync_dir, fsync_file, fsync_tree
 from core.errors import DatasetError
 from core.repository import MODEL_NAME_RE, PUBLISHED_DIR_MODE, PUBLISHED_FILE_MODE, make_readable
+
+if TYPE_CHECKING:
+    from core.ingest import DatasetSummary
 
 DATASETS_DIR = "datasets"
 NAMES_DIR = "names"
@@ -216,6 +219,33 @@ class DatasetMeta(BaseModel):
             ValueError: a channel is constant (std 0), which cannot be normalised.
         """
         return Normalisation(mean=list(self.mean), std=list(self.std))
+
+    @classmethod
+    def from_summary(cls, summary: DatasetSummary, source: str, size_bytes: int) -> DatasetMeta:
+        """The stored metadata of an upload that `core.ingest` checked and summarised."""
+        splits = summary.splits
+        return cls(
+            format="npz" if summary.format == "npz" else "images",
+            samples=summary.samples,
+            classes=summary.classes,
+            class_counts=tuple(summary.class_counts[name] for name in summary.classes),
+            channels=summary.channels,
+            min_height=summary.min_height,
+            max_height=summary.max_height,
+            min_width=summary.min_width,
+            max_width=summary.max_width,
+            mean=summary.mean,
+            std=summary.std,
+            train_samples=splits["train"] if splits else None,
+            test_samples=splits["test"] if splits else None,
+            created_at=cls.now(),
+            source=source,
+            size_bytes=size_bytes,
+            task=summary.task,
+            targets=summary.targets,
+            target_mean=summary.target_mean,
+            target_std=summary.target_std,
+        )
 
     @staticmethod
     def now() -> datetime:

@@ -49,7 +49,7 @@ from core.datastore import (
     StoredDataset,
     check_dataset_name,
 )
-from core.ingest import DatasetSummary, IngestError, IngestLimits, extract_archive, inspect_npz
+from core.ingest import IngestError, IngestLimits, extract_archive, inspect_npz
 from core.ingest.members import detect_archive
 from proto.cnn.v1 import datasets_pb2 as pb
 from server.errors import (
@@ -139,33 +139,6 @@ def parse_header(header: pb.UploadHeader, max_bytes: int) -> UploadHeader:
         size_bytes=header.size_bytes or None,
         sha256=header.sha256.lower() or None,
         source=source[:MAX_SOURCE_CHARS] or upload_format,
-    )
-
-
-def meta_of(summary: DatasetSummary, source: str, size_bytes: int) -> DatasetMeta:
-    """The stored metadata of a checked upload."""
-    splits = summary.splits
-    return DatasetMeta(
-        format="npz" if summary.format == "npz" else "images",
-        samples=summary.samples,
-        classes=summary.classes,
-        class_counts=tuple(summary.class_counts[name] for name in summary.classes),
-        channels=summary.channels,
-        min_height=summary.min_height,
-        max_height=summary.max_height,
-        min_width=summary.min_width,
-        max_width=summary.max_width,
-        mean=summary.mean,
-        std=summary.std,
-        train_samples=splits["train"] if splits else None,
-        test_samples=splits["test"] if splits else None,
-        created_at=DatasetMeta.now(),
-        source=source,
-        size_bytes=size_bytes,
-        task=summary.task,
-        targets=summary.targets,
-        target_mean=summary.target_mean,
-        target_std=summary.target_std,
     )
 
 
@@ -355,7 +328,7 @@ class UploadService:
                     os.rename(child, content / child.name)
         except IngestError as exc:
             raise ingest_error(exc, upload, header.display_name) from None
-        meta = meta_of(summary, header.source, _tree_bytes(content))
+        meta = DatasetMeta.from_summary(summary, header.source, _tree_bytes(content))
         if abandoned.is_set():
             raise UploadAbandoned(f"{header.display_name}: the client went away; nothing stored")
         try:

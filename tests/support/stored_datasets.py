@@ -16,36 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from core.datastore import DatasetMeta, DataStore, StoredDataset
-from core.ingest import DatasetSummary, extract_archive, inspect_npz
+from core.ingest import extract_archive, inspect_npz
 from core.stored_datasets import NPZ_FILE
 from tests.support.images import encode_image
-
-
-def meta_of(summary: DatasetSummary, source: str, size_bytes: int) -> DatasetMeta:
-    """The stored metadata of a checked upload."""
-    splits = summary.splits
-    return DatasetMeta(
-        format="npz" if summary.format == "npz" else "images",
-        samples=summary.samples,
-        classes=summary.classes,
-        class_counts=tuple(summary.class_counts[name] for name in summary.classes),
-        channels=summary.channels,
-        min_height=summary.min_height,
-        max_height=summary.max_height,
-        min_width=summary.min_width,
-        max_width=summary.max_width,
-        mean=summary.mean,
-        std=summary.std,
-        train_samples=splits["train"] if splits else None,
-        test_samples=splits["test"] if splits else None,
-        created_at=DatasetMeta.now(),
-        source=source,
-        size_bytes=size_bytes,
-        task=summary.task,
-        targets=summary.targets,
-        target_mean=summary.target_mean,
-        target_std=summary.target_std,
-    )
 
 
 def store_npz(
@@ -67,7 +40,9 @@ def store_npz(
         path = staged / NPZ_FILE
         np.savez(path, **arrays)  # type: ignore[arg-type]
         summary = inspect_npz(path)
-        return store.commit(staged, name, meta_of(summary, "npz", path.stat().st_size))
+        return store.commit(
+            staged, name, DatasetMeta.from_summary(summary, "npz", path.stat().st_size)
+        )
 
 
 def store_archive(store: DataStore, name: str, files: dict[str, bytes]) -> StoredDataset:
@@ -84,7 +59,7 @@ def store_archive(store: DataStore, name: str, files: dict[str, bytes]) -> Store
             os.rename(child, staged / child.name)
         (staged / "extracted").rmdir()
         size = sum(p.stat().st_size for p in staged.rglob("*") if p.is_file())
-        return store.commit(staged, name, meta_of(summary, "archive.zip", size))
+        return store.commit(staged, name, DatasetMeta.from_summary(summary, "archive.zip", size))
 
 
 def shape_image(kind: str, height: int, width: int, colour: tuple[int, int, int]) -> np.ndarray:
