@@ -63,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cnn_cli.classify import add_classify_command
     from cnn_cli.data import add_data_commands
+    from cnn_cli.explain import add_explain_command
     from cnn_cli.inspect import add_inspect_command
     from cnn_cli.models import add_models_commands
     from cnn_cli.train import add_train_commands
 
     add_classify_command(sub)
+    add_explain_command(sub)
     add_models_commands(sub)
     add_train_commands(sub)
     add_data_commands(sub)

@@ -19,6 +19,7 @@ from cnn_client.client import (
     TlsOptions,
 )
 from cnn_client.datasets import DatasetInfo
+from cnn_client.explain import ExplainedLayer, ExplainResult
 from jobs.status import JobStatus
 from jobs.views import JobView
 
@@ -28,6 +29,8 @@ __all__ = [
     "CnnClient",
     "CnnClientError",
     "DatasetInfo",
+    "ExplainResult",
+    "ExplainedLayer",
     "ExportedModel",
     "ImportedModel",
     "JobStatus",

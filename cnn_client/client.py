@@ -32,6 +32,7 @@ from cnn_client.datasets import (
     upload_format,
     upload_requests,
 )
+from cnn_client.explain import ExplainResult, explain_result
 from core.evaluation import ClassMetrics, EvaluationReport, Report, TopKAccuracy
 from core.regression import RegressionReport, TargetMetrics
 from jobs import proto_codec
@@ -307,6 +308,47 @@ class CnnClient:
             model=model, version=version, top_k=top_k, batch=_tensor_message(batch)
         )
         return _classify_result(self._call(self._classifier.Classify, request, timeout))
+
+    def explain(
+        self,
+        image: ImageInput,
+        *,
+        model: str,
+        version: int = 0,
+        target: int | None = None,
+        layers: Sequence[int] = (),
+        layer_types: Sequence[str] = (),
+        feature_maps: bool = True,
+        want_png: bool = True,
+        top_k: int = 5,
+        timeout: float | None = None,
+    ) -> ExplainResult:
+        """Explain one image's prediction: saliency map and feature maps (numpy arrays), as
+        PNG pictures too unless `want_png` is False.
+
+        Args:
+            image: encoded PNG/JPEG bytes, a path to such a file, or a (C, H, W) / (H, W)
+                uint8 or float32 array in the model's pixel range.
+            target: the class (or regression output) to explain; None: the predicted class.
+            layers, layer_types: the layers whose feature maps to return (indices, types such
+                as "conv2d"); both empty: every conv2d layer. `feature_maps=False`: none.
+
+        Raises:
+            CnnClientError: NOT_FOUND, INVALID_ARGUMENT (naming the field), RESOURCE_EXHAUSTED.
+        """
+        request = classifier_pb2.ExplainRequest(
+            model=model,
+            version=version,
+            image=_image_message(image),
+            layers=list(layers),
+            layer_types=list(layer_types),
+            skip_feature_maps=not feature_maps,
+            want_png=want_png,
+            top_k=top_k,
+        )
+        if target is not None:
+            request.target = target
+        return explain_result(self._call(self._classifier.Explain, request, timeout))
 
     def list_models(self, *, timeout: float | None = None) -> dict[str, list[int]]:
         """Loaded models: name -> loaded versions (ascending)."""

@@ -34,6 +34,7 @@ from server import metrics
 from server.classifier_servicer import ClassifierServicer
 from server.codec import Limits
 from server.decoding import PixelWorkers
+from server.explainer import ExplainLimits
 from server.inference import InferenceService
 from server.interceptors import ServiceInterceptor
 from server.model import ServedModel, load_version
@@ -299,7 +300,14 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
     from server.v2_servicer import InferenceServicer
 
     classifier_pb2_grpc.add_ClassifierServicer_to_server(
-        ClassifierServicer(inference, limits), grpc_server
+        ClassifierServicer(
+            inference,
+            limits,
+            ExplainLimits.of(
+                settings.max_explain_layers, settings.max_explain_bytes, settings.max_message_bytes
+            ),
+        ),
+        grpc_server,
     )
     grpc_service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(

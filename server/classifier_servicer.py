@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
-from server import codec
+from server import codec, explain_codec, explainer, metrics
 from server.decoding import PixelWork
 from server.errors import InvalidInput, WrongTask, map_errors
+from server.explainer import ExplainLimits
 from server.inference import InferenceService
 from server.model import ServedModel
 from server.registry import ModelRegistry
@@ -23,10 +26,16 @@ def _version(value: int, field: str = "version") -> int | None:
 class ClassifierServicer(pb_grpc.ClassifierServicer):
     """Translate `cnn.v1` messages to the data plane and back."""
 
-    def __init__(self, inference: InferenceService, limits: codec.Limits) -> None:
+    def __init__(
+        self,
+        inference: InferenceService,
+        limits: codec.Limits,
+        explain_limits: ExplainLimits | None = None,
+    ) -> None:
         self._inference = inference
         self._registry: ModelRegistry = inference.registry
         self._limits = limits
+        self._explain_limits = explain_limits or ExplainLimits.of(16, 8 << 20, 16 << 20)
 
     @map_errors
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext):
@@ -55,3 +64,17 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext):
         model = self._registry.get(request.model, _version(request.version))
         return codec.encode_model(model, self._registry.versions(model.name))
+
+    @map_errors
+    async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext):
+        started = time.perf_counter()
+        model = self._registry.get(request.model, _version(request.version))
+        limits = self._explain_limits
+        ask, work = explain_codec.decode_explain(request, model, self._limits, limits)
+        timeout = self._inference.timeout_for(context)
+        pixels = await self._inference.decode(work, timeout)
+        left = max(0.0, timeout - (time.perf_counter() - started))
+        result = await explainer.explain(model, pixels, ask, left)
+        response = explain_codec.encode_explain(result, request.top_k, limits)
+        metrics.observe_explain(model.name, time.perf_counter() - started)
+        return response

@@ -144,6 +144,37 @@ def prepare_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limi
     return PixelWork(seconds, produce)
 
 
+def prepare_image(image: pb.Image, spec: InputSpec, limits: Limits, field: str) -> PixelWork:
+    """One `Image` message (Explain's): the checks of `prepare_images` for one entry now, the
+    pixel work producing (1, C, H, W) float32 in the model's pixel range later.
+
+    Raises (now, or from the work where noted):
+        InvalidInput: an empty image, bad tensor shape/dtype/byte count, an undecodable header;
+            from the work: NaN/inf, out-of-range values, corrupt image data (naming `field`).
+        LimitExceeded: an image side over max_image_side, or more than max_decoded_pixels.
+    """
+    kind = image.WhichOneof("data")
+    shape = spec.shape
+    if kind == "tensor":
+        arr = tensor_to_array(image.tensor, spec, f"{field}.tensor", max_images=None)
+
+        def from_tensor(check: Check) -> np.ndarray:
+            validate_pixels(arr, spec, f"{field}.tensor")
+            return arr.reshape(1, *shape).astype(np.float32)
+
+        return PixelWork(estimate_seconds(tensor_bytes=arr.nbytes), from_tensor)
+    if kind == "encoded":
+        header = read_encoded(image.encoded, spec, limits.max_image_side, f"{field}.encoded")
+        pixels = header.width * header.height
+        check_decoded_pixels(pixels, 1, limits.max_decoded_pixels)
+
+        def from_encoded(check: Check) -> np.ndarray:
+            return decode_encoded(header, spec, f"{field}.encoded")[None]
+
+        return PixelWork(estimate_seconds(images=1, pixels=pixels), from_encoded)
+    raise InvalidInput(f"{field} is empty: set '{field}.encoded' or '{field}.tensor'")
+
+
 def decode_images(request: pb.ClassifyRequest, model: ServedModel, limits: Limits) -> np.ndarray:
     """The request's images as (N, C, H, W) float32 in the model's pixel range, at once:
     `prepare_images` and its work, in the calling thread.

@@ -55,6 +55,14 @@ class InferenceService:
             return self._timeout
         return max(0.0, min(float(remaining), self._timeout))
 
+    async def decode(self, work: PixelWork, timeout: float) -> np.ndarray:
+        """Do a request's pixel work (inline or in a decode thread, see `server.decoding`).
+
+        Raises:
+            InvalidInput, DeadlineExceeded: from the work or the wait.
+        """
+        return await self._workers.run(work, timeout)
+
     async def predict(
         self,
         name: str,

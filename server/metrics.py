@@ -42,6 +42,13 @@ INFERENCE_LATENCY = Histogram(
     ["model"],
     buckets=LATENCY_BUCKETS,
 )
+EXPLAIN_LATENCY = Histogram(
+    "cnn_explain_duration_seconds",
+    "Classifier.Explain requests answered, by model: time from the request to the answer "
+    "(decode, queue, forward and backward pass, pictures), seconds.",
+    ["model"],
+    buckets=LATENCY_BUCKETS,
+)
 BATCH_SIZE = Histogram(
     "cnn_batch_size",
     "Images per forward pass of the dynamic batcher, by model.",
@@ -86,6 +93,10 @@ def observe_inference(model: str, images: int, seconds: float) -> None:
         _INFERENCE_CHILDREN[model] = children
     children[0].inc(images)
     children[1].observe(seconds)
+
+
+def observe_explain(model: str, seconds: float) -> None:
+    EXPLAIN_LATENCY.labels(model).observe(seconds)
 
 
 _REQUEST_CHILDREN: dict[tuple[str, str], tuple[Any, Any]] = {}

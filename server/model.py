@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,11 @@ class ServedModel:
     #: "regression": the batcher answers predictions (N, K) in target units, not probabilities.
     task: str = "classification"
     target_names: tuple[str, ...] = ()
+    #: Held while Explain uses `explain_network()` (its layers keep per-call caches).
+    explain_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+    _explain_network: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -117,8 +123,28 @@ class ServedModel:
         (a regression model: (N, K) predictions in target units)."""
         return self.batcher.submit(self.preprocess(images))
 
+    def explain_network(self) -> Any:
+        """A private copy of `network` for `core.explain`, built on first use; the caller holds
+        `explain_lock`.
+
+        `core.explain` runs the layers one by one and leaves activation caches and gradients
+        in them, while `network` serves Classify through its compiled inference plan: sharing
+        it would let an Explain and a forward pass corrupt each other's state.
+        """
+        if self._explain_network is None:
+            from core.model import Sequential
+
+            network = self.network
+            copy = Sequential.from_spec(
+                network.architecture, network.input_shape, dtype=network.dtype
+            )
+            copy.load_named_arrays(network.named_arrays())
+            self._explain_network = copy
+        return self._explain_network
+
     def close(self) -> None:
         self.batcher.close()
+        self._explain_network = None
 
     def summary_dict(self) -> dict[str, Any]:
         """`core` summary as JSON-able dict plus the rendered text."""

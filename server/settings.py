@@ -97,6 +97,19 @@ class Settings(QueueSettings):
         "all together, as their headers say (checked before decoding); default: four "
         "4096x4096 images.",
     )
+    max_explain_layers: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Most layers whose feature maps one Classifier.Explain request may ask for.",
+    )
+    max_explain_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="Largest Classifier.Explain response, bytes (float32 saliency and feature "
+        "maps, checked from the layer shapes before computing, plus PNGs); the smaller of it "
+        "and max_message_bytes applies.",
+    )
     decode_threads: int = Field(
         2,
         ge=1,

@@ -258,3 +258,93 @@ class RegressionMetrics(_message.Message):
     rmse: float
     r2: float
     def __init__(self, targets: _Optional[_Iterable[_Union[TargetMetrics, _Mapping]]] = ..., mae: _Optional[float] = ..., rmse: _Optional[float] = ..., r2: _Optional[float] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("model", "version", "image", "target", "layers", "layer_types", "skip_feature_maps", "want_png", "top_k")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    LAYER_TYPES_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FEATURE_MAPS_FIELD_NUMBER: _ClassVar[int]
+    WANT_PNG_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    image: Image
+    target: int
+    layers: _containers.RepeatedScalarFieldContainer[int]
+    layer_types: _containers.RepeatedScalarFieldContainer[str]
+    skip_feature_maps: bool
+    want_png: bool
+    top_k: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., target: _Optional[int] = ..., layers: _Optional[_Iterable[int]] = ..., layer_types: _Optional[_Iterable[str]] = ..., skip_feature_maps: _Optional[bool] = ..., want_png: _Optional[bool] = ..., top_k: _Optional[int] = ...) -> None: ...
+
+class Png(_message.Message):
+    __slots__ = ("data", "width", "height")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    width: int
+    height: int
+    def __init__(self, data: _Optional[bytes] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class LayerMaps(_message.Message):
+    __slots__ = ("index", "type", "maps", "min", "max", "png", "columns", "tile_scale", "global_receptive_field", "receptive_field", "jump", "start")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MAPS_FIELD_NUMBER: _ClassVar[int]
+    MIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    PNG_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    TILE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_RECEPTIVE_FIELD_FIELD_NUMBER: _ClassVar[int]
+    RECEPTIVE_FIELD_FIELD_NUMBER: _ClassVar[int]
+    JUMP_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    type: str
+    maps: Tensor
+    min: float
+    max: float
+    png: Png
+    columns: int
+    tile_scale: int
+    global_receptive_field: bool
+    receptive_field: _containers.RepeatedScalarFieldContainer[int]
+    jump: _containers.RepeatedScalarFieldContainer[int]
+    start: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., maps: _Optional[_Union[Tensor, _Mapping]] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., png: _Optional[_Union[Png, _Mapping]] = ..., columns: _Optional[int] = ..., tile_scale: _Optional[int] = ..., global_receptive_field: _Optional[bool] = ..., receptive_field: _Optional[_Iterable[int]] = ..., jump: _Optional[_Iterable[int]] = ..., start: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("model", "version", "task", "prediction", "outputs", "target", "target_name", "target_score", "saliency", "saliency_max", "saliency_png", "saliency_scale", "layers")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_SCORE_FIELD_NUMBER: _ClassVar[int]
+    SALIENCY_FIELD_NUMBER: _ClassVar[int]
+    SALIENCY_MAX_FIELD_NUMBER: _ClassVar[int]
+    SALIENCY_PNG_FIELD_NUMBER: _ClassVar[int]
+    SALIENCY_SCALE_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    task: str
+    prediction: Classification
+    outputs: _containers.RepeatedScalarFieldContainer[float]
+    target: int
+    target_name: str
+    target_score: float
+    saliency: Tensor
+    saliency_max: float
+    saliency_png: Png
+    saliency_scale: int
+    layers: _containers.RepeatedCompositeFieldContainer[LayerMaps]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., task: _Optional[str] = ..., prediction: _Optional[_Union[Classification, _Mapping]] = ..., outputs: _Optional[_Iterable[float]] = ..., target: _Optional[int] = ..., target_name: _Optional[str] = ..., target_score: _Optional[float] = ..., saliency: _Optional[_Union[Tensor, _Mapping]] = ..., saliency_max: _Optional[float] = ..., saliency_png: _Optional[_Union[Png, _Mapping]] = ..., saliency_scale: _Optional[int] = ..., layers: _Optional[_Iterable[_Union[LayerMaps, _Mapping]]] = ...) -> None: ...

@@ -50,6 +50,11 @@ class ClassifierStub:
                 request_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.GetModelRequest.SerializeToString,
                 response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.GetModelResponse.FromString,
                 _registered_method=True)
+        self.Explain = channel.unary_unary(
+                '/cnn.v1.Classifier/Explain',
+                request_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ExplainRequest.SerializeToString,
+                response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ExplainResponse.FromString,
+                _registered_method=True)
 
 
 class ClassifierServicer:
@@ -79,6 +84,22 @@ class ClassifierServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Explain(self, request, context):
+        """Look inside one prediction: classify ONE image and return the saliency map (gradient of
+        the target's score with respect to the input pixels, by the library's own backprop) and
+        the feature maps of chosen layers, as float32 tensors and (on request) PNG pictures, with
+        each layer's receptive field so callers can draw the input region a unit sees.
+        Runs off the event loop under the server's process-wide forward lock (never at the same
+        time as a Classify forward pass), on a private copy of the model version.
+        Errors: NOT_FOUND (model/version), INVALID_ARGUMENT (image, `target`, `layers`,
+        `layer_types`; the message names the field and the valid range), RESOURCE_EXHAUSTED
+        (image limits as Classify; more than CNN_MAX_EXPLAIN_LAYERS layers; a response over
+        CNN_MAX_EXPLAIN_BYTES). Regression models are explained too (see `target`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClassifierServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +117,11 @@ def add_ClassifierServicer_to_server(servicer, server):
                     servicer.GetModel,
                     request_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.GetModelRequest.FromString,
                     response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.GetModelResponse.SerializeToString,
+            ),
+            'Explain': grpc.unary_unary_rpc_method_handler(
+                    servicer.Explain,
+                    request_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ExplainRequest.FromString,
+                    response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ExplainResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +206,33 @@ class Classifier:
             '/cnn.v1.Classifier/GetModel',
             proto_dot_cnn_dot_v1_dot_classifier__pb2.GetModelRequest.SerializeToString,
             proto_dot_cnn_dot_v1_dot_classifier__pb2.GetModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Explain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnn.v1.Classifier/Explain',
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ExplainRequest.SerializeToString,
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ExplainResponse.FromString,
             options,
             channel_credentials,
             insecure,
