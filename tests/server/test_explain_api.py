@@ -28,6 +28,8 @@ from tests.server.models import TrainedArtifact, publish_copy
 from tests.server.serverproc import ServerProcess, start_server
 from tests.support.images import encode_image
 from tests.support.limits import EVENT_LIMIT_S
+from tests.support.metrics import metric_value, requests_handled
+from tests.support.polling import wait_for
 from tests.support.published import SOURCE_ARCHITECTURE
 
 #: Digits pixels are 0..16: a pixel above this is part of the drawn stroke, 0 is background.
@@ -291,7 +293,7 @@ def test_bad_requests_are_invalid_argument_naming_the_field(
     )
 
 
-def test_limits_are_resource_exhausted_naming_the_setting(
+def test_limits_auth_and_metrics_apply_to_explain(
     tmp_path: Path, digits_artifact: TrainedArtifact
 ) -> None:
     root = tmp_path / "models"
@@ -300,35 +302,52 @@ def test_limits_are_resource_exhausted_naming_the_setting(
         "CNN_MAX_EXPLAIN_LAYERS": "1",
         "CNN_MAX_EXPLAIN_BYTES": "1024",
         "CNN_MAX_IMAGE_SIDE": "16",
+        "CNN_AUTH_TOKEN": "s3cret",
+        "CNN_METRICS_PORT": "0",
     }
     running = start_server(tmp_path / "server", root, env)
     try:
+        port = running.process.wait_for_log(r"metrics on http://127\.0\.0\.1:(\d+)/metrics")
+        url = f"http://127.0.0.1:{port.group(1)}/metrics"
+        token = [("authorization", "Bearer s3cret")]
         with running.channel() as channel:
             stub = pb_grpc.ClassifierStub(channel)
             zeros = pb.Image(
                 tensor=pb.Tensor(dtype=pb.DATA_TYPE_UINT8, shape=[8, 8], data=bytes(64))
             )
 
-            def call(**fields):  # type: ignore[no-untyped-def]
-                return lambda: stub.Explain(
-                    pb.ExplainRequest(model="digits", **fields), timeout=EVENT_LIMIT_S
-                )
+            def call(metadata=token, **fields):  # type: ignore[no-untyped-def]
+                request = pb.ExplainRequest(model="digits", **fields)
+                return lambda: stub.Explain(request, metadata=metadata, timeout=EVENT_LIMIT_S)
 
             exhausted = grpc.StatusCode.RESOURCE_EXHAUSTED
             _expect(
                 exhausted, call(image=zeros, layers=[0, 1]), r"2 layers.*CNN_MAX_EXPLAIN_LAYERS"
             )
-            # conv maps 8 x 8 x 8 float32 = 2048 bytes + saliency 256 > 1024
+            # conv maps 8 x 8 x 8 float32 = 2048 bytes + saliency 8 x 8 x 4 = 256 > 1024
             _expect(
                 exhausted, call(image=zeros, layers=[0]), r"2304 bytes.*1024.*CNN_MAX_EXPLAIN_BYTES"
             )
             big = pb.Image(encoded=encode_image(np.zeros((32, 32), np.uint8)))
             _expect(exhausted, call(image=big, skip_feature_maps=True), r"CNN_MAX_IMAGE_SIDE")
-            answer = stub.Explain(
-                pb.ExplainRequest(model="digits", image=zeros, skip_feature_maps=True),
-                timeout=EVENT_LIMIT_S,
+            _expect(
+                grpc.StatusCode.UNAUTHENTICATED,
+                call(metadata=[], image=zeros, skip_feature_maps=True),
+                r"bearer token",
             )
+            answer = call(image=zeros, skip_feature_maps=True)()
             assert len(answer.layers) == 0 and not answer.saliency_png.data
+
+        def counted() -> bool:
+            method = "/cnn.v1.Classifier/Explain"
+            return (
+                requests_handled(url, method, "RESOURCE_EXHAUSTED") == 3
+                and requests_handled(url, method, "UNAUTHENTICATED") == 1
+                and requests_handled(url, method, "OK") == 1
+                and metric_value(url, "cnn_explain_duration_seconds_count", model="digits") == 1
+            )
+
+        wait_for(counted, EVENT_LIMIT_S, what="Explain requests in the metrics")
     finally:
         running.stop()
 
