@@ -19,6 +19,7 @@ from cnn_client.client import (
     TlsOptions,
 )
 from cnn_client.datasets import DatasetInfo
+from cnn_client.lifecycle import ModelStatus, VersionPolicy, VersionStatus
 from jobs.status import JobStatus
 from jobs.views import JobView
 
@@ -34,5 +35,8 @@ __all__ = [
     "JobView",
     "LayerInfo",
     "ModelInfo",
+    "ModelStatus",
     "TlsOptions",
+    "VersionPolicy",
+    "VersionStatus",
 ]
