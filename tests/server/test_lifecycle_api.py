@@ -11,6 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
+import tritonclient.grpc as tc
+from tritonclient.utils import InferenceServerException
 
 from cnn_client import CnnClient, CnnClientError, VersionPolicy
 from tests.cli.conftest import run_cnn
@@ -19,14 +21,32 @@ from tests.server.serverproc import ServerProcess, start_server
 from tests.support.limits import EVENT_LIMIT_S
 
 
+def _start(root: Path, workdir: Path, artifact: TrainedArtifact) -> ServerProcess:
+    """digits versions 1 and 2 (both served by the default latest 2) and `other` version 1."""
+    publish_copy(root, "digits", artifact.path)
+    publish_copy(root, "digits", artifact.path)
+    publish_copy(root, "other", artifact.path)
+    return start_server(workdir, root, {"CNN_MAX_SERVED_VERSIONS": "4"})
+
+
 @pytest.fixture()
 def server(tmp_path: Path, digits_artifact: TrainedArtifact) -> Iterator[ServerProcess]:
-    """digits versions 1 and 2 (both served by the default latest 2) and `other` version 1."""
-    root = tmp_path / "models"
-    publish_copy(root, "digits", digits_artifact.path)
-    publish_copy(root, "digits", digits_artifact.path)
-    publish_copy(root, "other", digits_artifact.path)
-    process = start_server(tmp_path / "server", root, {"CNN_MAX_SERVED_VERSIONS": "4"})
+    """A server of its own for a test that changes the lifecycle."""
+    process = _start(tmp_path / "models", tmp_path / "server", digits_artifact)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def unchanged(
+    tmp_path_factory: pytest.TempPathFactory, digits_artifact: TrainedArtifact
+) -> Iterator[ServerProcess]:
+    """A server shared by tests whose calls are all refused (nothing changes)."""
+    process = _start(
+        tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("server"), digits_artifact
+    )
     try:
         yield process
     finally:
@@ -69,8 +89,9 @@ def _refused(call, code: grpc.StatusCode, *needles: str) -> str:  # type: ignore
     ],
 )
 def test_invalid_policies_are_refused_naming_the_field(
-    server: ServerProcess, policy: VersionPolicy, code: str, needles: list[str]
+    unchanged: ServerProcess, policy: VersionPolicy, code: str, needles: list[str]
 ) -> None:
+    server = unchanged
     with CnnClient(server.address, timeout=EVENT_LIMIT_S) as client:
         _refused(
             lambda: client.set_version_policy("digits", policy),
@@ -83,7 +104,8 @@ def test_invalid_policies_are_refused_naming_the_field(
     assert not (server.models_dir / "digits" / "policy.json").exists()
 
 
-def test_unknown_models_are_not_found(server: ServerProcess) -> None:
+def test_unknown_models_are_not_found(unchanged: ServerProcess) -> None:
+    server = unchanged
     with CnnClient(server.address, timeout=EVENT_LIMIT_S) as client:
         for call in (
             lambda: client.set_version_policy("nope", VersionPolicy("all")),
@@ -174,6 +196,10 @@ def test_an_unloaded_model_is_listed_and_refuses_requests_saying_so(server: Serv
             "cnn models load other",
         )
         assert client.unload_model("other").state == "UNLOADED"  # idempotent
+        with tc.InferenceServerClient(server.address) as triton:
+            with pytest.raises(InferenceServerException, match="parameters"):
+                triton.load_model("other", config='{"max_batch_size": 8}')
+            assert not triton.is_model_ready("other")  # the refused load changed nothing
         assert client.load_model("other").versions == [1]
         assert client.classify_batch(_x(), model="other").version == 1
 

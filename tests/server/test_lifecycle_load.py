@@ -160,6 +160,8 @@ def test_policy_changes_delete_and_unload_under_load_fail_no_request(
     finally:
         clients.kill()
         server.process.stop()
+    totals = {v: sum(r["answers"].get(v, 0) for r in results) for v in ("1", "2", "3")}
+    print(f"answers per version {totals}, failures {sum(r['failed'] for r in results)}")
     for result in results:
         assert result["done"]
         assert result["failed"] == 0, result["failures"]
