@@ -190,8 +190,10 @@ class LifecycleService:
                     f"model {name!r} version {version} is named by the model's version policy "
                     f"{policy}; change the policy first (`cnn models policy {name} ...`)"
                 )
-            served = self._served(current, published)
-            if served == [version] and not force:
+            # The policy's pick on disk (what every process serves) or, when a version failed
+            # to load here, what this process actually serves.
+            only = [version] in (self._served(current, published), self.registry.versions(name))
+            if only and not force:
                 raise FailedPrecondition(
                     f"model {name!r} version {version} is the only version served; deleting it "
                     "leaves the model without it (another version may take over or none): "
