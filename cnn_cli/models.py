@@ -38,7 +38,9 @@ def add_models_commands(subparsers: Any) -> None:
     )
     sub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
-    p = sub.add_parser("list", help="loaded models, versions, data set and accuracy")
+    p = sub.add_parser(
+        "list", help="models: state, version policy, served versions, data set and accuracy"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     add_connection_options(p)
     p.set_defaults(func=run_list)
@@ -59,8 +61,10 @@ def add_models_commands(subparsers: Any) -> None:
     p.set_defaults(func=run_show)
 
     from cnn_cli.model_files import add_model_file_commands
+    from cnn_cli.model_lifecycle import add_lifecycle_commands
 
     add_model_file_commands(sub)
+    add_lifecycle_commands(sub)
 
 
 def _get_model(client: Any, name: str, version: int) -> Any:
@@ -76,41 +80,60 @@ def _get_model(client: Any, name: str, version: int) -> Any:
 
 def run_list(args: argparse.Namespace) -> int:
     with client_from_args(args) as client:
-        loaded = client.list_models()
-        infos = [_get_model(client, name, 0) for name in sorted(loaded)]
+        statuses = client.model_statuses()
+        # An unloaded model (or one whose versions all failed) has no version to describe.
+        infos = {s.name: _get_model(client, s.name, 0) for s in statuses if s.versions}
     if args.json:
-        doc = [
-            {
-                "name": info.name,
-                "versions": loaded[info.name],
-                "default_version": info.version,
-                "dataset": info.dataset,
-                "input_shape": list(info.input_shape),
-                "classes": len(info.class_names),
-                "metrics": info.metrics,
-            }
-            for info in infos
-        ]
+        doc = []
+        for status in statuses:
+            info = infos.get(status.name)
+            doc.append(
+                {
+                    "name": status.name,
+                    "state": status.state,
+                    "policy": str(status.policy) if status.policy else None,
+                    "versions": status.versions,
+                    "default_version": status.default_version,
+                    "version_states": [dataclasses.asdict(v) for v in status.version_states],
+                    "dataset": info.dataset if info else None,
+                    "input_shape": list(info.input_shape) if info else None,
+                    "classes": len(info.class_names) if info else None,
+                    "metrics": info.metrics if info else {},
+                }
+            )
         print(json.dumps(doc, indent=2))
         return 0
-    if not infos:
-        print(f"no models loaded by the server at {client.address}")
+    if not statuses:
+        print(f"no models in the repository of the server at {client.address}")
         return 0
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "versions", "default", "data set", "input C×H×W", "classes", "accuracy")
-    for info in infos:
+    table = Table(
+        "model",
+        "state",
+        "policy",
+        "serving",
+        "default",
+        "data set",
+        "input C×H×W",
+        "classes",
+        "accuracy",
+    )
+    for status in statuses:
+        info = infos.get(status.name)
         table.add_row(
-            info.name,
-            ", ".join(map(str, loaded[info.name])),
-            str(info.version),
-            info.dataset,
-            "×".join(map(str, info.input_shape)),
-            str(len(info.class_names)),
-            _headline(info.metrics),
+            status.name,
+            status.state.lower(),
+            str(status.policy or ""),
+            ", ".join(map(str, status.versions)) or "none",
+            str(status.default_version or "-"),
+            info.dataset if info else "",
+            "×".join(map(str, info.input_shape)) if info else "",
+            str(len(info.class_names)) if info else "",
+            _headline(info.metrics) if info else "",
         )
-    Console(width=max(100, Console().width)).print(table)
+    Console(width=max(120, Console().width)).print(table)
     return 0
 
 

@@ -20,6 +20,7 @@ from cnn_client.client import (
 )
 from cnn_client.datasets import DatasetInfo
 from cnn_client.explain import ExplainedLayer, ExplainResult
+from cnn_client.lifecycle import ModelStatus, VersionPolicy, VersionStatus
 from jobs.status import JobStatus
 from jobs.views import JobView
 
@@ -37,5 +38,8 @@ __all__ = [
     "JobView",
     "LayerInfo",
     "ModelInfo",
+    "ModelStatus",
     "TlsOptions",
+    "VersionPolicy",
+    "VersionStatus",
 ]

@@ -33,6 +33,13 @@ from cnn_client.datasets import (
     upload_requests,
 )
 from cnn_client.explain import ExplainResult, explain_result
+from cnn_client.lifecycle import (
+    ModelStatus,
+    VersionPolicy,
+    VersionStatus,
+    decode_policy,
+    decode_status,
+)
 from core.evaluation import ClassMetrics, EvaluationReport, Report, TopKAccuracy
 from core.regression import RegressionReport, TargetMetrics
 from jobs import proto_codec
@@ -144,6 +151,10 @@ class ModelInfo:
     #: by KServe V2 ModelInfer as "prediction" [N, K], one column per target name).
     task: str = "classification"
     target_names: list[str] = field(default_factory=list)
+    #: The model's version policy (None from a server that does not say).
+    policy: VersionPolicy | None = None
+    #: Every published version the answering server process knows of, with its state.
+    version_states: list[VersionStatus] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -351,9 +362,15 @@ class CnnClient:
         return explain_result(self._call(self._classifier.Explain, request, timeout))
 
     def list_models(self, *, timeout: float | None = None) -> dict[str, list[int]]:
-        """Loaded models: name -> loaded versions (ascending)."""
+        """Loaded models: name -> loaded versions (ascending); unloaded models are left out
+        (see `model_statuses`)."""
+        return {m.name: m.versions for m in self.model_statuses(timeout=timeout) if m.versions}
+
+    def model_statuses(self, *, timeout: float | None = None) -> list[ModelStatus]:
+        """Every model of the repository, loaded or not, with its version policy and the
+        state of each version (as the answering server process applied them)."""
         reply = self._call(self._classifier.ListModels, classifier_pb2.ListModelsRequest(), timeout)
-        return {m.name: list(m.versions) for m in reply.models}
+        return [decode_status(m) for m in reply.models]
 
     def get_model(self, name: str, version: int = 0, *, timeout: float | None = None) -> ModelInfo:
         """Describe one model version (0: the newest loaded one)."""
@@ -435,6 +452,52 @@ class CnnClient:
             summary_text=reply.summary_text,
             architecture=json.loads(reply.architecture_json or "[]"),
         )
+
+    # -- version lifecycle -------------------------------------------------------------------
+    # Each call returns once the server process that answered applied the change; the other
+    # processes of that server follow within its repository poll interval.
+
+    def set_version_policy(
+        self, name: str, policy: VersionPolicy | None, *, timeout: float | None = None
+    ) -> ModelStatus:
+        """Serve `policy`'s versions of `name` (None: the server's default, latest
+        CNN_MAX_VERSIONS).
+
+        Raises:
+            CnnClientError: INVALID_ARGUMENT (N < 1, empty list, over the server's limit),
+                NOT_FOUND (unknown model, unpublished version).
+        """
+        request = models_pb2.SetVersionPolicyRequest(model=name, use_default=policy is None)
+        if policy is not None:
+            request.policy.CopyFrom(policy.message())
+        return decode_status(self._call(self._models.SetVersionPolicy, request, timeout))
+
+    def get_version_policy(self, name: str, *, timeout: float | None = None) -> ModelStatus:
+        """The model's state, version policy and version states."""
+        request = models_pb2.GetVersionPolicyRequest(model=name)
+        return decode_status(self._call(self._models.GetVersionPolicy, request, timeout))
+
+    def load_model(self, name: str, *, timeout: float | None = None) -> ModelStatus:
+        """Load an unloaded model (its policy's versions serve again)."""
+        request = models_pb2.LoadModelRequest(model=name)
+        return decode_status(self._call(self._models.LoadModel, request, timeout))
+
+    def unload_model(self, name: str, *, timeout: float | None = None) -> ModelStatus:
+        """Unload a model: it serves nothing, its versions stay in the repository."""
+        request = models_pb2.UnloadModelRequest(model=name)
+        return decode_status(self._call(self._models.UnloadModel, request, timeout))
+
+    def delete_version(
+        self, name: str, version: int, *, force: bool = False, timeout: float | None = None
+    ) -> ModelStatus:
+        """Delete a published version from the server's repository.
+
+        Raises:
+            CnnClientError: NOT_FOUND (no such version), FAILED_PRECONDITION (the only
+                version served and not `force`; named by a `specific` policy).
+        """
+        request = models_pb2.DeleteVersionRequest(model=name, version=version, force=force)
+        return decode_status(self._call(self._models.DeleteVersion, request, timeout))
 
     # -- training ----------------------------------------------------------------------------
 
@@ -672,6 +735,8 @@ def _model_info(reply: classifier_pb2.GetModelResponse) -> ModelInfo:
         evaluation=_evaluation(reply.evaluation) if reply.HasField("evaluation") else None,
         task=reply.task or "classification",
         target_names=list(reply.target_names),
+        policy=decode_policy(reply.policy),
+        version_states=[VersionStatus(s.version, s.state, s.reason) for s in reply.version_states],
     )
 
 

@@ -37,6 +37,7 @@ from server.decoding import PixelWorkers
 from server.explainer import ExplainLimits
 from server.inference import InferenceService
 from server.interceptors import ServiceInterceptor
+from server.lifecycle import LifecycleService
 from server.model import ServedModel, load_version
 from server.models_servicer import ModelsServicer
 from server.rate_limit import RateLimiter
@@ -263,6 +264,7 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
         _loader(settings, loop),
         interval_s=settings.poll_interval_s,
         max_versions=settings.max_versions,
+        max_served_versions=settings.max_served_versions,
         on_change=publish_loaded,
     )
     options = [
@@ -280,6 +282,14 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
     )
     blocking = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="blocking")
     decoders = PixelWorkers(settings.decode_threads)
+    lifecycle = LifecycleService(
+        Path(settings.models_dir),
+        registry,
+        watcher,
+        blocking,
+        max_served_versions=settings.max_served_versions,
+        apply_timeout_s=settings.request_timeout_s,
+    )
     inference = InferenceService(registry, settings.request_timeout_s, decoders)
     limits = Limits(
         max_images_per_request=settings.max_images_per_request,
@@ -320,11 +330,13 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
             max_stream_inflight=settings.max_stream_inflight,
             stopping=server.stopping,
             inflight=interceptor.inflight,
+            lifecycle=lifecycle,
         ),
         grpc_server,
     )
     models_pb2_grpc.add_ModelsServicer_to_server(
-        ModelsServicer(Path(settings.models_dir), blocking, settings.max_import_bytes), grpc_server
+        ModelsServicer(Path(settings.models_dir), blocking, settings.max_import_bytes, lifecycle),
+        grpc_server,
     )
     datasets = DataStore(settings.data_dir)  # one store for every service of this server
     _add_training(settings, server, grpc_server, blocking, datasets)

@@ -8,7 +8,7 @@ import grpc
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
-from server import codec, explain_codec, explainer, metrics
+from server import codec, explain_codec, explainer, lifecycle_codec, metrics
 from server.decoding import PixelWork
 from server.errors import InvalidInput, WrongTask, map_errors
 from server.explainer import ExplainLimits
@@ -54,16 +54,19 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     @map_errors
     async def ListModels(self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext):
         response = pb.ListModelsResponse()
-        for name in self._registry.names():
-            versions = self._registry.versions(name)
-            if versions:
-                response.models.append(codec.encode_model_summary(name, versions))
+        for name in self._registry.models():
+            response.models.append(lifecycle_codec.encode_summary(self._registry, name))
         return response
 
     @map_errors
     async def GetModel(self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext):
         model = self._registry.get(request.model, _version(request.version))
-        return codec.encode_model(model, self._registry.versions(model.name))
+        response = codec.encode_model(model, self._registry.versions(model.name))
+        response.policy.CopyFrom(lifecycle_codec.encode_policy(self._registry.policy(model.name)))
+        response.version_states.extend(
+            lifecycle_codec.encode_version_states(self._registry, model.name)
+        )
+        return response
 
     @map_errors
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext):

@@ -234,10 +234,6 @@ def encode_classify(
     return response
 
 
-def encode_model_summary(name: str, versions: list[int]) -> pb.ModelSummary:
-    return pb.ModelSummary(name=name, versions=versions, default_version=max(versions))
-
-
 def encode_model(model: ServedModel, versions: list[int]) -> pb.GetModelResponse:
     """Everything GetModel tells about one version."""
     summary = model.summary_dict()

@@ -76,6 +76,12 @@ class PreconditionFailed(ServerError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class Unimplemented(ServerError):
+    """The server does not offer this operation."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 class DeadlineExceeded(ServerError):
     """The request's deadline (or the server's request timeout) passed while it waited."""
 

@@ -1,9 +1,10 @@
-"""`cnn.v1.Models`: model versions out of and into the repository as ONNX files.
+"""`cnn.v1.Models`: model versions out of and into the repository as ONNX files, and their
+lifecycle (version policy, load / unload, delete).
 
-Both RPCs work on the repository on disk (`CNN_MODELS_DIR`), not on the loaded models: any
-published version can be exported, and an import is published like a worker's version, then
-hot-loaded by the watcher. Conversions, file I/O and publishing run in the `blocking` threads,
-never on the event loop.
+Export and import work on the repository on disk (`CNN_MODELS_DIR`), not on the loaded models:
+any published version can be exported, and an import is published like a worker's version,
+then hot-loaded by the watcher. Conversions, file I/O and publishing run in the `blocking`
+threads, never on the event loop. The lifecycle RPCs translate to `server.lifecycle`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import grpc
 
 from core.artifacts import load_artifact
 from core.errors import ArtifactError
+from core.lifecycle import LOADED, UNLOADED
 from core.onnx_export import OPSET, export_model
 from core.onnx_import import (
     ImportOptions,
@@ -30,7 +32,8 @@ from core.onnx_import import (
     ImportResult,
     import_onnx,
 )
-from core.repository import ModelRepository, RepositoryError, check_name
+from core.repository import ModelRepository, RepositoryError
+from proto.cnn.v1 import classifier_pb2
 from proto.cnn.v1 import models_pb2 as pb
 from proto.cnn.v1 import models_pb2_grpc as pb_grpc
 from server.codec import encode_input_spec, encode_layers
@@ -42,16 +45,11 @@ from server.errors import (
     map_errors,
     map_stream_errors,
 )
+from server.lifecycle import LifecycleService, model_name
+from server.lifecycle_codec import decode_policy, encode_summary
 
 #: Bytes per ExportModel chunk: well under any sensible max message size.
 EXPORT_CHUNK_BYTES = 1024 * 1024
-
-
-def _name(value: str, field: str) -> str:
-    try:
-        return check_name(value)
-    except RepositoryError as exc:
-        raise InvalidInput(f"{field}: {exc}") from exc
 
 
 def import_options(header: pb.ImportHeader) -> ImportOptions:
@@ -107,11 +105,16 @@ class ModelsServicer(pb_grpc.ModelsServicer):
     """Export and import model versions; the repository is written only by a whole import."""
 
     def __init__(
-        self, models_dir: Path, blocking: ThreadPoolExecutor, max_import_bytes: int
+        self,
+        models_dir: Path,
+        blocking: ThreadPoolExecutor,
+        max_import_bytes: int,
+        lifecycle: LifecycleService,
     ) -> None:
         self._repository = ModelRepository(models_dir)
         self._blocking = blocking
         self._max_import_bytes = max_import_bytes
+        self._lifecycle = lifecycle
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._blocking, fn, *args)
@@ -122,7 +125,7 @@ class ModelsServicer(pb_grpc.ModelsServicer):
     async def ExportModel(
         self, request: pb.ExportModelRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.ExportModelResponse]:
-        name = _name(request.model, "model")
+        name = model_name(request.model, "model")
         if request.version < 0:
             raise InvalidInput(
                 f"version is {request.version}; use 0 for the newest version or a version >= 1"
@@ -158,6 +161,55 @@ class ModelsServicer(pb_grpc.ModelsServicer):
         proto = export_model(loaded, version)
         return version, proto.SerializeToString(), {p.key: p.value for p in proto.metadata_props}
 
+    # -- lifecycle
+
+    def _summary(self, name: str) -> classifier_pb2.ModelSummary:
+        return encode_summary(self._lifecycle.registry, name)
+
+    @map_errors
+    async def SetVersionPolicy(
+        self, request: pb.SetVersionPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ModelSummary:
+        name = model_name(request.model, "model")
+        policy = decode_policy(request, self._lifecycle.max_served_versions)
+        await self._lifecycle.set_policy(name, policy, context.time_remaining())
+        return self._summary(name)
+
+    @map_errors
+    async def GetVersionPolicy(
+        self, request: pb.GetVersionPolicyRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ModelSummary:
+        name = model_name(request.model, "model")
+        if name not in self._lifecycle.registry.models():
+            raise ModelNotFound(f"model {name!r} is not in the repository")
+        return self._summary(name)
+
+    @map_errors
+    async def LoadModel(
+        self, request: pb.LoadModelRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ModelSummary:
+        name = model_name(request.model, "model")
+        await self._lifecycle.set_state(name, LOADED, context.time_remaining())
+        return self._summary(name)
+
+    @map_errors
+    async def UnloadModel(
+        self, request: pb.UnloadModelRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ModelSummary:
+        name = model_name(request.model, "model")
+        await self._lifecycle.set_state(name, UNLOADED, context.time_remaining())
+        return self._summary(name)
+
+    @map_errors
+    async def DeleteVersion(
+        self, request: pb.DeleteVersionRequest, context: grpc.aio.ServicerContext
+    ) -> classifier_pb2.ModelSummary:
+        name = model_name(request.model, "model")
+        if request.version < 1:
+            raise InvalidInput(f"version must be a published version >= 1, got {request.version}")
+        await self._lifecycle.delete(name, request.version, request.force, context.time_remaining())
+        return self._summary(name)
+
     # -- import
 
     @map_errors
@@ -171,7 +223,7 @@ class ModelsServicer(pb_grpc.ModelsServicer):
         if first is None or first.WhichOneof("part") != "header":
             raise InvalidInput("the first ImportModel message must carry the header")
         header = first.header
-        name = _name(header.name, "header.name")
+        name = model_name(header.name, "header.name")
         options = import_options(header)
         limit = self._max_import_bytes
         if header.size_bytes < 0:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from core.lifecycle import UNLOADED, VersionPolicy
 from server.batcher import BatcherClosed
 from server.errors import InvalidInput, ModelNotFound, Unavailable
 from server.model import ServedModel
@@ -30,6 +31,16 @@ class VersionState:
     version: int
     state: str  # READY, LOADING or UNAVAILABLE
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class ModelPolicyView:
+    """A model's lifecycle as this process last applied it (see `core.lifecycle`)."""
+
+    name: str
+    state: str  # core.lifecycle.LOADED or UNLOADED
+    policy: VersionPolicy
+    is_default: bool  # no policy of its own: latest CNN_MAX_VERSIONS
 
 
 def parse_version(text: str, field: str) -> int | None:
@@ -53,6 +64,7 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._models: dict[str, dict[int, ServedModel]] = {}
         self._states: dict[tuple[str, int], VersionState] = {}
+        self._policies: dict[str, ModelPolicyView] = {}
 
     # --- reads (lock-free snapshots) --------------------------------------------------------
 
@@ -61,6 +73,14 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[int]:
         return sorted(self._models.get(name, {}))
+
+    def models(self) -> list[str]:
+        """Every model this process knows of: loaded, or on disk with a lifecycle applied."""
+        return sorted(set(self._models) | set(self._policies))
+
+    def policy(self, name: str) -> ModelPolicyView | None:
+        """The model's lifecycle as last applied by the watcher (None: never scanned)."""
+        return self._policies.get(name)
 
     def loaded(self) -> list[ServedModel]:
         return [m for name in self.names() for _, m in sorted(self._models[name].items())]
@@ -79,6 +99,12 @@ class ModelRegistry:
         versions = self._models.get(name)
         if not versions:
             known = ", ".join(self.names()) or "none"
+            view = self._policies.get(name)
+            if view is not None and view.state == UNLOADED:
+                raise ModelNotFound(
+                    f"model {name!r} is unloaded (load it with `cnn models load {name}` or "
+                    f"RepositoryModelLoad); loaded models: {known}"
+                )
             raise ModelNotFound(f"model {name!r} is not loaded (loaded models: {known})")
         if not version:
             return versions[max(versions)]
@@ -109,13 +135,14 @@ class ModelRegistry:
                     raise
         raise AssertionError("unreachable")
 
-    def index(self) -> list[VersionState]:
-        """Every known version (loaded, loading or failed), sorted by name and version."""
+    def index(self, name: str | None = None) -> list[VersionState]:
+        """Every known version (loaded, loading, failed or not served), sorted by name and
+        version; only `name`'s when given."""
         states = dict(self._states)
-        for name, versions in self._models.items():
+        for model, versions in self._models.items():
             for version in versions:
-                states[(name, version)] = VersionState(name, version, READY)
-        return [states[key] for key in sorted(states)]
+                states[(model, version)] = VersionState(model, version, READY)
+        return [states[key] for key in sorted(states) if name is None or key[0] == name]
 
     # --- writes (watcher thread) ------------------------------------------------------------
 
@@ -126,6 +153,24 @@ class ModelRegistry:
     def forget(self, name: str, version: int) -> None:
         with self._lock:
             self._states.pop((name, version), None)
+
+    def state_of(self, name: str, version: int) -> VersionState | None:
+        """The recorded state of a version that is not loaded (None: none recorded)."""
+        return self._states.get((name, version))
+
+    def states_of(self, name: str) -> list[int]:
+        """Versions of `name` with a recorded state."""
+        return sorted(v for (n, v) in self._states if n == name)
+
+    def set_policy(self, view: ModelPolicyView) -> None:
+        with self._lock:
+            self._policies = {**self._policies, view.name: view}
+
+    def drop_policy(self, name: str) -> None:
+        """Forget a model that left the repository (its versions' states too)."""
+        with self._lock:
+            self._policies = {k: v for k, v in self._policies.items() if k != name}
+            self._states = {k: v for k, v in self._states.items() if k[0] != name}
 
     def add(self, model: ServedModel) -> None:
         """Make `model` visible (atomically); it becomes the default if it is the newest."""

@@ -141,7 +141,17 @@ class Settings(QueueSettings):
         0.5, gt=0.0, description="How often the model repository is scanned for new versions, s."
     )
     max_versions: int = Field(
-        2, ge=1, description="Newest versions kept loaded per model (older ones are unloaded)."
+        2,
+        ge=1,
+        description="Newest versions kept loaded per model (older ones are unloaded): the "
+        "version policy of a model that has none of its own (`latest CNN_MAX_VERSIONS`).",
+    )
+    max_served_versions: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Most versions of one model served at once: the limit of a version "
+        "policy (`latest N`, `specific` list, `all`); at least CNN_MAX_VERSIONS.",
     )
     max_watches: int = Field(
         64,
@@ -250,6 +260,15 @@ class Settings(QueueSettings):
             raise ValueError(
                 f"CNN_MAX_INFLIGHT_BYTES ({self.max_inflight_bytes}) must be at least "
                 f"CNN_MAX_MESSAGE_BYTES ({self.max_message_bytes})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _served_holds_the_default(self) -> Settings:
+        if self.max_served_versions < self.max_versions:
+            raise ValueError(
+                f"CNN_MAX_SERVED_VERSIONS ({self.max_served_versions}) must be at least "
+                f"CNN_MAX_VERSIONS ({self.max_versions})"
             )
         return self
 

@@ -13,21 +13,25 @@ from typing import Any
 
 import grpc
 
+from core.lifecycle import LOADED, UNLOADED
 from proto.inference import grpc_service_pb2 as pb
 from proto.inference import grpc_service_pb2_grpc as pb_grpc
 from server import codec_v2, metrics
 from server.codec import Limits
 from server.decoding import PixelWork
 from server.errors import (
+    InvalidInput,
     ModelNotFound,
     ServerError,
     Unavailable,
+    Unimplemented,
     map_errors,
     map_stream_errors,
     status_of,
 )
 from server.inference import InferenceService
 from server.interceptors import InflightBytes, refusal
+from server.lifecycle import LifecycleService, model_name
 from server.model import ServedModel
 from server.registry import READY, ModelRegistry, parse_version
 from server.streaming import StreamPipeline
@@ -53,6 +57,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             and end.
         inflight: the interceptor's budget of request bytes; a streamed request's bytes are
             released once it is answered (None without the interceptor).
+        lifecycle: load / unload of models (RepositoryModelLoad / Unload); None: those RPCs
+            answer UNIMPLEMENTED.
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         max_stream_inflight: int = 64,
         stopping: asyncio.Event | None = None,
         inflight: InflightBytes | None = None,
+        lifecycle: LifecycleService | None = None,
     ) -> None:
         self._inference = inference
         self._registry: ModelRegistry = inference.registry
@@ -77,6 +84,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._max_stream_inflight = max_stream_inflight
         self._stopping = stopping or asyncio.Event()
         self._inflight = inflight or InflightBytes(0)
+        self._lifecycle = lifecycle
 
     @map_errors
     async def ServerLive(self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext):
@@ -227,3 +235,36 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 name=item.name, version=str(item.version), state=item.state, reason=item.reason
             )
         return response
+
+    @map_errors
+    async def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+    ):
+        lifecycle = self._lifecycle_service()
+        name = model_name(request.model_name, "model_name")
+        for key in request.parameters:
+            raise InvalidInput(
+                f"parameters[{key!r}]: this server loads models from its repository only (no "
+                "config or file override); publish a version instead"
+            )
+        await lifecycle.set_state(name, LOADED, context.time_remaining())
+        return pb.RepositoryModelLoadResponse()
+
+    @map_errors
+    async def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+    ):
+        lifecycle = self._lifecycle_service()
+        name = model_name(request.model_name, "model_name")
+        for key in request.parameters:
+            if key != "unload_dependents":
+                raise InvalidInput(
+                    f"parameters[{key!r}]: unknown parameter (only unload_dependents is taken)"
+                )
+        await lifecycle.set_state(name, UNLOADED, context.time_remaining())
+        return pb.RepositoryModelUnloadResponse()
+
+    def _lifecycle_service(self) -> LifecycleService:
+        if self._lifecycle is None:
+            raise Unimplemented("this server does not load or unload models on request")
+        return self._lifecycle

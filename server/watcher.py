@@ -1,8 +1,10 @@
 """Repository watcher: polls the model repository and hot-loads new versions.
 
 Runs in one background thread. Each scan:
-- for each model, the wanted versions are the newest `max_versions` versions on disk that
-  have not failed to load;
+- for each model, reads its lifecycle (`core.lifecycle`: `root/<name>/policy.json`, written by
+  the lifecycle RPCs of any process): an unloaded model serves nothing; a loaded one serves
+  the versions its version policy selects (default `latest max_versions`, at most
+  `max_served_versions`) among those on disk that have not failed to load;
 - wanted versions that are not loaded yet are loaded newest first, warmed up, then added to
   the registry (an atomic swap: requests keep flowing to the previous default until then);
 - a version that fails to load is logged, recorded as UNAVAILABLE with the reason, and
@@ -10,8 +12,15 @@ Runs in one background thread. Each scan:
   worker publishes are immutable (renamed into place complete), but a directory copied in by
   hand appears file by file: once any of its files changes (name, size or mtime) the version
   is tried again, so a slow copy is served within a poll or two of its last file landing;
-- loaded versions that are no longer wanted (superseded or deleted) are removed from the
-  registry and their batchers closed after finishing queued work.
+- loaded versions that are no longer wanted (superseded, outside the policy) are removed from
+  the registry once a wanted version serves (a policy never leaves a model empty because its
+  versions fail to load), and their batchers closed after finishing queued work; versions
+  deleted from disk, and every version of an unloaded model, are removed at once;
+- versions on disk that are not served are listed UNAVAILABLE with the reason ("unloaded",
+  "not selected by the version policy latest 1").
+
+`request_scan` + `wait_scanned` let a lifecycle RPC return once this process applied its
+change (the other processes follow within one poll interval).
 """
 
 from __future__ import annotations
@@ -22,9 +31,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from core.lifecycle import UNLOADED, LifecycleError, ModelLifecycle, VersionPolicy, read_lifecycle
 from core.redaction import hide_paths
 from server.model import ServedModel
-from server.registry import LOADING, UNAVAILABLE, ModelRegistry
+from server.registry import LOADING, UNAVAILABLE, ModelPolicyView, ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,7 @@ class RepositoryWatcher:
         *,
         interval_s: float,
         max_versions: int,
+        max_served_versions: int = 16,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
@@ -68,13 +79,25 @@ class RepositoryWatcher:
         self._loader = loader
         self._interval_s = interval_s
         self._max_versions = max_versions
+        self._max_served = max(max_served_versions, max_versions)
         self._on_change = on_change
         # (name, version) -> the directory's fingerprint when it failed to load.
         self._failed: dict[tuple[str, int], Fingerprint] = {}
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set: scan now instead of waiting out the interval
+        self._progress = threading.Condition()
+        self._started = 0  # scans begun
+        self._finished = 0  # scans done (numbered like _started)
         self.scanned = threading.Event()  # set after the first complete scan
         self._thread: threading.Thread | None = None
         self._missing_logged = False
+        # name -> the policy.json error last logged (logged once per distinct error)
+        self._bad_policy: dict[str, str] = {}
+
+    @property
+    def default_latest(self) -> int:
+        """N of the default version policy, `latest N` (CNN_MAX_VERSIONS)."""
+        return self._max_versions
 
     def start(self) -> RepositoryWatcher:
         self._thread = threading.Thread(target=self._loop, name="repository-watcher", daemon=True)
@@ -83,17 +106,42 @@ class RepositoryWatcher:
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        self._wake.set()
+        with self._progress:
+            self._progress.notify_all()  # waiters of wait_scanned give up
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def request_scan(self) -> int:
+        """Ask for a scan that begins after this call; returns its number for `wait_scanned`."""
+        with self._progress:
+            self._wake.set()
+            return self._started + 1
+
+    def wait_scanned(self, scan: int, timeout: float) -> bool:
+        """Wait until scan number `scan` finished; False after `timeout` s or on stop."""
+        with self._progress:
+            return (
+                self._progress.wait_for(
+                    lambda: self._finished >= scan or self._stop.is_set(), timeout
+                )
+                and not self._stop.is_set()
+            )
+
     def _loop(self) -> None:
         while not self._stop.is_set():
+            with self._progress:
+                self._started += 1
+                self._wake.clear()
             try:
                 self.scan_once()
             except Exception:
                 log.exception("repository scan of %s failed; retrying", self.root)
+            with self._progress:
+                self._finished = self._started
+                self._progress.notify_all()
             self.scanned.set()
-            self._stop.wait(self._interval_s)
+            self._wake.wait(self._interval_s)
 
     def _disk_versions(self) -> dict[str, list[int]]:
         from core.repository import ModelRepository
@@ -114,28 +162,78 @@ class RepositoryWatcher:
         disk = self._disk_versions()
         changed = False
         for name, versions in sorted(disk.items()):
-            candidates = [v for v in versions if not self._still_failed(name, v)]
-            wanted = set(candidates[-self._max_versions :])
-            for version in sorted(wanted, reverse=True):
-                if self._stop.is_set():
-                    return
-                if version in self._registry.versions(name):
-                    continue
-                changed |= self._load(name, version)
-            # Unload only once something newer is serving (never leave a model empty).
-            loaded = self._registry.versions(name)
-            serving_wanted = wanted & set(loaded)
-            for version in loaded:
-                if version not in wanted and serving_wanted:
-                    self._unload(name, version, "superseded")
-                    changed = True
-        for name in self._registry.names():
-            for version in self._registry.versions(name):
-                if version not in disk.get(name, []):
+            if self._stop.is_set():
+                return
+            view = self._policy_view(name)
+            changed |= self._apply(name, versions, view)
+            # After loading: a model first appears in ListModels once it serves (or failed).
+            self._registry.set_policy(view)
+        for name in self._registry.models():
+            if name not in disk:
+                for version in self._registry.versions(name):
                     self._unload(name, version, "deleted from the repository")
                     changed = True
+                self._registry.drop_policy(name)
         if changed and self._on_change is not None:
             self._on_change()
+
+    def _policy_view(self, name: str) -> ModelPolicyView:
+        """The model's lifecycle from disk; an unreadable file counts as no file (logged)."""
+        try:
+            lifecycle = read_lifecycle(self.root, name)
+            self._bad_policy.pop(name, None)
+        except (LifecycleError, OSError) as exc:
+            if self._bad_policy.get(name) != str(exc):
+                log.error("model %s: %s; using the default version policy", name, exc)
+                self._bad_policy[name] = str(exc)
+            lifecycle = ModelLifecycle()
+        policy = lifecycle.policy or VersionPolicy.latest(self._max_versions)
+        return ModelPolicyView(name, lifecycle.state, policy, lifecycle.policy is None)
+
+    def _apply(self, name: str, versions: list[int], view: ModelPolicyView) -> bool:
+        """Bring one model's loaded versions in step with its versions on disk and policy."""
+        changed = False
+        candidates = [v for v in versions if not self._still_failed(name, v)]
+        unloaded = view.state == UNLOADED
+        wanted = set() if unloaded else set(view.policy.select(candidates, self._max_served))
+        for version in sorted(wanted, reverse=True):
+            if self._stop.is_set():
+                return changed
+            if version not in self._registry.versions(name):
+                changed |= self._load(name, version)
+        # Unload what is not wanted only once a wanted version is serving (never leave a model
+        # empty because its wanted versions fail); deleted ones and an unloaded model at once.
+        loaded = self._registry.versions(name)
+        serving_wanted = wanted & set(loaded)
+        for version in loaded:
+            if version not in wanted and (serving_wanted or unloaded or version not in versions):
+                why = (
+                    "unloaded" if unloaded else f"not selected by the version policy {view.policy}"
+                )
+                if version not in versions:
+                    why = "deleted from the repository"
+                self._unload(name, version, why)
+                changed = True
+        self._record_unserved(name, versions, view)
+        return changed
+
+    def _record_unserved(self, name: str, versions: list[int], view: ModelPolicyView) -> None:
+        """List every version on disk that does not serve, with why (RepositoryIndex)."""
+        loaded = set(self._registry.versions(name))
+        if view.state == UNLOADED:
+            reason = "unloaded"
+        else:
+            reason = f"not selected by the version policy {view.policy}"
+        for version in versions:
+            if version in loaded or (name, version) in self._failed:
+                continue
+            state = self._registry.state_of(name, version)
+            if state is None or (state.state, state.reason) != (UNAVAILABLE, reason):
+                self._registry.set_state(name, version, UNAVAILABLE, reason)
+        for version in self._registry.states_of(name):
+            if version not in versions:
+                self._registry.forget(name, version)
+                self._failed.pop((name, version), None)
 
     def _still_failed(self, name: str, version: int) -> bool:
         """True while a version that failed to load has not changed on disk since."""

@@ -139,7 +139,8 @@ class OwnApi:
 
     def list_models(self) -> dict[str, list[int]]:
         reply = self._stub.ListModels(classifier_pb2.ListModelsRequest(), timeout=10)
-        return {m.name: list(m.versions) for m in reply.models}
+        # Loaded models only (ListModels also lists unloaded ones, without versions).
+        return {m.name: list(m.versions) for m in reply.models if m.versions}
 
     def wait_for_model(self, name: str, version: int, timeout: float = COLD_START_LIMIT_S) -> None:
         """Wait until the server has loaded `name` at `version` (it hot-loads new versions;

@@ -166,7 +166,9 @@ def test_infer_errors_have_status_and_message(client, model, version, status, ne
 
 def test_unimplemented_rpc_is_unimplemented(raw_stub) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info:
-        raw_stub.RepositoryModelLoad(service_pb2.RepositoryModelLoadRequest(), timeout=5)
+        raw_stub.SystemSharedMemoryStatus(
+            service_pb2.SystemSharedMemoryStatusRequest(), timeout=5
+        )  # shared memory is not offered (RepositoryModelLoad is: see test_lifecycle_api)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

@@ -72,15 +72,56 @@ class ListModelsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class VersionPolicy(_message.Message):
+    __slots__ = ("latest", "all", "specific", "is_default")
+    class Latest(_message.Message):
+        __slots__ = ("num_versions",)
+        NUM_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+        num_versions: int
+        def __init__(self, num_versions: _Optional[int] = ...) -> None: ...
+    class Specific(_message.Message):
+        __slots__ = ("versions",)
+        VERSIONS_FIELD_NUMBER: _ClassVar[int]
+        versions: _containers.RepeatedScalarFieldContainer[int]
+        def __init__(self, versions: _Optional[_Iterable[int]] = ...) -> None: ...
+    class All(_message.Message):
+        __slots__ = ()
+        def __init__(self) -> None: ...
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    SPECIFIC_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    latest: VersionPolicy.Latest
+    all: VersionPolicy.All
+    specific: VersionPolicy.Specific
+    is_default: bool
+    def __init__(self, latest: _Optional[_Union[VersionPolicy.Latest, _Mapping]] = ..., all: _Optional[_Union[VersionPolicy.All, _Mapping]] = ..., specific: _Optional[_Union[VersionPolicy.Specific, _Mapping]] = ..., is_default: _Optional[bool] = ...) -> None: ...
+
+class VersionState(_message.Message):
+    __slots__ = ("version", "state", "reason")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    state: str
+    reason: str
+    def __init__(self, version: _Optional[int] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class ModelSummary(_message.Message):
-    __slots__ = ("name", "versions", "default_version")
+    __slots__ = ("name", "versions", "default_version", "state", "policy", "version_states")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_STATES_FIELD_NUMBER: _ClassVar[int]
     name: str
     versions: _containers.RepeatedScalarFieldContainer[int]
     default_version: int
-    def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., default_version: _Optional[int] = ...) -> None: ...
+    state: str
+    policy: VersionPolicy
+    version_states: _containers.RepeatedCompositeFieldContainer[VersionState]
+    def __init__(self, name: _Optional[str] = ..., versions: _Optional[_Iterable[int]] = ..., default_version: _Optional[int] = ..., state: _Optional[str] = ..., policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., version_states: _Optional[_Iterable[_Union[VersionState, _Mapping]]] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)
@@ -141,7 +182,7 @@ class LayerSummary(_message.Message):
     def __init__(self, index: _Optional[int] = ..., type: _Optional[str] = ..., output_shape: _Optional[_Iterable[int]] = ..., parameters: _Optional[int] = ..., trainable_parameters: _Optional[int] = ..., global_receptive_field: _Optional[bool] = ..., receptive_field: _Optional[_Iterable[int]] = ..., jump: _Optional[_Iterable[int]] = ..., start: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class GetModelResponse(_message.Message):
-    __slots__ = ("name", "version", "versions", "input", "class_names", "layers", "summary_text", "total_parameters", "metrics", "dataset", "created_at", "job_id", "weights_sha256", "architecture_json", "evaluation", "task", "target_names")
+    __slots__ = ("name", "version", "versions", "input", "class_names", "layers", "summary_text", "total_parameters", "metrics", "dataset", "created_at", "job_id", "weights_sha256", "architecture_json", "evaluation", "task", "target_names", "policy", "version_states")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +207,8 @@ class GetModelResponse(_message.Message):
     EVALUATION_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     TARGET_NAMES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_STATES_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     versions: _containers.RepeatedScalarFieldContainer[int]
@@ -183,7 +226,9 @@ class GetModelResponse(_message.Message):
     evaluation: EvaluationReport
     task: str
     target_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ..., summary_text: _Optional[str] = ..., total_parameters: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset: _Optional[str] = ..., created_at: _Optional[str] = ..., job_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., architecture_json: _Optional[str] = ..., evaluation: _Optional[_Union[EvaluationReport, _Mapping]] = ..., task: _Optional[str] = ..., target_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    policy: VersionPolicy
+    version_states: _containers.RepeatedCompositeFieldContainer[VersionState]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., versions: _Optional[_Iterable[int]] = ..., input: _Optional[_Union[InputSpec, _Mapping]] = ..., class_names: _Optional[_Iterable[str]] = ..., layers: _Optional[_Iterable[_Union[LayerSummary, _Mapping]]] = ..., summary_text: _Optional[str] = ..., total_parameters: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., dataset: _Optional[str] = ..., created_at: _Optional[str] = ..., job_id: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., architecture_json: _Optional[str] = ..., evaluation: _Optional[_Union[EvaluationReport, _Mapping]] = ..., task: _Optional[str] = ..., target_names: _Optional[_Iterable[str]] = ..., policy: _Optional[_Union[VersionPolicy, _Mapping]] = ..., version_states: _Optional[_Iterable[_Union[VersionState, _Mapping]]] = ...) -> None: ...
 
 class ClassMetrics(_message.Message):
     __slots__ = ("name", "precision", "recall", "f1", "support")

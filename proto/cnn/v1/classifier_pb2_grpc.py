@@ -71,7 +71,9 @@ class ClassifierServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """List the models the server has loaded, with their loaded versions.
+        """List the models of the server's repository: loaded versions, the model's state (loaded or
+        unloaded), its version policy and the state of every version, as this server process
+        applied them (other processes of the server follow a change within one poll interval).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from proto.cnn.v1 import classifier_pb2 as proto_dot_cnn_dot_v1_dot_classifier__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19proto/cnn/v1/models.proto\x12\x06\x63nn.v1\x1a\x1dproto/cnn/v1/classifier.proto\"4\n\x12\x45xportModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xc7\x01\n\x0c\x45xportHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\r\n\x05opset\x18\x05 \x01(\x03\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".cnn.v1.ExportHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x13\x45xportModelResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.cnn.v1.ExportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x95\x01\n\x0cImportHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x02 \x03(\t\x12\x13\n\x0bpixel_range\x18\x03 \x03(\x01\x12\x0c\n\x04mean\x18\x04 \x03(\x01\x12\x0b\n\x03std\x18\x05 \x03(\x01\x12\x0e\n\x06resize\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\"U\n\x12ImportModelRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.cnn.v1.ImportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xc2\x01\n\x13ImportModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12 \n\x05input\x18\x03 \x01(\x0b\x32\x11.cnn.v1.InputSpec\x12\x13\n\x0b\x63lass_names\x18\x04 \x03(\t\x12$\n\x06layers\x18\x05 \x03(\x0b\x32\x14.cnn.v1.LayerSummary\x12\x14\n\x0csummary_text\x18\x06 \x01(\t\x12\x19\n\x11\x61rchitecture_json\x18\x07 \x01(\t2\x9c\x01\n\x06Models\x12H\n\x0b\x45xportModel\x12\x1a.cnn.v1.ExportModelRequest\x1a\x1b.cnn.v1.ExportModelResponse0\x01\x12H\n\x0bImportModel\x12\x1a.cnn.v1.ImportModelRequest\x1a\x1b.cnn.v1.ImportModelResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19proto/cnn/v1/models.proto\x12\x06\x63nn.v1\x1a\x1dproto/cnn/v1/classifier.proto\"d\n\x17SetVersionPolicyRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12%\n\x06policy\x18\x02 \x01(\x0b\x32\x15.cnn.v1.VersionPolicy\x12\x13\n\x0buse_default\x18\x03 \x01(\x08\"(\n\x17GetVersionPolicyRequest\x12\r\n\x05model\x18\x01 \x01(\t\"!\n\x10LoadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"#\n\x12UnloadModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"E\n\x14\x44\x65leteVersionRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\r\n\x05\x66orce\x18\x03 \x01(\x08\"4\n\x12\x45xportModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xc7\x01\n\x0c\x45xportHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\r\n\x05opset\x18\x05 \x01(\x03\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".cnn.v1.ExportHeader.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"V\n\x13\x45xportModelResponse\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.cnn.v1.ExportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x95\x01\n\x0cImportHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x63lass_names\x18\x02 \x03(\t\x12\x13\n\x0bpixel_range\x18\x03 \x03(\x01\x12\x0c\n\x04mean\x18\x04 \x03(\x01\x12\x0b\n\x03std\x18\x05 \x03(\x01\x12\x0e\n\x06resize\x18\x06 \x01(\t\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\"U\n\x12ImportModelRequest\x12&\n\x06header\x18\x01 \x01(\x0b\x32\x14.cnn.v1.ImportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xc2\x01\n\x13ImportModelResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12 \n\x05input\x18\x03 \x01(\x0b\x32\x11.cnn.v1.InputSpec\x12\x13\n\x0b\x63lass_names\x18\x04 \x03(\t\x12$\n\x06layers\x18\x05 \x03(\x0b\x32\x14.cnn.v1.LayerSummary\x12\x14\n\x0csummary_text\x18\x06 \x01(\t\x12\x19\n\x11\x61rchitecture_json\x18\x07 \x01(\t2\xf5\x03\n\x06Models\x12H\n\x0b\x45xportModel\x12\x1a.cnn.v1.ExportModelRequest\x1a\x1b.cnn.v1.ExportModelResponse0\x01\x12H\n\x0bImportModel\x12\x1a.cnn.v1.ImportModelRequest\x1a\x1b.cnn.v1.ImportModelResponse(\x01\x12I\n\x10SetVersionPolicy\x12\x1f.cnn.v1.SetVersionPolicyRequest\x1a\x14.cnn.v1.ModelSummary\x12I\n\x10GetVersionPolicy\x12\x1f.cnn.v1.GetVersionPolicyRequest\x1a\x14.cnn.v1.ModelSummary\x12;\n\tLoadModel\x12\x18.cnn.v1.LoadModelRequest\x1a\x14.cnn.v1.ModelSummary\x12?\n\x0bUnloadModel\x12\x1a.cnn.v1.UnloadModelRequest\x1a\x14.cnn.v1.ModelSummary\x12\x43\n\rDeleteVersion\x12\x1c.cnn.v1.DeleteVersionRequest\x1a\x14.cnn.v1.ModelSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +34,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPORTHEADER_METADATAENTRY']._loaded_options = None
   _globals['_EXPORTHEADER_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_EXPORTMODELREQUEST']._serialized_start=68
-  _globals['_EXPORTMODELREQUEST']._serialized_end=120
-  _globals['_EXPORTHEADER']._serialized_start=123
-  _globals['_EXPORTHEADER']._serialized_end=322
-  _globals['_EXPORTHEADER_METADATAENTRY']._serialized_start=275
-  _globals['_EXPORTHEADER_METADATAENTRY']._serialized_end=322
-  _globals['_EXPORTMODELRESPONSE']._serialized_start=324
-  _globals['_EXPORTMODELRESPONSE']._serialized_end=410
-  _globals['_IMPORTHEADER']._serialized_start=413
-  _globals['_IMPORTHEADER']._serialized_end=562
-  _globals['_IMPORTMODELREQUEST']._serialized_start=564
-  _globals['_IMPORTMODELREQUEST']._serialized_end=649
-  _globals['_IMPORTMODELRESPONSE']._serialized_start=652
-  _globals['_IMPORTMODELRESPONSE']._serialized_end=846
-  _globals['_MODELS']._serialized_start=849
-  _globals['_MODELS']._serialized_end=1005
+  _globals['_SETVERSIONPOLICYREQUEST']._serialized_start=68
+  _globals['_SETVERSIONPOLICYREQUEST']._serialized_end=168
+  _globals['_GETVERSIONPOLICYREQUEST']._serialized_start=170
+  _globals['_GETVERSIONPOLICYREQUEST']._serialized_end=210
+  _globals['_LOADMODELREQUEST']._serialized_start=212
+  _globals['_LOADMODELREQUEST']._serialized_end=245
+  _globals['_UNLOADMODELREQUEST']._serialized_start=247
+  _globals['_UNLOADMODELREQUEST']._serialized_end=282
+  _globals['_DELETEVERSIONREQUEST']._serialized_start=284
+  _globals['_DELETEVERSIONREQUEST']._serialized_end=353
+  _globals['_EXPORTMODELREQUEST']._serialized_start=355
+  _globals['_EXPORTMODELREQUEST']._serialized_end=407
+  _globals['_EXPORTHEADER']._serialized_start=410
+  _globals['_EXPORTHEADER']._serialized_end=609
+  _globals['_EXPORTHEADER_METADATAENTRY']._serialized_start=562
+  _globals['_EXPORTHEADER_METADATAENTRY']._serialized_end=609
+  _globals['_EXPORTMODELRESPONSE']._serialized_start=611
+  _globals['_EXPORTMODELRESPONSE']._serialized_end=697
+  _globals['_IMPORTHEADER']._serialized_start=700
+  _globals['_IMPORTHEADER']._serialized_end=849
+  _globals['_IMPORTMODELREQUEST']._serialized_start=851
+  _globals['_IMPORTMODELREQUEST']._serialized_end=936
+  _globals['_IMPORTMODELRESPONSE']._serialized_start=939
+  _globals['_IMPORTMODELRESPONSE']._serialized_end=1133
+  _globals['_MODELS']._serialized_start=1136
+  _globals['_MODELS']._serialized_end=1637
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from proto.cnn.v1 import classifier_pb2 as proto_dot_cnn_dot_v1_dot_classifier__pb2
 from proto.cnn.v1 import models_pb2 as proto_dot_cnn_dot_v1_dot_models__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
@@ -45,6 +46,31 @@ class ModelsStub:
                 request_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.ImportModelRequest.SerializeToString,
                 response_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.ImportModelResponse.FromString,
                 _registered_method=True)
+        self.SetVersionPolicy = channel.unary_unary(
+                '/cnn.v1.Models/SetVersionPolicy',
+                request_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.SetVersionPolicyRequest.SerializeToString,
+                response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+                _registered_method=True)
+        self.GetVersionPolicy = channel.unary_unary(
+                '/cnn.v1.Models/GetVersionPolicy',
+                request_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.GetVersionPolicyRequest.SerializeToString,
+                response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+                _registered_method=True)
+        self.LoadModel = channel.unary_unary(
+                '/cnn.v1.Models/LoadModel',
+                request_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
+                response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+                _registered_method=True)
+        self.UnloadModel = channel.unary_unary(
+                '/cnn.v1.Models/UnloadModel',
+                request_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
+                response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+                _registered_method=True)
+        self.DeleteVersion = channel.unary_unary(
+                '/cnn.v1.Models/DeleteVersion',
+                request_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.DeleteVersionRequest.SerializeToString,
+                response_deserializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+                _registered_method=True)
 
 
 class ModelsServicer:
@@ -69,6 +95,47 @@ class ModelsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetVersionPolicy(self, request, context):
+        """Set the version policy of a model (latest N, specific versions, all) or clear it (back to
+        the server's default, latest CNN_MAX_VERSIONS). INVALID_ARGUMENT for N < 1, an empty list,
+        more than CNN_MAX_SERVED_VERSIONS; NOT_FOUND for a version that is not published.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersionPolicy(self, request, context):
+        """The model's state, version policy and version states (as in ListModels).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadModel(self, request, context):
+        """Load a model that was unloaded: its policy's versions serve again. FAILED_PRECONDITION when
+        no version could be loaded (the message gives each reason); a no-op for a loaded model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnloadModel(self, request, context):
+        """Unload a model: it serves nothing (requests get NOT_FOUND saying it is unloaded) but its
+        versions stay in the repository, listed UNAVAILABLE with reason "unloaded".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVersion(self, request, context):
+        """Delete a published version from the repository (renamed to hidden trash, then removed).
+        FAILED_PRECONDITION while it is the only version the policy serves unless `force`, and
+        always while the model's `specific` policy names it (change the policy first).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +148,31 @@ def add_ModelsServicer_to_server(servicer, server):
                     servicer.ImportModel,
                     request_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.ImportModelRequest.FromString,
                     response_serializer=proto_dot_cnn_dot_v1_dot_models__pb2.ImportModelResponse.SerializeToString,
+            ),
+            'SetVersionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVersionPolicy,
+                    request_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.SetVersionPolicyRequest.FromString,
+                    response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.SerializeToString,
+            ),
+            'GetVersionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersionPolicy,
+                    request_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.GetVersionPolicyRequest.FromString,
+                    response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.SerializeToString,
+            ),
+            'LoadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadModel,
+                    request_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.LoadModelRequest.FromString,
+                    response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.SerializeToString,
+            ),
+            'UnloadModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadModel,
+                    request_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.UnloadModelRequest.FromString,
+                    response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.SerializeToString,
+            ),
+            'DeleteVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVersion,
+                    request_deserializer=proto_dot_cnn_dot_v1_dot_models__pb2.DeleteVersionRequest.FromString,
+                    response_serializer=proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +230,141 @@ class Models:
             '/cnn.v1.Models/ImportModel',
             proto_dot_cnn_dot_v1_dot_models__pb2.ImportModelRequest.SerializeToString,
             proto_dot_cnn_dot_v1_dot_models__pb2.ImportModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVersionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnn.v1.Models/SetVersionPolicy',
+            proto_dot_cnn_dot_v1_dot_models__pb2.SetVersionPolicyRequest.SerializeToString,
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnn.v1.Models/GetVersionPolicy',
+            proto_dot_cnn_dot_v1_dot_models__pb2.GetVersionPolicyRequest.SerializeToString,
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnn.v1.Models/LoadModel',
+            proto_dot_cnn_dot_v1_dot_models__pb2.LoadModelRequest.SerializeToString,
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnn.v1.Models/UnloadModel',
+            proto_dot_cnn_dot_v1_dot_models__pb2.UnloadModelRequest.SerializeToString,
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cnn.v1.Models/DeleteVersion',
+            proto_dot_cnn_dot_v1_dot_models__pb2.DeleteVersionRequest.SerializeToString,
+            proto_dot_cnn_dot_v1_dot_classifier__pb2.ModelSummary.FromString,
             options,
             channel_credentials,
             insecure,
