@@ -72,9 +72,7 @@ class EventFile:
                 self._event_pb2.Event(
                     wall_time=time.time(),
                     step=step,
-                    session_log=self._event_pb2.SessionLog(
-                        status=self._event_pb2.SessionLog.START
-                    ),
+                    session_log=self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START),
                 )
             )
         if values:

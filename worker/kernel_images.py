@@ -88,7 +88,9 @@ def rgb_filters(weight: np.ndarray) -> np.ndarray:
         (KH*z+2, R*(KW*z+1)+1, 3) uint8 with R = min(F, MAX_FILTERS).
     """
     if weight.ndim != 4 or weight.shape[1] != 3:
-        raise ValueError(f"need a conv weight on 3 input channels (F, 3, KH, KW), got {weight.shape}")
+        raise ValueError(
+            f"need a conv weight on 3 input channels (F, 3, KH, KW), got {weight.shape}"
+        )
     shown = np.nan_to_num(np.asarray(weight[:MAX_FILTERS], dtype=np.float64))
     low, high = float(shown.min()), float(shown.max())
     unit = (shown - low) / (high - low) if high > low else np.full_like(shown, 0.5)

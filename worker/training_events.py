@@ -27,6 +27,7 @@ training: event files are not worth a training run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,7 +72,9 @@ class TrainingEvents:
             elif report.step % self._options.scalars_every == 0:
                 self._train_scalars(self._file, report)
         except (OSError, ValueError) as exc:  # the writer's IOError is an OSError
-            log.warning("TensorBoard events stopped (%s: %s); training goes on", type(exc).__name__, exc)
+            log.warning(
+                "TensorBoard events stopped (%s: %s); training goes on", type(exc).__name__, exc
+            )
             self._close_quietly()
 
     def _train_scalars(self, file: EventFile, report: Any) -> None:
@@ -146,7 +149,5 @@ class TrainingEvents:
     def _close_quietly(self) -> None:
         file, self._file = self._file, None
         if file is not None:
-            try:
+            with contextlib.suppress(OSError):  # already failing: the warning is logged
                 file.close()
-            except OSError:
-                pass

@@ -105,7 +105,9 @@ def test_json_is_the_views_dict_with_sorted_keys() -> None:
 # -- cnn train logs --------------------------------------------------------------------------
 
 
-def test_logs_block_names_the_volume_directory_the_local_one_and_the_command(tmp_path: Path) -> None:
+def test_logs_block_names_the_volume_directory_the_local_one_and_the_command(
+    tmp_path: Path,
+) -> None:
     job = JobView(id="job-3", status=JobStatus.RUNNING, tensorboard_dir="tensorboard/job-3")
     local = tmp_path / "data dir" / "tensorboard" / "job-3"
     local.mkdir(parents=True)

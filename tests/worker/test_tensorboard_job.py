@@ -42,7 +42,9 @@ def test_a_job_writes_event_files_that_tensorboard_reads_back(
 
     directory = Path(worker_env["CNN_DATA_DIR"]) / "tensorboard" / job_id
     assert [p.name.startswith("events.out.tfevents.") for p in directory.iterdir()] == [True]
-    acc = EventAccumulator(str(directory), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    acc = EventAccumulator(
+        str(directory), size_guidance={"scalars": 0, "histograms": 0, "images": 0}
+    )
     acc.Reload()
 
     # every epoch end is a point, equal to what the job reported for that epoch
@@ -61,7 +63,11 @@ def test_a_job_writes_event_files_that_tensorboard_reads_back(
     assert {"train/learning_rate", "train/images_per_s"} <= set(acc.Tags()["scalars"])
 
     histograms = set(acc.Tags()["histograms"])
-    assert {"weights/0.conv2d.weight", "gradients/0.conv2d.weight", "weights/4.dense.bias"} <= histograms
+    assert {
+        "weights/0.conv2d.weight",
+        "gradients/0.conv2d.weight",
+        "weights/4.dense.bias",
+    } <= histograms
     assert [h.step for h in acc.Histograms("gradients/4.dense.weight")] == sorted(ends)
     assert acc.Tags()["images"] == ["kernels/0.conv2d"]
 

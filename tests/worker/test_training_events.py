@@ -37,7 +37,9 @@ ARCHITECTURE: list[dict[str, Any]] = [
 def accumulate(directory: Path) -> Any:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(directory), size_guidance={"scalars": 0, "histograms": 0, "images": 0})
+    acc = EventAccumulator(
+        str(directory), size_guidance={"scalars": 0, "histograms": 0, "images": 0}
+    )
     return acc.Reload()
 
 
@@ -62,13 +64,20 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     config = TrainConfig(epochs=2, batch_size=64, seed=0, validation_split=0.1)
     result = fit(model, data, config, on_progress=on_progress)
     events.close()
-    return {"directory": directory, "reports": reports, "result": result, "acc": accumulate(directory)}
+    return {
+        "directory": directory,
+        "reports": reports,
+        "result": result,
+        "acc": accumulate(directory),
+    }
 
 
 def test_train_scalars_are_the_reported_figures_every_3_steps_and_at_epoch_ends(run) -> None:
     acc, reports = run["acc"], run["reports"]
     ends = [r.step for r in reports if r.phase == "epoch_end"]
-    expected = {r.step: r for r in reports if r.phase == "train" and (r.step % 3 == 0 or r.step in ends)}
+    expected = {
+        r.step: r for r in reports if r.phase == "train" and (r.step % 3 == 0 or r.step in ends)
+    }
     for tag, field in [
         ("train/loss", "loss"),
         ("train/accuracy", "train_accuracy"),
