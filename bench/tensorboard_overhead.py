@@ -1,15 +1,17 @@
 """Benchmark: what writing TensorBoard event files costs a training run.
 
-    python -m bench.tensorboard_overhead [--dataset mnist-5k] [--epochs 3] [--pairs 3]
+    python -m bench.tensorboard_overhead [--dataset mnist-5k] [--epochs 2] [--pairs 5]
 
 Trains LeNet-5 (`core.zoo.lenet5`, Adam 1e-3, batch 64, 10% validation) with `core.training.fit`
 the same way twice per pair: without event files, and with the worker's event log
 (`worker.training_events.TrainingEvents` with the defaults of ``"tensorboard": true``: scalars
 every step, histograms of every parameter and kernel images every epoch). The two runs of a
 pair are interleaved and their order alternates from pair to pair, so load from other
-processes on a shared machine falls on both; each run's rate is its training images over the
-whole `fit` wall time (validation, epoch ends and final metrics included). Prints both medians,
-their ratio, the per-pair ratios and the target (slowdown <= 5%).
+processes on a shared machine falls on both. Each run's rate is its training images over the
+whole `fit` (validation, epoch ends, final metrics and the writer's last flush included), by the
+wall clock and by the process's CPU time (every thread: the event writer's too). On a shared
+machine the wall clock mostly measures the neighbours, so the target (slowdown <= 5%) is judged
+on CPU time, with the wall-clock figures printed beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from core.datasets import Dataset, load_dataset
@@ -30,25 +33,35 @@ from worker.training_events import TrainingEvents
 TARGET_SLOWDOWN = 0.05
 
 
-def one_run(data: Dataset, config: TrainConfig, log_dir: Path | None) -> tuple[float, int]:
-    """Train a fresh seeded LeNet-5; returns (images per second, event bytes written)."""
+@dataclass(frozen=True)
+class Run:
+    """One training run: images per wall-clock second and per CPU second, event bytes."""
+
+    wall_ips: float
+    cpu_ips: float
+    event_bytes: int
+
+
+def one_run(data: Dataset, config: TrainConfig, log_dir: Path | None) -> Run:
+    """Train a fresh seeded LeNet-5, with event files in `log_dir` when given."""
     model = Sequential.from_spec(lenet5(), data.input_shape, seed=0)
     events = TrainingEvents(log_dir, model, TensorBoardOptions()) if log_dir else None
-    started = time.perf_counter()
+    started, cpu0 = time.perf_counter(), time.process_time()
     result = fit(model, data, config, on_progress=events)
     if events is not None:
         events.close()  # part of the cost: the last events reach the disk
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
     n_train = data.x_train.shape[0] - round(data.x_train.shape[0] * config.validation_split)
+    images = n_train * result.epochs_run
     size = sum(p.stat().st_size for p in log_dir.iterdir()) if log_dir else 0
-    return n_train * result.epochs_run / elapsed, size
+    return Run(images / elapsed, images / cpu, size)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist-5k", help="bundled data set (28x28 grey)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved with/without pairs")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=5, help="interleaved with/without pairs")
     args = parser.parse_args()
     data = load_dataset({"name": args.dataset})
     config = TrainConfig(epochs=args.epochs, batch_size=64, seed=0, validation_split=0.1)
@@ -56,33 +69,36 @@ def main() -> None:
         root = Path(tmp)
         # compile (or load) every kernel and import tensorboard before anything is timed
         one_run(data, config.model_copy(update={"epochs": 1}), root / "warm-up")
-        plain: list[float] = []
-        logged: list[float] = []
-        sizes: list[int] = []
+        plain: list[Run] = []
+        logged: list[Run] = []
         for pair in range(args.pairs):
             order = ("plain", "logged") if pair % 2 == 0 else ("logged", "plain")
             for mode in order:
                 if mode == "plain":
-                    plain.append(one_run(data, config, None)[0])
+                    plain.append(one_run(data, config, None))
                 else:
-                    rate, size = one_run(data, config, root / f"run-{pair}")
-                    logged.append(rate)
-                    sizes.append(size)
-    ratios = [w / p for w, p in zip(logged, plain, strict=True)]
-    base, with_events = statistics.median(plain), statistics.median(logged)
-    ratio = with_events / base
+                    logged.append(one_run(data, config, root / f"run-{pair}"))
     print(
-        f"tensorboard overhead: LeNet-5 on {args.dataset} {data.x_train.shape[0]} images, "
-        f"{args.epochs} epochs, batch 64, {args.pairs} interleaved pairs (medians)"
+        f"tensorboard overhead: LeNet-5 on {args.dataset} ({data.x_train.shape[0]} images, 10% "
+        f"validation), {args.epochs} epochs, batch 64, {args.pairs} interleaved pairs, medians"
     )
-    print(f"  without event files  {base:9.1f} images/s")
-    print(f"  with event files     {with_events:9.1f} images/s")
+    print(f"{'':22}{'without':>10}{'with':>10}{'ratio':>8}   per-pair ratios")
+    for label, key in (("images/CPU-s", "cpu_ips"), ("images/s (wall)", "wall_ips")):
+        base = statistics.median(getattr(r, key) for r in plain)
+        with_events = statistics.median(getattr(r, key) for r in logged)
+        pairs = [getattr(w, key) / getattr(p, key) for w, p in zip(logged, plain, strict=True)]
+        print(
+            f"  {label:20}{base:10.1f}{with_events:10.1f}{with_events / base:8.3f}   "
+            + ", ".join(f"{r:.3f}" for r in pairs)
+        )
+        if key == "cpu_ips":
+            slowdown = 1 - with_events / base
+            verdict = "met" if slowdown <= TARGET_SLOWDOWN else "NOT met"
     print(
-        f"  ratio {ratio:.3f} (slowdown {100 * (1 - ratio):+.1f}%, target <= "
-        f"{100 * TARGET_SLOWDOWN:.0f}%: {'met' if 1 - ratio <= TARGET_SLOWDOWN else 'NOT met'})"
+        f"  slowdown by CPU time {100 * slowdown:+.1f}% (target <= {100 * TARGET_SLOWDOWN:.0f}%: "
+        f"{verdict}); event files {statistics.median(r.event_bytes for r in logged) / 1024:.0f} "
+        "KiB per run"
     )
-    print(f"  per-pair ratios {', '.join(f'{r:.3f}' for r in ratios)}")
-    print(f"  event files {statistics.median(sizes) / 1024:.0f} KiB per run (median)")
 
 
 if __name__ == "__main__":

@@ -175,3 +175,23 @@ def test_rgb_filters_need_three_input_channels_and_draw_one_picture_each() -> No
     assert picture.shape == (3 * z + 2, 5 * (3 * z + 1) + 1, 3)
     with pytest.raises(ValueError, match="3 input channels"):
         rgb_filters(weight[:, :2])
+
+
+def test_a_write_that_fails_stops_the_event_log_not_the_training(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = load_dataset({"name": "digits"})
+    model = Sequential.from_spec(ARCHITECTURE, data.input_shape, seed=0)
+    events = TrainingEvents(tmp_path / "j", model, TensorBoardOptions())
+    assert events._file is not None
+    events._file.close()  # what a lost volume looks like to the writer: "Writer is closed"
+    report = Progress(
+        epoch=1, epochs=1, step=1, total_steps=1, loss=1.0, train_accuracy=0.5,
+        val_accuracy=None, images_per_s=1.0, eta_s=0.0, phase="train", lr=0.1,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="worker.tensorboard"):
+        events(report)  # no exception
+        events(report)  # and nothing more is tried
+    assert [r.message for r in caplog.records if "TensorBoard events stopped" in r.message]
+    assert len(caplog.records) == 1
+    events.close()
