@@ -5,7 +5,8 @@ for event files): its `EventFileWriter` owns the file format (TFRecord framing w
 CRC-32C) and writes from a thread of its own, so the caller only builds and serialises small
 `Event` protobufs. We add what a training job needs on top:
 
-- one `Event` per call carrying every value of that step (fewer records, one CRC per step);
+- one `Event` per call carrying every value of that step (fewer records, one CRC per step),
+  handed to the writer thread in batches (`HANDOFF_S`) rather than one thread wake-up per step;
 - histograms in TensorBoard's legacy `HistogramProto` (what its histogram and distribution
   dashboards and `EventAccumulator.Histograms` read);
 - images as PNG (Pillow) in `Summary.Image`;
@@ -19,6 +20,7 @@ CRC-32C) and writes from a thread of its own, so the caller only builds and seri
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
 import uuid
@@ -37,6 +39,10 @@ MAX_QUEUE = 1000
 
 #: How often the writer thread flushes to disk, s (`close` always flushes).
 FLUSH_SECS = 5.0
+
+#: Scalars wait this long in the training thread before the writer thread gets them, s (so
+#: TensorBoard lags the run by at most about HANDOFF_S + FLUSH_SECS).
+HANDOFF_S = 1.0
 
 
 class EventFile:
@@ -64,22 +70,31 @@ class EventFile:
         (self.path,) = directory.glob(f"events.out.tfevents.*{suffix}")
         os.chmod(self.path, 0o644)
         self._started = False
+        self._pending: list[Any] = []
+        self._handed_at = time.monotonic()
 
-    def _add(self, step: int, values: list[Any]) -> None:
+    def _add(self, step: int, values: list[Any], *, now: bool = False) -> None:
+        """Queue an event; hand the queue to the writer thread once `HANDOFF_S` has passed
+        since the last hand-off, or `now`. Waking the writer thread at every training step would
+        cost a thread switch (and, on a loaded machine, a wait for the GIL) per step."""
+        event_pb2 = self._event_pb2
         if not self._started:
             self._started = True
-            self._writer.add_event(
-                self._event_pb2.Event(
-                    wall_time=time.time(),
-                    step=step,
-                    session_log=self._event_pb2.SessionLog(status=self._event_pb2.SessionLog.START),
-                )
+            start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+            self._pending.append(
+                event_pb2.Event(wall_time=time.time(), step=step, session_log=start)
             )
         if values:
             summary = self._summary_pb2.Summary(value=values)
-            self._writer.add_event(
-                self._event_pb2.Event(wall_time=time.time(), step=step, summary=summary)
-            )
+            self._pending.append(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        if now or time.monotonic() - self._handed_at >= HANDOFF_S:
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        pending, self._pending = self._pending, []
+        self._handed_at = time.monotonic()
+        for event in pending:
+            self._writer.add_event(event)
 
     def scalars(self, step: int, values: Mapping[str, float | None]) -> None:
         """One point per tag at `step` (None values are left out)."""
@@ -90,24 +105,42 @@ class EventFile:
         )
 
     def histograms(self, step: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """One histogram per tag of the array's values at `step` (non-finite values skipped)."""
+        """One histogram per tag of the array's values at `step` (non-finite values skipped);
+        written out at once."""
         Value = self._summary_pb2.Summary.Value
-        self._add(step, [Value(tag=tag, histo=self._histogram(a)) for tag, a in arrays.items()])
+        values = [Value(tag=tag, histo=self._histogram(a)) for tag, a in arrays.items()]
+        self._add(step, values, now=True)
 
     def _histogram(self, array: np.ndarray) -> Any:
-        values = np.asarray(array, dtype=np.float64).ravel()
-        values = values[np.isfinite(values)]
+        """`HistogramProto` of `array`: `HISTOGRAM_BUCKETS` equal buckets from min to max.
+
+        Plain NumPy reductions and a bincount in the array's own dtype: no float64 copy and no
+        BLAS call (OpenBLAS may wake its threads for a dot product, which on a loaded machine
+        costs milliseconds)."""
         proto = self._summary_pb2.HistogramProto
-        if values.size == 0:
-            return proto()
-        counts, edges = np.histogram(values, bins=HISTOGRAM_BUCKETS)
+        values = np.asarray(array).ravel()
+        low, high = float(values.min(initial=np.inf)), float(values.max(initial=-np.inf))
+        if not (math.isfinite(low) and math.isfinite(high)):
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                return proto()
+            low, high = float(values.min()), float(values.max())
+        n = HISTOGRAM_BUCKETS if high > low else 1
+        if n == 1:
+            counts = np.array([values.size])
+            limits = [high]
+        else:
+            index = ((values - low) * (n / (high - low))).astype(np.intp)
+            np.minimum(index, n - 1, out=index)  # the maximum falls in the last bucket
+            counts = np.bincount(index, minlength=n)
+            limits = [low + (high - low) * (k + 1) / n for k in range(n - 1)] + [high]
         return proto(
-            min=float(values.min()),
-            max=float(values.max()),
+            min=low,
+            max=high,
             num=float(values.size),
-            sum=float(values.sum()),
-            sum_squares=float(np.dot(values, values)),
-            bucket_limit=[float(e) for e in edges[1:]],  # right edges; the last one is max
+            sum=float(values.sum(dtype=np.float64)),
+            sum_squares=float(np.square(values, dtype=np.float64).sum()),
+            bucket_limit=limits,
             bucket=[float(c) for c in counts],
         )
 
@@ -123,7 +156,7 @@ class EventFile:
                     f"image {tag!r}: need (H, W[, 3]) uint8, got {pixels.shape} {pixels.dtype}"
                 )
             buffer = io.BytesIO()
-            Image.fromarray(pixels).save(buffer, format="PNG")
+            Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
             image = self._summary_pb2.Summary.Image(
                 height=int(pixels.shape[0]),
                 width=int(pixels.shape[1]),
@@ -131,14 +164,17 @@ class EventFile:
                 encoded_image_string=buffer.getvalue(),
             )
             values.append(Value(tag=tag, image=image))
-        self._add(step, values)
+        self._add(step, values, now=True)
 
     def flush(self) -> None:
         """Wait until everything added so far is on disk."""
+        self._hand_off()
         self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close (idempotent)."""
+        """Write out everything added and close (idempotent)."""
+        if self._pending:
+            self._hand_off()
         self._writer.close()
 
 

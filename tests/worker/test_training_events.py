@@ -142,6 +142,29 @@ def test_files_are_world_readable_whatever_the_umask(tmp_path: Path) -> None:
     assert stat.S_IMODE(event_file.stat().st_mode) == 0o644
 
 
+def test_a_histogram_counts_every_finite_value_in_equal_buckets_from_min_to_max(
+    tmp_path: Path,
+) -> None:
+    from worker.event_file import HISTOGRAM_BUCKETS, EventFile
+
+    file = EventFile(tmp_path)
+    values = np.array([0.0, 3.0, 1.0, 1.5, np.nan, 2.999, np.inf], np.float32)
+    histogram = file._histogram(values)
+    assert (histogram.min, histogram.max, histogram.num) == (0.0, 3.0, 5)
+    assert histogram.sum == pytest.approx(8.499, rel=1e-6)
+    assert histogram.sum_squares == pytest.approx(1 + 2.25 + 9 + 2.999**2, rel=1e-6)
+    # 30 buckets of 0.1: 0.0 in the first, 1.0 in the 11th, 1.5 in the 16th, 2.999 and the
+    # maximum 3.0 in the last
+    expected = [0.0] * HISTOGRAM_BUCKETS
+    for bucket in (0, 10, 15, 29, 29):
+        expected[bucket] += 1
+    assert list(histogram.bucket) == expected
+    assert histogram.bucket_limit[0] == pytest.approx(0.1) and histogram.bucket_limit[-1] == 3.0
+    constant = file._histogram(np.zeros(7, np.float32))
+    assert (list(constant.bucket), list(constant.bucket_limit)) == ([7.0], [0.0])
+    file.close()
+
+
 def test_diverging_colours_are_blue_white_red_around_zero() -> None:
     colours = diverging_rgb(np.array([-2.0, -1.0, 0.0, 0.5, 1.0]), scale=1.0)
     assert colours.tolist() == [
@@ -186,9 +209,18 @@ def test_a_write_that_fails_stops_the_event_log_not_the_training(
     assert events._file is not None
     events._file.close()  # what a lost volume looks like to the writer: "Writer is closed"
     report = Progress(
-        epoch=1, epochs=1, step=1, total_steps=1, loss=1.0, train_accuracy=0.5,
-        val_accuracy=None, images_per_s=1.0, eta_s=0.0, phase="train", lr=0.1,
-    )  # fmt: skip
+        epoch=1,
+        epochs=1,
+        step=1,
+        total_steps=1,
+        loss=1.0,
+        train_accuracy=0.5,
+        val_accuracy=None,
+        images_per_s=1.0,
+        eta_s=0.0,
+        phase="epoch_end",
+        lr=0.1,
+    )  # fmt: skip  (an epoch end writes its histograms at once)
     with caplog.at_level("WARNING", logger="worker.tensorboard"):
         events(report)  # no exception
         events(report)  # and nothing more is tried
