@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobs.status import JobStatus
@@ -95,6 +98,8 @@ def status_block(job: JobView) -> str:
         lines.append(f"result   {outcome_line(job).removeprefix('finished: ')}")
     if job.error:
         lines.append(f"error    {job.error}")
+    if job.tensorboard_dir:
+        lines.append(f"events   {job.tensorboard_dir} in the data volume (cnn train logs {job.id})")
     lines.append(
         f"times    enqueued {when(job.enqueued_at)}, started {when(job.started_at)}, "
         f"ended {when(job.ended_at)}"
@@ -179,3 +184,65 @@ class JobBar:
     def shown(self) -> Iterator[JobBar]:
         with self._bar:
             yield self
+
+
+# -- cnn train logs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventFiles:
+    """Where a job's TensorBoard event files are: ``relative`` to the data volume (what the
+    job reports), ``local``: that directory on this machine (under CNN_DATA_DIR)."""
+
+    job: JobView
+    relative: str
+    local: Path
+
+    @property
+    def started(self) -> bool:
+        """Whether a worker has said it writes there (else the spec asks, and none has yet)."""
+        return self.job.tensorboard_dir is not None
+
+    def command(self) -> list[str]:
+        """The command line that shows this job in TensorBoard."""
+        return ["tensorboard", "--logdir", str(self.local)]
+
+
+def planned_tensorboard_dir(job: JobView) -> str | None:
+    """Where a job that no worker has started yet will write event files, when its spec asks
+    for them (the worker reports the directory once it starts), else None."""
+    from jobs.tensorboard import log_dir
+
+    wanted = job.spec.get("tensorboard") if job.spec is not None else None
+    if job.status is not JobStatus.QUEUED or wanted in (None, False):
+        return None
+    return log_dir(job.id)
+
+
+def logs_block(logs: EventFiles) -> str:
+    """`cnn train logs`: the event files' directory, here and in the volume, and the command."""
+    lines = [
+        f"job      {logs.job.id}",
+        f"volume   {logs.relative} (in the data volume)",
+        f"here     {logs.local}" + ("" if logs.local.is_dir() else "  (not there yet)"),
+        f"view     {shlex.join(logs.command())}",
+        f"all jobs {shlex.join(['tensorboard', '--logdir', str(logs.local.parent)])}",
+        "compose  docker compose --profile tensorboard up -d tensorboard  (http://127.0.0.1:6006)",
+    ]
+    if not logs.started:
+        lines.insert(1, "note     no worker has started the job yet: the directory comes then")
+    return "\n".join(lines)
+
+
+def logs_json(logs: EventFiles) -> str:
+    """`cnn train logs --json`: the same facts as one JSON object."""
+    return json.dumps(
+        {
+            "job": logs.job.id,
+            "tensorboard_dir": logs.relative,
+            "path": str(logs.local),
+            "exists": logs.local.is_dir(),
+            "started": logs.started,
+            "command": logs.command(),
+        }
+    )

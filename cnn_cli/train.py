@@ -1,4 +1,4 @@
-"""`cnn train submit|watch|status|list|cancel`: one set of commands over either transport.
+"""`cnn train submit|watch|status|list|cancel|logs`: one set of commands over either transport.
 
 The transport is chosen per invocation (`cnn_cli.job_transport`):
 
@@ -81,6 +81,17 @@ def add_train_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     p = command("cancel", _cancel, help="stop a running job or cancel a queued one")
     p.add_argument("job_id")
+
+    p = command(
+        "logs",
+        _logs,
+        help="where a job's TensorBoard event files are and the command that shows them",
+        description="Where the job writes its TensorBoard event files (a spec with "
+        '"tensorboard": true), in the data volume and on this machine (CNN_DATA_DIR), and the '
+        "`tensorboard --logdir` command line that shows them.",
+    )
+    p.add_argument("job_id")
+    p.add_argument("--json", action="store_true", help="print JSON")
     return train
 
 
@@ -209,6 +220,23 @@ def _list(args: argparse.Namespace) -> int:
     with _transport(args) as jobs:
         listed = jobs.list(status=status, limit=args.limit)
     print(render.jobs_json(listed) if args.json else render.list_table(listed))
+    return EXIT_OK
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from cnn_cli.settings import cli_settings
+    from jobs.tensorboard import local_path
+
+    with _transport(args) as jobs:
+        job = jobs.get(args.job_id)
+    relative = job.tensorboard_dir or render.planned_tensorboard_dir(job)
+    if relative is None:
+        raise CliError(
+            f"job {job.id} writes no TensorBoard event files (its spec has no "
+            '"tensorboard": true; submit it again with one)'
+        )
+    logs = render.EventFiles(job, relative, local_path(cli_settings().data_dir, relative))
+    print(render.logs_json(logs) if args.json else render.logs_block(logs))
     return EXIT_OK
 
 

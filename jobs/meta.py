@@ -46,6 +46,7 @@ class Key(StrEnum):
     ERROR = "error"
     ERROR_FINAL = "error_final"
     RESULT = "result"
+    TENSORBOARD = "tensorboard"
 
 
 class Stage(StrEnum):
@@ -84,6 +85,7 @@ class JobMeta:
     error_final: bool = False
     model_version: int | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
+    tensorboard_dir: str | None = None
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -166,6 +168,12 @@ def progress_update(
     return update
 
 
+def tensorboard_update(relative_dir: str) -> dict[str, Any]:
+    """The job writes TensorBoard event files to `relative_dir` (`jobs.tensorboard.log_dir`:
+    relative to the data volume)."""
+    return {Key.TENSORBOARD: relative_dir}
+
+
 def failure_update(reason: str, *, final: bool) -> dict[str, Any]:
     """The attempt failed for `reason` (one line); `final`: no retry follows."""
     update: dict[str, Any] = {Key.ERROR: reason, Key.ERROR_FINAL: final}
@@ -223,6 +231,7 @@ def read_meta(record: Mapping[str, Any] | None) -> JobMeta:
             for k, v in (metrics.items() if isinstance(metrics, Mapping) else ())
             if (number := _float(v)) is not None
         },
+        tensorboard_dir=_str(record.get(Key.TENSORBOARD)),
     )
 
 

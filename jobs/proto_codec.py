@@ -4,7 +4,8 @@ The server encodes with it, `cnn_client` decodes with it: the one place that kno
 view is laid out on the wire. What the wire cannot say exactly:
 
 - proto3 scalars cannot be unset: an empty string, 0 or 0.0 on the wire decodes to None for
-  ``model``, ``queue``, ``stage``, ``error``, ``model_version``, ``spec`` and the timestamps,
+  ``model``, ``queue``, ``stage``, ``error``, ``model_version``, ``spec``,
+  ``tensorboard_dir`` and the timestamps,
   and a progress figure the worker did not report (None) travels as 0.0 (only
   ``val_accuracy``, ``val_loss`` and ``lr`` are optional on the wire);
 - Watch streams send each finished epoch as a message of its own and encode the views without
@@ -139,6 +140,7 @@ def encode_job(view: JobView, *, with_epochs: bool = True) -> pb.Job:
         queue=view.queue or "",
         stage=view.stage or "",
         attempts=view.attempts,
+        tensorboard_dir=view.tensorboard_dir or "",
     )
     if with_epochs:
         message.epochs.extend(encode_epoch(snapshot) for snapshot in view.epochs)
@@ -171,6 +173,7 @@ def decode_job(message: pb.Job) -> JobView:
         started_at=message.started_at or None,
         ended_at=message.ended_at or None,
         spec=_spec(message.spec_json),
+        tensorboard_dir=message.tensorboard_dir or None,
     )
 
 

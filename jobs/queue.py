@@ -386,6 +386,7 @@ def job_view(stored: rq_layout.StoredJob) -> JobView:
         started_at=stored.started_at,
         ended_at=stored.ended_at,
         spec=spec,
+        tensorboard_dir=record.tensorboard_dir,
     )
 
 

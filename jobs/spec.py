@@ -25,6 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -136,6 +137,41 @@ class InitFrom(BaseModel):
     reset_head: bool = False
 
 
+class TensorBoardOptions(BaseModel):
+    """TensorBoard event files for the job: ``"tensorboard": true`` (every default) or
+    ``"tensorboard": {"scalars_every": 10, "histograms_every": 1, "images_every": 1}``.
+
+    The worker writes them to ``<CNN_DATA_DIR>/tensorboard/<job id>/`` (`jobs.tensorboard`):
+    loss, accuracy (or R²), learning rate and images/s every ``scalars_every`` optimizer steps
+    and at every epoch end; validation figures per epoch; weight and gradient histograms of
+    every parameter and the conv kernels as images every ``histograms_every`` and
+    ``images_every`` epochs (0: never).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scalars_every: int = Field(
+        default=1, ge=1, le=1_000_000, description="optimizer steps between scalar points"
+    )
+    histograms_every: int = Field(
+        default=1, ge=0, le=10_000, description="epochs between histograms (0: none)"
+    )
+    images_every: int = Field(
+        default=1, ge=0, le=10_000, description="epochs between kernel images (0: none)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        # `true` is the short form of "on with every default"; `false` is handled by TrainSpec
+        return {} if value is True else value
+
+
+def _tensorboard_option(value: Any) -> Any:
+    """``false`` (and null) mean no event files; anything else is validated as the options."""
+    return None if value is False else value
+
+
 class TrainSpec(TrainConfig):
     """A training job: what to build, on which data, and how to train it.
 
@@ -167,6 +203,10 @@ class TrainSpec(TrainConfig):
     )
     init_from: InitFrom | None = Field(
         default=None, description="start from a published version's weights (fine-tuning)"
+    )
+    tensorboard: Annotated[TensorBoardOptions | None, BeforeValidator(_tensorboard_option)] = Field(
+        default=None,
+        description="write TensorBoard event files (true, or TensorBoardOptions as an object)",
     )
 
     @model_validator(mode="after")

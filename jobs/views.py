@@ -140,6 +140,9 @@ class JobView:
         attempts: how many times a worker started it (retries after lost workers count).
         enqueued_at, started_at, ended_at: Unix s, None until reached.
         spec: the submitted training spec (JSON object).
+        tensorboard_dir: where the job writes TensorBoard event files, relative to the data
+            volume (``tensorboard/<job id>``, `jobs.tensorboard`); None when it writes none or
+            no worker has started it yet.
     """
 
     id: str
@@ -157,6 +160,7 @@ class JobView:
     started_at: float | None = None
     ended_at: float | None = None
     spec: Mapping[str, Any] | None = None
+    tensorboard_dir: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -181,6 +185,7 @@ class JobView:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "spec": dict(self.spec) if self.spec is not None else None,
+            "tensorboard_dir": self.tensorboard_dir,
         }
 
 

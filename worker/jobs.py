@@ -24,6 +24,7 @@ from rq.job import Job
 from core.redaction import hide_paths
 from jobs import meta as job_meta
 from jobs.spec import InvalidSpec, parse_spec
+from jobs.tensorboard import log_dir
 from worker.progress import JobMetaWriter, ProgressReporter
 from worker.runner import failure_reason
 from worker.settings import WorkerSettings
@@ -54,6 +55,8 @@ def train_job(payload: dict[str, Any]) -> dict[str, Any]:
     _start_attempt(job, writer)
     try:
         spec = parse_spec(payload, settings.spec_limits())
+        if spec.tensorboard is not None:  # callers learn where before the first event
+            writer.update(job_meta.tensorboard_update(log_dir(job.id)))
         reporter = ProgressReporter(
             writer,
             min_interval=settings.progress_interval,

@@ -23,6 +23,7 @@ from worker.settings import WorkerSettings
 if TYPE_CHECKING:
     from core.datasets import Dataset, Normalisation
     from core.model import Sequential
+    from worker.training_events import TrainingEvents
 
 
 class TrainingStopped(RuntimeError):
@@ -130,6 +131,43 @@ def warm_start_model(
     return resolved.spec, normalisation, provenance
 
 
+def tensorboard_dir(settings: WorkerSettings, job_id: str) -> Path:
+    """Where job `job_id` writes its TensorBoard event files (`jobs.tensorboard`)."""
+    from jobs.tensorboard import local_path, log_dir
+
+    return local_path(settings.data_dir, log_dir(job_id))
+
+
+def open_training_events(
+    spec: TrainSpec, settings: WorkerSettings, job_id: str, model: Sequential
+) -> TrainingEvents | None:
+    """The job's TensorBoard event log when its spec asks for one (a retried job adds a new
+    event file to the same directory), else None.
+
+    Raises:
+        OSError: the directory or event file cannot be created.
+    """
+    if spec.tensorboard is None:
+        return None
+    from worker.training_events import TrainingEvents
+
+    return TrainingEvents(tensorboard_dir(settings, job_id), model, spec.tensorboard)
+
+
+def _both(
+    first: Callable[[Any], None] | None, second: Callable[[Any], None] | None
+) -> Callable[[Any], None] | None:
+    """One progress callback calling `first` then `second` (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    def call(report: Any) -> None:
+        first(report)
+        second(report)
+
+    return call
+
+
 def run_training(
     spec: TrainSpec,
     settings: WorkerSettings,
@@ -146,6 +184,8 @@ def run_training(
         settings: where data, models and checkpoints live.
         job_id: names the checkpoint directory; the same id resumes the same run.
         on_progress: `core.training.Progress` callback (throttling is the caller's business).
+            A spec with ``tensorboard`` also has every report written as TensorBoard events
+            to `tensorboard_dir` (`worker.training_events`).
         on_stage: called with ("loaded" | "resuming" | "publishing", details) for status.
         should_stop: polled between steps by `fit` for a cooperative stop.
 
@@ -189,16 +229,21 @@ def run_training(
         },
     )
 
+    events = open_training_events(spec, settings, job_id, model)
     t2 = time.monotonic()
-    result = fit(
-        model,
-        data,
-        spec.train_config(),
-        on_progress=on_progress,
-        checkpoint_dir=ckpt,
-        should_stop=should_stop,
-        normalisation=normalisation,
-    )
+    try:
+        result = fit(
+            model,
+            data,
+            spec.train_config(),
+            on_progress=_both(on_progress, events),
+            checkpoint_dir=ckpt,
+            should_stop=should_stop,
+            normalisation=normalisation,
+        )
+    finally:
+        if events is not None:
+            events.close()
     timings["fit_s"] = round(time.monotonic() - t2, 4)
     if result.cancelled:
         raise TrainingStopped(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from cnn_cli import job_render as render
 from jobs.status import JobStatus
@@ -99,3 +100,46 @@ def test_json_is_the_views_dict_with_sorted_keys() -> None:
         FINISHED.as_dict(),
         FAILED.as_dict(),
     ]
+
+
+# -- cnn train logs --------------------------------------------------------------------------
+
+
+def test_logs_block_names_the_volume_directory_the_local_one_and_the_command(
+    tmp_path: Path,
+) -> None:
+    job = JobView(id="job-3", status=JobStatus.RUNNING, tensorboard_dir="tensorboard/job-3")
+    local = tmp_path / "data dir" / "tensorboard" / "job-3"
+    local.mkdir(parents=True)
+    block = render.logs_block(render.EventFiles(job, "tensorboard/job-3", local))
+    assert block.splitlines() == [
+        "job      job-3",
+        "volume   tensorboard/job-3 (in the data volume)",
+        f"here     {local}",
+        f"view     tensorboard --logdir '{local}'",  # quoted: the path has a blank
+        f"all jobs tensorboard --logdir '{local.parent}'",
+        "compose  docker compose --profile tensorboard up -d tensorboard  (http://127.0.0.1:6006)",
+    ]
+    missing = render.EventFiles(job, "tensorboard/job-3", Path("/nowhere/tensorboard/job-3"))
+    assert "/nowhere/tensorboard/job-3  (not there yet)" in render.logs_block(missing)
+
+
+def test_a_queued_job_whose_spec_asks_for_event_files_is_told_where_they_will_be() -> None:
+    queued = JobView(id="job-4", status=JobStatus.QUEUED, spec={"tensorboard": True})
+    assert render.planned_tensorboard_dir(queued) == "tensorboard/job-4"
+    assert render.planned_tensorboard_dir(JobView(id="j", status=JobStatus.QUEUED, spec={})) is None
+    off = JobView(id="j", status=JobStatus.QUEUED, spec={"tensorboard": None})
+    assert render.planned_tensorboard_dir(off) is None
+    # once a worker took it, only the worker's word counts
+    running = JobView(id="job-4", status=JobStatus.RUNNING, spec={"tensorboard": True})
+    assert render.planned_tensorboard_dir(running) is None
+    block = render.logs_block(render.EventFiles(queued, "tensorboard/job-4", Path("/x")))
+    assert "no worker has started the job yet" in block.splitlines()[1]
+
+
+def test_status_shows_the_event_file_directory_when_the_job_writes_one() -> None:
+    job = JobView(id="job-5", status=JobStatus.RUNNING, tensorboard_dir="tensorboard/job-5")
+    assert "events   tensorboard/job-5 in the data volume (cnn train logs job-5)" in (
+        render.status_block(job).splitlines()
+    )
+    assert "events" not in render.status_block(FAILED)

@@ -132,6 +132,28 @@ def test_list_is_the_same_table_and_the_same_json(stack: LocalStack, finished: s
         assert finished in over_redis.out
 
 
+def test_logs_of_a_job_with_event_files_are_the_same(stack: LocalStack, tmp_path: Path) -> None:
+    # Training.Get carries the directory (Job.tensorboard_dir) as the Redis record does
+    path = write_spec(tmp_path, spec("agree-tensorboard", epochs=1, tensorboard=True))
+    job_id = run_cnn("train", "submit", str(path), "--redis-url", stack.redis_url).stdout.strip()
+    wait_for_status(stack, job_id, "finished")
+    for args in ((), ("--json",)):
+        over_redis, over_grpc = both(stack, "train", "logs", job_id, *args)
+        assert over_redis == over_grpc
+        assert over_redis.code == 0 and f"tensorboard/{job_id}" in over_redis.out
+    over_redis, over_grpc = both(stack, "train", "status", job_id)
+    assert over_redis == over_grpc
+    assert f"events   tensorboard/{job_id} in the data volume" in over_redis.out
+
+
+def test_logs_of_a_job_without_event_files_is_the_same_error(
+    stack: LocalStack, finished: str
+) -> None:
+    over_redis, over_grpc = both(stack, "train", "logs", finished)
+    assert over_redis == over_grpc
+    assert over_redis.code == 2 and "writes no TensorBoard event files" in over_redis.err
+
+
 # -- cancelled jobs ----------------------------------------------------------------------------
 
 

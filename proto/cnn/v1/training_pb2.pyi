@@ -111,7 +111,7 @@ class Progress(_message.Message):
     def __init__(self, epoch: _Optional[int] = ..., epochs: _Optional[int] = ..., step: _Optional[int] = ..., total_steps: _Optional[int] = ..., loss: _Optional[float] = ..., train_accuracy: _Optional[float] = ..., val_accuracy: _Optional[float] = ..., images_per_s: _Optional[float] = ..., eta_s: _Optional[float] = ..., phase: _Optional[str] = ..., val_loss: _Optional[float] = ..., lr: _Optional[float] = ..., updated_at: _Optional[float] = ..., train_r2: _Optional[float] = ..., val_r2: _Optional[float] = ..., val_mae: _Optional[float] = ..., val_rmse: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "status", "model_name", "spec_json", "progress", "error", "model_version", "metrics", "enqueued_at", "started_at", "ended_at", "queue", "stage", "attempts", "epochs")
+    __slots__ = ("job_id", "status", "model_name", "spec_json", "progress", "error", "model_version", "metrics", "enqueued_at", "started_at", "ended_at", "queue", "stage", "attempts", "epochs", "tensorboard_dir")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -134,6 +134,7 @@ class Job(_message.Message):
     STAGE_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    TENSORBOARD_DIR_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     status: JobStatus
     model_name: str
@@ -149,4 +150,5 @@ class Job(_message.Message):
     stage: str
     attempts: int
     epochs: _containers.RepeatedCompositeFieldContainer[Progress]
-    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., model_name: _Optional[str] = ..., spec_json: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., model_version: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., enqueued_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., queue: _Optional[str] = ..., stage: _Optional[str] = ..., attempts: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[Progress, _Mapping]]] = ...) -> None: ...
+    tensorboard_dir: str
+    def __init__(self, job_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., model_name: _Optional[str] = ..., spec_json: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ..., error: _Optional[str] = ..., model_version: _Optional[int] = ..., metrics: _Optional[_Mapping[str, float]] = ..., enqueued_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., queue: _Optional[str] = ..., stage: _Optional[str] = ..., attempts: _Optional[int] = ..., epochs: _Optional[_Iterable[_Union[Progress, _Mapping]]] = ..., tensorboard_dir: _Optional[str] = ...) -> None: ...
