@@ -38,8 +38,9 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 def pixel_size(fig: Figure) -> tuple[int, int]:
     """(width, height) in pixels of the PNG ``png_bytes(fig)`` writes."""
-    w, h = fig.get_size_inches() * fig.dpi
-    return round(float(w)), round(float(h))
+    # the Agg canvas's own figure (whole pixels, as it renders; not a rounding of inches x dpi)
+    w, h = fig.canvas.get_width_height()
+    return int(w), int(h)
 
 
 def png_bytes(fig: Figure) -> bytes:
