@@ -123,7 +123,10 @@ def learning_curve_figure(history: Sequence[dict[str, Any]]) -> Figure:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         if ax.lines:
             ax.legend(loc="best", fontsize="small")

@@ -1,9 +1,10 @@
 """The inspection page opened in headless Chromium shows every section (a screenshot test).
 
-Chromium renders ``index.html`` from a file URL: ``--dump-dom`` gives the DOM it built (every
-section id and heading, every picture decoded from its ``data:`` URI, nothing else fetched), and
-``--screenshot`` of ``index.html#<section>`` (the browser scrolls to the section) must not be
-one flat colour, and differ from section to section.
+Chromium renders ``index.html`` from a file URL. ``--dump-dom`` gives the DOM it built: every
+section id and heading and every picture. A copy of the page with a small layout probe
+(:data:`LAYOUT_PROBE`) tells where each section was laid out and that each picture decoded from
+its ``data:`` URI. A full-page ``--screenshot`` then must show, inside every section's box,
+more than one colour, and many colours where the section has a picture.
 
 In CI (``CI=true``) `scripts/setup.sh` installs Debian's ``chromium`` and a missing browser
 fails this test; elsewhere it is skipped with the reason (install it with
@@ -12,11 +13,14 @@ fails this test; elsewhere it is skipped with the reason (install it with
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,6 +33,8 @@ from tests.support.limits import COLD_START_LIMIT_S
 pytestmark = pytest.mark.slow
 
 WINDOW = (1400, 1000)
+#: The full-page screenshot's height limit (CSS pixels; the digits page is about 5,000).
+MAX_SCREENSHOT_HEIGHT = 16000
 
 
 def _chromium() -> str:
@@ -96,6 +102,50 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.page
 
 
+#: Appended to a copy of the page (the page itself has no script): once everything has loaded,
+#: writes where each section is laid out and each picture's decoded size into the DOM.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  const out = {height: document.documentElement.scrollHeight, sections: {}, images: []};
+  for (const s of document.querySelectorAll("section")) {
+    const r = s.getBoundingClientRect();
+    out.sections[s.id] = [r.left + window.scrollX, r.top + window.scrollY, r.width, r.height];
+  }
+  for (const img of document.images) out.images.push([img.naturalWidth, img.naturalHeight]);
+  const pre = document.createElement("pre");
+  pre.id = "layout";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+@pytest.fixture(scope="module")
+def layout(page: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Where Chromium lays out each section (left, top, width, height in CSS pixels), the
+    document height and every picture's decoded (width, height)."""
+    browser = _chromium()
+    tmp = tmp_path_factory.mktemp("probe")
+    probe = page.with_name("probe.html")
+    probe.write_text(page.read_text().replace("</body>", LAYOUT_PROBE + "</body>"))
+    dom = _run(
+        browser,
+        tmp / "profile",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+        "--virtual-time-budget=10000",  # let the load event fire before the DOM is dumped
+        "--dump-dom",
+        probe.as_uri(),
+    ).stdout
+    found = re.search(r'<pre id="layout">(.*?)</pre>', dom)
+    assert found, "the layout probe did not run: " + dom[-500:]
+    result: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return result
+
+
+def test_the_page_itself_has_no_script(page: Path) -> None:
+    assert "<script" not in page.read_text()
+
+
 def test_chromium_builds_every_section_with_its_pictures(page: Path, tmp_path: Path) -> None:
     browser = _chromium()
     dom = _run(browser, tmp_path / "profile", "--dump-dom", page.as_uri()).stdout
@@ -104,24 +154,48 @@ def test_chromium_builds_every_section_with_its_pictures(page: Path, tmp_path: P
     assert dom.count("<img ") == page.read_text().count("<img ") > 0
 
 
-def test_chromium_shows_every_section_when_scrolled_to_it(page: Path, tmp_path: Path) -> None:
+def test_every_section_is_laid_out_and_every_picture_decoded(
+    page: Path, layout: dict[str, Any]
+) -> None:
+    assert list(layout["sections"]) == [section for section, _ in SECTIONS]
+    for section, (_, _, width, height) in layout["sections"].items():
+        assert width > 0 and height > 0, section
+    sizes = layout["images"]
+    assert len(sizes) == page.read_text().count("<img ") > 0
+    for width, height in sizes:
+        assert width > 0 and height > 0  # decoded from its data: URI
+
+
+def test_a_screenshot_shows_every_section(
+    page: Path, layout: dict[str, Any], tmp_path: Path
+) -> None:
     browser = _chromium()
-    shots = {}
-    for section, _ in SECTIONS:
-        shot = tmp_path / f"{section}.png"
-        _run(
-            browser,
-            tmp_path / "profile",
-            f"--screenshot={shot}",
-            f"--window-size={WINDOW[0]},{WINDOW[1]}",
-            f"{page.as_uri()}#{section}",
-        )
-        with Image.open(shot) as im:
-            pixels = np.asarray(im.convert("RGB"))
-        assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
-        colours = np.unique(pixels.reshape(-1, 3), axis=0)
-        assert len(colours) > 1, f"#{section}: the screenshot is one flat colour"
-        shots[section] = pixels
-    # scrolled to different places: not all the same picture of the top of the page
-    distinct = {shot.tobytes() for shot in shots.values()}
-    assert len(distinct) > len(SECTIONS) // 2
+    height = min(int(layout["height"]) + 10, MAX_SCREENSHOT_HEIGHT)
+    shot = tmp_path / "page.png"
+    _run(
+        browser,
+        tmp_path / "profile",
+        f"--screenshot={shot}",
+        f"--window-size={WINDOW[0]},{height}",
+        page.as_uri(),
+    )
+    with Image.open(shot) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert pixels.shape[:2] == (height, WINDOW[0])
+    pictured = set(_sections_with_pictures(page))
+    for section, (left, top, width, box_height) in layout["sections"].items():
+        crop = pixels[int(top) : int(top + box_height), int(left) : int(left + width)]
+        assert crop.size, f"#{section} lies outside the screenshot"
+        colours = len(np.unique(crop.reshape(-1, 3), axis=0))
+        assert colours > 1, f"#{section}: one flat colour in the screenshot"
+        if section in pictured:  # a colour picture, not only a heading
+            assert colours > 32, f"#{section}: {colours} colours, no picture shown"
+
+
+def _sections_with_pictures(page: Path) -> list[str]:
+    text = page.read_text()
+    return [
+        section
+        for section, _ in SECTIONS
+        if "<img " in text.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
+    ]
