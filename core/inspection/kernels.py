@@ -57,7 +57,7 @@ def kernels_figure(weight: np.ndarray, title: str) -> Figure:
     ax = fig.add_subplot()
     from matplotlib import colormaps
 
-    cmap = colormaps[CMAP].with_extremes(bad="white")
+    cmap = colormaps[CMAP].with_extremes(bad="0.75")  # grey gaps: zero weights are white
     shown = ax.imshow(image, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
     ax.set_xticks([j * (kw + 1) + (kw - 1) / 2 for j in range(c)], [f"c{j}" for j in range(c)])
     ax.set_yticks([i * (kh + 1) + (kh - 1) / 2 for i in range(f)], [f"f{i}" for i in range(f)])
