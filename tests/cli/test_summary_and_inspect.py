@@ -135,3 +135,30 @@ def test_inspect_finds_the_newest_version_or_names_what_there_is(tmp_path: Path)
         model_version_dir("digits", 3, root)
     with pytest.raises(CliError, match=r"no model 'cats' .* \(models there: digits\)"):
         model_version_dir("cats", 0, root)
+
+
+def test_cnn_inspect_command_prints_what_it_wrote_and_why_patches_are_missing(
+    tmp_path: Path,
+) -> None:
+    from tests.cli.conftest import run_cnn
+
+    model_dir = _small_model(tmp_path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(image)
+    out = tmp_path / "out"
+    done = run_cnn("inspect", str(model_dir), "--image", str(image), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert str(out / "index.html") in lines and str(out / "fields_layer3.png") in lines
+    assert any(line.startswith("note (top-patches): skipped: ") for line in lines)
+    bad = run_cnn(
+        "inspect",
+        str(model_dir),
+        "--image",
+        str(image),
+        "--out",
+        str(out),
+        "--max-test-images",
+        "-1",
+    )
+    assert bad.returncode != 0 and "--max-test-images must be >= 0" in bad.stderr
