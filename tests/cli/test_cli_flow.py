@@ -15,7 +15,7 @@ import pytest
 from cnn_cli.stack import LocalStack
 from core.artifacts import CONFUSION_MATRIX_PNG, EVALUATION_JSON, read_evaluation
 from tests.cli.conftest import run_cnn, spec, write_spec
-from tests.support.limits import EVENT_LIMIT_S
+from tests.support.limits import COLD_START_LIMIT_S, EVENT_LIMIT_S
 
 MODEL = "digits-cli"
 
@@ -170,19 +170,23 @@ def test_models_show_prints_the_evaluation_report_and_where_its_picture_is(
     assert doc["evaluation"] == json.loads((directory / EVALUATION_JSON).read_text())
 
 
-def test_inspect_by_model_name_writes_kernel_and_feature_map_pictures(
+def test_inspect_by_model_name_writes_every_picture_and_the_page(
     stack: LocalStack, trained: Trained, digit_pngs: tuple[list[Path], list[int]], tmp_path: Path
 ) -> None:
     paths, _ = digit_pngs
     done = run_cnn(
         "inspect", MODEL, "--image", str(paths[0]), "--out", str(tmp_path / "pictures"),
-        "--models-dir", str(stack.models_dir),
+        "--models-dir", str(stack.models_dir), timeout=COLD_START_LIMIT_S,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     written = [Path(line) for line in done.stdout.splitlines()]
-    assert any(p.name.startswith("kernels_") for p in written)
-    assert any(p.name.startswith("features_") for p in written)
-    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+    names = {p.name for p in written}
+    # the trained model's data set is the bundled digits: nothing is missing, no notes
+    for prefix in ("kernels_", "features_", "fields_", "top_patches_"):
+        assert any(name.startswith(prefix) for name in names), prefix
+    assert {"saliency.png", "learning_curve.png", "confusion_matrix.png", "index.html"} <= names
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written if p.suffix == ".png")
+    assert written[-1].read_text().startswith("<!DOCTYPE html>")
 
 
 def test_cancel_over_grpc_stops_a_running_job_and_watch_exits_non_zero(

@@ -96,20 +96,29 @@ def _small_model(tmp_path: Path) -> Path:
     return tmp_path / "model"
 
 
-def test_inspect_writes_kernels_and_feature_maps_per_conv_layer(tmp_path: Path) -> None:
-    model_dir = _small_model(tmp_path)
+def test_inspect_writes_pictures_per_conv_layer_and_notes_the_missing_data_set(
+    tmp_path: Path,
+) -> None:
+    model_dir = _small_model(tmp_path)  # records no data set, has no history or report
     image = tmp_path / "x.png"
     rgb = np.random.default_rng(0).integers(0, 256, (30, 20, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(image)  # RGB and 20x30: converted to grey and resized to 12x12
-    paths = inspect_model(model_dir, image, tmp_path / "out")
-    assert [p.name for p in paths] == [
+    result = inspect_model(model_dir, image, tmp_path / "out")
+    assert [p.name for p in result.paths] == [
         "kernels_layer0.png",
-        "features_layer0_conv2d.png",
-        "features_layer3_conv2d.png",
+        "features_layer0.png",
+        "fields_layer0.png",
+        "kernels_layer3.png",
+        "features_layer3.png",
+        "fields_layer3.png",
+        "saliency.png",
+        "index.html",
     ]
-    for path in paths:
+    for path in result.paths[:-1]:
         with Image.open(path) as im:
             assert im.format == "PNG"
+    assert "does not record its data set" in result.notes["top-patches"][0]
+    assert set(result.notes) == {"top-patches", "learning-curve", "confusion-matrix"}
 
 
 def test_inspect_finds_the_newest_version_or_names_what_there_is(tmp_path: Path) -> None:
@@ -121,7 +130,35 @@ def test_inspect_finds_the_newest_version_or_names_what_there_is(tmp_path: Path)
     root = str(tmp_path / "models")
     assert model_version_dir("digits", 0, root) == repository.path("digits", 2)
     assert model_version_dir("digits", 1, root) == repository.path("digits", 1)
+    assert model_version_dir("digits:1", 0, root) == repository.path("digits", 1)
     with pytest.raises(CliError, match=r"has no version 3 .* \(versions: 1, 2\)"):
         model_version_dir("digits", 3, root)
     with pytest.raises(CliError, match=r"no model 'cats' .* \(models there: digits\)"):
         model_version_dir("cats", 0, root)
+
+
+def test_cnn_inspect_command_prints_what_it_wrote_and_why_patches_are_missing(
+    tmp_path: Path,
+) -> None:
+    from tests.cli.conftest import run_cnn
+
+    model_dir = _small_model(tmp_path)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((12, 12), np.uint8)).save(image)
+    out = tmp_path / "out"
+    done = run_cnn("inspect", str(model_dir), "--image", str(image), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert str(out / "index.html") in lines and str(out / "fields_layer3.png") in lines
+    assert any(line.startswith("note (top-patches): skipped: ") for line in lines)
+    bad = run_cnn(
+        "inspect",
+        str(model_dir),
+        "--image",
+        str(image),
+        "--out",
+        str(out),
+        "--max-test-images",
+        "-1",
+    )
+    assert bad.returncode != 0 and "--max-test-images must be >= 0" in bad.stderr

@@ -195,4 +195,5 @@ def test_history_adds_a_learning_curve_png(tmp_path: Path) -> None:
     save_artifact(tmp_path, model, meta, history=history)
     with Image.open(tmp_path / "learning_curve.png") as im:
         assert im.size == (960, 380)
+        assert im.info["Software"].startswith("Matplotlib")  # not the old hand-drawn axes
     load_artifact(tmp_path)

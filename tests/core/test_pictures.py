@@ -1,4 +1,4 @@
-"""Pictures: kernel and feature-map grids, learning curves."""
+"""Pictures: kernel and feature-map grids, learning curves (labels: tests/core/test_inspection)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from core.pictures import (
     MIN_TILE,
     feature_map_grid,
     kernel_grid,
-    learning_curve_image,
+    learning_curve_figure,
     learning_curve_png,
 )
 
@@ -50,6 +50,7 @@ def test_learning_curve_png_is_written(tmp_path: Path) -> None:
     with Image.open(path) as im:
         assert im.format == "PNG"
         assert len(set(np.asarray(im.convert("L")).ravel().tolist())) > 5  # something was drawn
-    learning_curve_image(history[:1])  # a single epoch still draws
+        assert im.size == (960, 380)
+    learning_curve_figure(history[:1])  # a single epoch still draws
     with pytest.raises(ShapeError):
-        learning_curve_image([])
+        learning_curve_figure([])
