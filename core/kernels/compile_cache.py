@@ -33,12 +33,11 @@ in memory still runs.
 
 Old revisions' directories are removed by :func:`prune` (the worker warm-up calls it): it keeps
 the most recently used ones and never removes one used in the last day.
-``python -m core.kernels.compile_cache`` prints where the cache is; ``--clear`` empties it.
+``python -m core.kernels`` prints where the cache is; ``--prune`` prunes, ``--clear`` empties it.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import logging
@@ -47,7 +46,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -267,35 +266,6 @@ def kernel_stats() -> dict[str, dict[str, Any]]:
     return stats
 
 
-def _size(path: Path) -> int:
+def size_bytes(path: Path) -> int:
+    """Bytes of the files under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m core.kernels.compile_cache",
-        description="Show, prune or clear the per-machine Numba compile cache.",
-    )
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--prune", action="store_true", help="remove old revisions' caches")
-    group.add_argument("--clear", action="store_true", help="remove every revision's cache")
-    args = parser.parse_args(argv)
-    root = machine_root()
-    if args.clear:
-        for path in revisions(root):
-            shutil.rmtree(path, ignore_errors=True)
-            print(f"removed {path}")
-        return 0
-    if args.prune:
-        for path in prune(root):
-            print(f"removed {path}")
-    print(f"root: {root}")
-    print(f"this revision: {revision_dir()}")
-    for path in revisions(root):
-        mark = "*" if path == revision_dir() else " "
-        print(f"{mark} {path.name}  {_size(path) / 1e6:7.1f} MB")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
