@@ -88,8 +88,9 @@ def _cpu_name() -> str:
     # Numba's own choice (NUMBA_CPU_NAME wins over the host's), as in its index key.
     from numba.core import config
 
-    if config.CPU_NAME:
-        return str(config.CPU_NAME)
+    chosen = getattr(config, "CPU_NAME", None)
+    if chosen:
+        return str(chosen)
     import llvmlite.binding as llvm
 
     return str(llvm.get_host_cpu_name())
@@ -132,7 +133,7 @@ def _is_ours(path: str) -> bool:
     return Path(path).resolve().is_relative_to(revision_dir())
 
 
-def _locator_class() -> type:
+def _locator_class() -> Any:
     from numba.core.caching import _CacheLocator, _SourceFileBackedLocatorMixin
 
     class ContentKeyedLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
@@ -172,10 +173,10 @@ def _directory_lock(directory: str) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-_installed: type | None = None
+_installed: Any = None
 
 
-def install() -> type:
+def install() -> Any:
     """Register the locator and the locked save with Numba (idempotent); returns the locator.
 
     Must run before the kernel modules are imported: Numba picks a function's locator when it
@@ -200,7 +201,7 @@ def install() -> type:
         except OSError as exc:
             log.warning("could not save a compiled kernel to %s: %s", self._cache_path, exc)
 
-    IndexDataCacheFile.save = save
+    IndexDataCacheFile.save = save  # type: ignore[method-assign]
     _installed = locator
     with contextlib.suppress(OSError):
         # Marks the revision as used, for prune (a read-only root just means no cache).
@@ -255,7 +256,7 @@ def kernel_stats() -> dict[str, dict[str, Any]]:
             counts = value.stats
             compile_s = 0.0
             for overload in value.overloads.values():
-                timers = (overload.metadata or {}).get("timers", {})
+                timers = (getattr(overload, "metadata", None) or {}).get("timers", {})
                 compile_s += float(timers.get("compiler_lock", 0.0))
             stats[f"{name}.{attr}"] = {
                 "parallel": bool(value.targetoptions.get("parallel")),
