@@ -76,13 +76,15 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         """Environment shared by every process of the stack (and by clients of it)."""
-        cache = os.environ.get("NUMBA_CACHE_DIR", str(self.workdir / "numba-cache"))
+        # Unset NUMBA_CACHE_DIR means the per-machine compile cache (core/kernels/compile_cache.py),
+        # which every demo reuses; a per-work-directory cache made each fresh demo compile anew.
+        cache = {name: value for name, value in os.environ.items() if name == "NUMBA_CACHE_DIR"}
         return {
             "CNN_REDIS_URL": self.redis_url,
             "CNN_MODELS_DIR": str(self.models_dir),
             "CNN_DATA_DIR": str(self.data_dir),
             "CNN_GRPC_ADDRESS": self.grpc_address,
-            "NUMBA_CACHE_DIR": cache,
+            **cache,
             # one serving process (no supervisor): a light stack on a laptop or in CI
             "CNN_SERVER_PROCESSES": "1",
             **self._extra_env,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +9,9 @@ import pytest
 
 from tests.support.redis_server import RedisServer
 
-# Numba compiles into one shared cache for the whole run (and for the processes tests start).
-os.environ.setdefault(
-    "NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".numba-cache")
-)
+# Numba compiles into the per-machine cache (core/kernels/compile_cache.py), shared with the
+# processes the tests start and with every other clone of the same kernels: a fresh clone's run
+# (CI) reuses what an earlier run on the machine compiled. NUMBA_CACHE_DIR, if set, moves it.
 
 #: Tests that import proto.inference, which cannot share a process with tritonclient: a run
 #: collects them only when they are named on its command line (scripts/test.sh runs them

@@ -90,7 +90,7 @@ def start_warmup(settings: WorkerSettings) -> subprocess.Popen[bytes] | None:
         return None
     log.info(
         "warming the Numba compile cache (NUMBA_CACHE_DIR=%s, mode %s)",
-        settings.numba_cache_dir or "<numba default>",
+        settings.numba_cache_dir or "<per-machine default>",
         settings.warmup,
     )
     return subprocess.Popen([sys.executable, "-m", "worker.warmup"], stdin=subprocess.DEVNULL)

@@ -32,8 +32,8 @@ class WorkerSettings(QueueSettings):
     numba_cache_dir: Path | None = Field(
         None,
         validation_alias="NUMBA_CACHE_DIR",
-        description="Shared Numba compile cache, warmed at worker start (unset: Numba's "
-        "default, __pycache__).",
+        description="Root of the Numba compile cache shared by all clones, warmed at worker "
+        "start (unset: $XDG_CACHE_HOME/cnn-service/numba).",
     )
     worker_name: str | None = Field(
         None, description="RQ worker name, unique per Redis (unset: random)."

@@ -24,6 +24,12 @@ import os
 # explicit setting by the user wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Kernels are cached per machine under a key of their source content (compile_cache's doc):
+# the locator must be registered before any kernel module below this package is decorated.
+from core.kernels import compile_cache
+
+compile_cache.install()
+
 _blas_pinned = False
 
 

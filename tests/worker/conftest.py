@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from core.kernels import compile_cache
 from jobs.queue import JobQueue
 from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.processes import ManagedProcess, python_module
@@ -32,8 +33,11 @@ FAST_TIMINGS = {
 
 @pytest.fixture(scope="session")
 def warm_numba_cache() -> str:
-    """Compile the kernels once for the session (the workers then start with CNN_WARMUP=off)."""
-    cache = os.environ["NUMBA_CACHE_DIR"]
+    """Compile the kernels once for the session (the workers then start with CNN_WARMUP=off).
+
+    Returns the cache root (the per-machine one unless NUMBA_CACHE_DIR is set).
+    """
+    cache = str(compile_cache.machine_root())
     done = subprocess.run(
         python_module("worker.warmup"),
         cwd=REPO_ROOT,
