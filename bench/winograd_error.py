@@ -101,13 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         b = (0.1 * rng.standard_normal(f)).astype(np.float32)
         report(f"random  {c:>3}->{f:<3} {h}x{h}", x, w, b, 1)
     model = trained_vgg(args.steps)
-    h = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    act = np.random.default_rng(2).standard_normal((8, 3, 32, 32)).astype(np.float32)
     for layer in model.layers:
         if isinstance(layer, Conv2D):
-            assert layer.bias is not None
-            title = f"trained {h.shape[1]:>3}->{layer.filters:<3} {h.shape[2]}x{h.shape[3]}"
-            report(title, h, layer.weight.value, layer.bias.value, 1)
-        h = layer.forward(h)
+            assert layer.weight is not None and layer.bias is not None
+            title = f"trained {act.shape[1]:>3}->{layer.filters:<3} {act.shape[2]}x{act.shape[3]}"
+            report(title, act, layer.weight.value, layer.bias.value, 1)
+        act = layer.forward(act)
     return 0
 
 

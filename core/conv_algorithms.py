@@ -4,13 +4,14 @@ Winograd (:mod:`core.kernels.winograd`) applies to 3x3, stride-1, dilation-1, un
 everything else is im2col + GEMM (:mod:`core.kernels.conv`). The environment variable
 ``CNN_CONV_ALGORITHM`` decides, read at each decision (so tests can force each path):
 
-- ``auto`` (default): measure. The first time a shape is seen in the process, both tile sizes and
-  im2col run on a small random batch on the calling thread (each 5 times, interleaved, best time
-  kept); Winograd wins only if at least ``MARGIN`` (15%) faster than im2col, F(4x4) over F(2x2)
-  only if 5% faster (F(2x2) is more precise). The result is cached per shape and dtype for the
-  life of the process, so a layer never changes algorithm between calls and a server keeps its
-  choice; the margin makes two processes on the same machine agree except for shapes where the
-  algorithms are within noise of each other (and there the choice costs little either way).
+- ``auto`` (default): measure. The first time a shape is seen in the process, both tile sizes
+  and im2col run on a small random batch on the calling thread (each 7 times, interleaved, best
+  time kept: the least disturbed by other load); Winograd wins only if at least ``MARGIN``
+  (15%) faster than im2col, F(4x4) over F(2x2) only if 5% faster (F(2x2) is more precise).
+  The result is cached per shape and dtype for the life of the process, so a layer never
+  changes algorithm between calls and a server keeps its choice; the margin makes two
+  processes on the same machine agree except for shapes where the algorithms are within noise
+  of each other (and there the choice costs little either way).
 - ``im2col``: never Winograd; ``winograd`` / ``winograd4``: F(4x4,3x3) wherever it applies;
   ``winograd2``: F(2x2,3x3) wherever it applies.
 
@@ -43,8 +44,11 @@ CHOICES: dict[str, int | None] = {
 }
 MARGIN = 0.85  # Winograd must take at most this fraction of im2col's time
 LARGE_TILE_MARGIN = 0.95  # F(4x4) must take at most this fraction of F(2x2)'s time
-MEASURE_FLOPS = 20e6  # the measuring batch holds about this much im2col work (>= 1 sample)
-MEASURE_REPS = 5
+# The measuring batch holds about this much im2col work (1 to 16 samples): enough tiles for the
+# Winograd GEMMs to reach the size they have in use (an inference chunk, a training batch share);
+# 20 MFLOP (2 samples of 32->64 at 16x16) made F(4x4) look slower than im2col, as at batch 1.
+MEASURE_FLOPS = 80e6
+MEASURE_REPS = 7
 # Scratch per Winograd GEMM batch: V (a*a, C, T) + M (a*a, F, T) values within this many bytes
 # (about the per-core L2), but at least MIN_BLOCK tiles T so the GEMMs are not degenerate.
 BLOCK_BYTES = 768 * 1024

@@ -41,6 +41,16 @@ def _data(case, dtype, seed=0):
 
 def _direct(x, wt, b, pt, pl, out_shape):
     """The direct convolution in float64 (the im2col kernels' oracle)."""
+    key = (x.tobytes(), wt.tobytes(), b.tobytes(), pt, pl, out_shape)
+    if key not in _DIRECT:  # the plain loops take seconds on the many-channel case
+        _DIRECT[key] = _direct_uncached(x, wt, b, pt, pl, out_shape)
+    return _DIRECT[key]
+
+
+_DIRECT: dict[tuple, np.ndarray] = {}
+
+
+def _direct_uncached(x, wt, b, pt, pl, out_shape):
     ref = np.empty(out_shape)
     conv_k.conv2d_forward_reference(
         np.asarray(x, np.float64), np.asarray(wt, np.float64), np.asarray(b, np.float64),
@@ -64,12 +74,14 @@ def _error(out, ref):
     return float(np.abs(np.asarray(out, np.float64) - ref).max() / np.abs(ref).max())
 
 
-# Measured (this machine, seeds 0-4, the CASES grid and the VGG-small shapes, random He-scaled
-# weights and N(0,1) inputs; see the README): max error relative to max|y| in float32 was
-# im2col 1.6e-7, F(2,3) 2.4e-7, F(4,3) 6.1e-7. The bounds leave ~10x headroom for other shapes
-# and inputs; F(4,3)'s is larger because its transforms multiply by up to 8 (A^T) and 5 (B^T):
-# the rounding of V and of the GEMM sums is amplified by ~|A^T|_1^2 / ... before it cancels.
-TOL32 = {2: 3e-6, 4: 6e-6}
+# Measured by `python -m bench.winograd_error` (random He-scaled weights with N(0,1) inputs, and
+# VGG-small's trained weights fed its own activations; 3 to 256 channels): the largest error
+# relative to max|y| in float32 was im2col 7.2e-7, F(2,3) 6.6e-7, F(4,3) 9.9e-6 (256 channels;
+# 64 channels: 6.4e-6, trained weights: 3.6e-6). F(4,3) loses ~10x more because its transforms
+# scale by up to 5 (B^T) and 8 (A^T) on each axis, so the rounding of V and of the GEMM sums is
+# amplified before it cancels; F(2,3)'s matrices hold only 0 and +-1. The bounds leave 3-5x
+# headroom over the worst measured case for other shapes and seeds.
+TOL32 = {2: 3e-6, 4: 3e-5}
 
 
 @pytest.mark.parametrize("m", wk.TILES)
