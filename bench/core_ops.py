@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="shorter measurements (~30 s)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--arch", choices=sorted(ARCHS), action="append", help="only these nets")
+    parser.add_argument(
+        "--baseline",
+        default="im2col",
+        help="also measure ours with CNN_CONV_ALGORITHM=<this> (rows '<net> <this>'; 'none' to "
+        "skip): before/after in one run",
+    )
     return parser
 
 
@@ -126,10 +132,43 @@ def _measure(args: argparse.Namespace) -> int:
                     )
             rows.append((name, ours, tr, onnx))
             print(f"{name}: measured ({compile_note:.1f} s incl. any first-run compile)")
+            print(f"{name}: conv algorithms {conv_choices(net)}")
+            if args.baseline != "none":
+                label = f"{name[:3]}:{args.baseline}"
+                rows.append((label, _baseline(args, arch, in_shape), tr, onnx))
 
     core_report.print_comparison(rows)
     core_report.print_profiles(profiles, mm)
     return 0
+
+
+def conv_choices(net: Any) -> str:
+    """'im2col' / 'winograd<m>' per conv layer of the net (forward), in layer order."""
+    from core.layers import Conv2D
+
+    names = []
+    for layer, shape in zip(net.layers, net.shapes, strict=False):
+        if isinstance(layer, Conv2D):
+            m = layer._winograd_tile(shape, backward=False)
+            names.append(f"winograd{m}" if m else "im2col")
+    return ", ".join(names)
+
+
+def _baseline(args: argparse.Namespace, arch: Any, in_shape: tuple[int, int, int]) -> Any:
+    """Our figures with CNN_CONV_ALGORITHM forced to ``args.baseline`` (a fresh net)."""
+    from bench.ours import Net, bench_ours
+    from core import conv_algorithms
+
+    budget, warm = (0.5, 2) if args.quick else (2.0, 4)
+    saved = os.environ.get(conv_algorithms.ENV)
+    os.environ[conv_algorithms.ENV] = args.baseline
+    try:
+        return bench_ours(Net(arch, in_shape), in_shape, budget, warm)
+    finally:
+        if saved is None:
+            del os.environ[conv_algorithms.ENV]
+        else:
+            os.environ[conv_algorithms.ENV] = saved
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 import numba
 import numpy as np
 
-from core import kernels
+from core import conv_algorithms, kernels
 from core.errors import ShapeError
 from core.kernels import blas
 from core.kernels import infer as ik
+from core.kernels import winograd as wino_k
 from core.parameter import Parameter
 
 if TYPE_CHECKING:
@@ -331,6 +332,31 @@ class PlanBuilder:
         if bias is not None:
             r[ik.F_BI] = self._array("bias", bias, f)
         _conv_tiling(r, self._chunk, self.dtype.itemsize, self._sizes)
+        if conv_algorithms.applies(kernel, stride, dilation, groups):
+            self._winograd(r, padding)
+
+    def _winograd(self, r: np.ndarray, padding: tuple[int, int, int, int]) -> None:
+        """Switch a 3x3 stride-1 conv row to Winograd when :mod:`core.conv_algorithms` picks it
+        for this shape: the filter transform is packed now, next to a copy of the weights it was
+        made from (the kernel redoes it when the live weights changed in place)."""
+        c, h, w, f, oh, ow = (int(r[i]) for i in (ik.F_C, ik.F_H, ik.F_W, ik.F_F, ik.F_OH, ik.F_OW))
+        top, left = padding[0], padding[2]
+        m = conv_algorithms.tile_size(
+            conv_algorithms.ConvShape(c, h, w, f, oh, ow, top, left, self.dtype.name)
+        )
+        if not m:
+            return
+        a2 = (m + 2) ** 2
+        weight = self._arrays[int(r[ik.F_WI])]
+        u = np.empty(a2 * f * c, self.dtype)
+        wino_k.winograd_filter(weight.reshape(f, c, 3, 3), m, u.reshape(a2, f, c))
+        block = conv_algorithms.block_rows(m, c, f, ow, self.dtype.itemsize)
+        r[ik.F_WINO], r[ik.F_WU], r[ik.F_WB] = m, len(self._arrays), block
+        self._arrays += [u, weight.copy()]
+        tiles = block * -(-ow // m)  # V (a*a, C, tiles) in the cols scratch, M in res
+        self._sizes["cols"] = max(self._sizes["cols"], a2 * c * tiles)
+        self._sizes["res"] = max(self._sizes["res"], a2 * f * tiles)
+        self._labels[-1] += f"(winograd{m})"
 
     def dense(self, weight: ArraySource, bias: ArraySource | None) -> None:
         """y = x @ W + b on the flattened input: weight (I, O), bias (O,) or None."""

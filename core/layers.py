@@ -20,16 +20,17 @@ from typing import Any, ClassVar, TypeVar, cast
 import numba
 import numpy as np
 
-from core import init, kernels
+from core import conv_algorithms, init, kernels
 from core.errors import ShapeError, SpecError
 from core.inference import Live, PlanBuilder
 from core.kernels import activations as act_k
 from core.kernels import batchnorm as bn_k
-from core.kernels import blas
+from core.kernels import blas, conv_wgrad
 from core.kernels import conv as conv_k
 from core.kernels import dense as dense_k
 from core.kernels import infer as infer_k
 from core.kernels import pool as pool_k
+from core.kernels import winograd as wino_k
 from core.parameter import Parameter
 
 _REQUIRED: Any = object()
@@ -393,7 +394,9 @@ class Conv2D(Layer):
     Input (N, C, H, W) -> output (N, F, H', W'), weight (F, C/groups, KH, KW), bias (F,);
     H' = 1 + (H + top + bottom - dh*(KH-1) - 1) // sh. groups == C == F is depthwise.
     Computed per sample as im2col + one BLAS GEMM per group inside a Numba loop over the batch;
-    backward = the two transposed GEMMs + col2im (see :mod:`core.kernels.conv`).
+    backward = the two transposed GEMMs + col2im (see :mod:`core.kernels.conv`). 3x3 stride-1
+    ungrouped convs may run as Winograd F(2x2|4x4, 3x3) instead (forward and backward-data; the
+    weight gradient stays im2col + GEMM), as :mod:`core.conv_algorithms` decides per shape.
     """
 
     type_name = "conv2d"
@@ -482,10 +485,19 @@ class Conv2D(Layer):
         kernels.single_threaded_blas()
         out = np.empty((x.shape[0], *self.out_shape), self.dtype)
         b = self.bias.value if self.bias is not None else self._zero_bias
+        m = self._winograd_tile(x.shape[1:], backward=False)
         with blas.numpy_blas(1) as fptr:  # NumPy's newer OpenBLAS: 20-35% faster conv GEMMs
-            conv_k.conv2d_forward(
-                x, self.weight.value, b, *self._geometry(), self._block(x), out, fptr
-            )
+            if m:  # filter transform per call: the weights change every training step
+                c = x.shape[1]
+                u = np.empty(((m + 2) ** 2, self.filters, c), self.dtype)
+                wino_k.winograd_filter(self.weight.value, m, u)
+                block = conv_algorithms.block_rows(m, c, self.filters, out.shape[3], x.itemsize)
+                pt, pl, threads = self.pads[0], self.pads[2], numba.get_num_threads()
+                wino_k.winograd_forward(x, u, b, m, pt, pl, block, threads, out, fptr)
+            else:
+                conv_k.conv2d_forward(
+                    x, self.weight.value, b, *self._geometry(), self._block(x), out, fptr
+                )
         self._x, self._out_shape = x, out.shape
         return out
 
@@ -497,6 +509,10 @@ class Conv2D(Layer):
         partial = np.empty((numba.get_num_threads(), f, k + 1), self.dtype)
         db = self.bias.grad if self.bias is not None else np.zeros(f, self.dtype)
         dx = np.empty_like(x)
+        m = self._winograd_tile(x.shape[1:], backward=True)
+        if m:
+            self._winograd_backward(x, dout, m, dx, db, partial)
+            return dx
         with blas.numpy_blas(1) as fptr:
             conv_k.conv2d_backward(
                 x,
@@ -562,6 +578,48 @@ class Conv2D(Layer):
         per_thread = -(-n // threads)
         cap = max(1, -(-self._GEMM_COLUMNS // (self.out_shape[1] * self.out_shape[2])))
         return -(-per_thread // -(-per_thread // cap))
+
+    def _winograd_tile(self, in_shape: tuple[int, ...], *, backward: bool) -> int:
+        """Winograd tile size (2 or 4) for the forward conv or backward-data, 0 for im2col
+        (:mod:`core.conv_algorithms`). Backward-data is the stride-1 conv of the output gradient
+        with the flipped, channel-swapped filter and padding (2 - top, 2 - left)."""
+        assert self.pads is not None and self.out_shape is not None
+        if not conv_algorithms.applies(self.kernel, self.stride, self.dilation, self.groups):
+            return 0
+        (c, h, w), (f, oh, ow), pads = in_shape, self.out_shape, self.pads
+        if not backward:
+            shape = conv_algorithms.ConvShape(c, h, w, f, oh, ow, pads[0], pads[2], self.dtype.name)
+        elif max(pads) <= 2:
+            top, left = 2 - pads[0], 2 - pads[2]
+            shape = conv_algorithms.ConvShape(f, oh, ow, c, h, w, top, left, self.dtype.name)
+        else:
+            return 0
+        return conv_algorithms.tile_size(shape)
+
+    def _winograd_backward(
+        self,
+        x: np.ndarray,
+        dout: np.ndarray,
+        m: int,
+        dx: np.ndarray,
+        db: np.ndarray,
+        partial: np.ndarray,
+    ) -> None:
+        """dx by Winograd (the transposed filter transformed per step), weight and bias gradient
+        by im2col + GEMM (:mod:`core.kernels.conv_wgrad`)."""
+        assert self.weight is not None and self.pads is not None
+        w, c = self.weight.value, x.shape[1]
+        u = np.empty(((m + 2) ** 2, c, self.filters), self.dtype)
+        block = conv_algorithms.block_rows(m, self.filters, c, x.shape[3], x.itemsize)
+        with blas.numpy_blas(1) as fptr:
+            wino_k.winograd_filter_transposed(w, m, u)
+            zero = np.zeros(c, self.dtype)
+            pt, pl = 2 - self.pads[0], 2 - self.pads[2]
+            threads = numba.get_num_threads()
+            wino_k.winograd_forward(dout, u, zero, m, pt, pl, block, threads, dx, fptr)
+            conv_wgrad.conv2d_weight_grad(
+                x, w, dout, *self._geometry(), self._block(x), self.weight.grad, db, partial, fptr
+            )
 
     def _geometry(self) -> tuple[int, int, int, int, int, int]:
         """(sh, sw, pad_top, pad_left, dh, dw) as the kernels take them."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from core.kernels.blas import gemm
 from core.kernels.conv import _im2col_sample
+from core.kernels.winograd import conv_blocks, winograd_filter
 
 # op codes
 OP_CONV = 0
@@ -78,7 +79,12 @@ F_WG = 24  # conv: grid width (OW + dw*(KW-1) for stride 1, else OW)
 F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
 F_DIRECT = 26  # conv stride 1: 1 = direct accumulation over shifted planes (no im2col/GEMM)
 F_COMPACT = 27  # conv stride 1: 1 = lower only the OW valid columns of each grid row (narrow maps)
-NFIELDS = 28
+# Winograd (core.kernels.winograd, chosen by core.conv_algorithms): the plan's array list holds
+# the packed filter transform U (a*a, F, C) at F_WU and the weights it was made from at F_WU + 1
+F_WINO = 28  # conv: Winograd output tile size m (2 or 4); 0 = im2col / direct
+F_WU = 29  # conv, Winograd: index of U in the array list
+F_WB = 30  # conv, Winograd: tile rows per batch of GEMMs
+NFIELDS = 31
 
 # layout fields (offsets into a scratch row)
 L_A = 0
@@ -270,6 +276,9 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
     one = np.ones(1, src.dtype)
     scale, shift = _channel_affine(arrays, p, eps, f_, one)
     act = p[F_ACT]
+    if p[F_WINO] > 0:
+        _winograd(p, alpha, scale, shift, arrays, src, dst, nb, cols_buf, res_buf, fptr)
+        return
     for s0 in range(0, nb, sb):
         s1 = min(s0 + sb, nb)
         if unit:
@@ -313,6 +322,43 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
         _conv_rows(
             p, alpha, scale, shift, wm, src, dst, s0, s1, 0, oh, cols_buf, res_buf, xp_buf, fptr
         )
+
+
+@numba.njit(cache=True)
+def _winograd(p, alpha, scale, shift, arrays, src, dst, nb, v_buf, m_buf, fptr):
+    """OP_CONV by Winograd F(m x m, 3 x 3) over nb samples, the affine and activation applied
+    after the output transform; V / M of each batch of GEMMs live in the cols / res scratch."""
+    c_, h_, w_ = p[F_C], p[F_H], p[F_W]
+    f_, oh, ow = p[F_F], p[F_OH], p[F_OW]
+    m = p[F_WINO]
+    a = m + 2
+    u = arrays[p[F_WU]].reshape(a * a, f_, c_)
+    x = src[: nb * p[F_IN]].reshape(nb, c_, h_, w_)
+    y = dst[: nb * p[F_OUT]].reshape(nb, f_, oh, ow)
+    rows = nb * ((oh + m - 1) // m)
+    conv_blocks(x, u, scale, shift, m, p[F_PT], p[F_PL], 0, rows, p[F_WB], y, v_buf, m_buf, fptr)
+    _activate(dst[: nb * p[F_OUT]], p[F_ACT], alpha)
+
+
+@numba.njit(cache=True)
+def _refresh_winograd(prog, arrays):
+    """Redo the packed filter transform of every Winograd conv whose weights changed in place
+    since it was made (a compare of F*C*9 values per call; the transform itself is far dearer)."""
+    for i in range(prog.shape[0]):
+        p = prog[i]
+        m = p[F_WINO]
+        if p[F_OP] != OP_CONV or m == 0:
+            continue
+        w = arrays[p[F_WI]]
+        made = arrays[p[F_WU] + 1]
+        changed = 0
+        for q in range(w.shape[0]):
+            changed += w[q] != made[q]
+        if changed:
+            made[:] = w
+            f_, c_ = p[F_F], p[F_C]
+            u = arrays[p[F_WU]].reshape((m + 2) * (m + 2), f_, c_)
+            winograd_filter(w.reshape(f_, c_, 3, 3), m, u)
 
 
 @numba.njit(cache=True)
@@ -472,6 +518,7 @@ def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     float32 GEMM of :func:`core.kernels.blas.gemm` (0: ``np.dot``).
     """
     n_ = x.shape[0]
+    _refresh_winograd(prog, arrays)
     tasks = min(scratch.shape[0], n_ // max(1, layout[L_MINTASK]))
     if tasks <= 1:
         _run_task(prog, fparams, arrays, layout, x, out, scratch[0], 0, n_, softmax, fptr)

@@ -1,0 +1,173 @@
+"""Which algorithm computes a convolution: im2col + GEMM, or Winograd F(2x2,3x3) / F(4x4,3x3).
+
+Winograd (:mod:`core.kernels.winograd`) applies to 3x3, stride-1, dilation-1, ungrouped convs;
+everything else is im2col + GEMM (:mod:`core.kernels.conv`). The environment variable
+``CNN_CONV_ALGORITHM`` decides, read at each decision (so tests can force each path):
+
+- ``auto`` (default): measure. The first time a shape is seen in the process, both tile sizes
+  and im2col run on a small random batch on the calling thread (each 7 times, interleaved, best
+  time kept: the least disturbed by other load); Winograd wins only if at least ``MARGIN``
+  (15%) faster than im2col, F(4x4) over F(2x2) only if 5% faster (F(2x2) is more precise).
+  The result is cached per shape and dtype for the life of the process, so a layer never
+  changes algorithm between calls and a server keeps its choice; the margin makes two
+  processes on the same machine agree except for shapes where the algorithms are within noise
+  of each other (and there the choice costs little either way).
+- ``im2col``: never Winograd; ``winograd`` / ``winograd4``: F(4x4,3x3) wherever it applies;
+  ``winograd2``: F(2x2,3x3) wherever it applies.
+
+Used by :class:`core.layers.Conv2D` (training and the layer-by-layer forward; backward-data is
+decided as the forward conv of the output gradient, weight gradient always im2col) and by the
+inference plan (:meth:`core.inference.PlanBuilder.conv`, which packs the filter transform once).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from core.kernels import blas
+from core.kernels import conv as conv_k
+from core.kernels import winograd as wino_k
+
+ENV = "CNN_CONV_ALGORITHM"
+CHOICES: dict[str, int | None] = {
+    "auto": None,
+    "im2col": 0,
+    "winograd": 4,
+    "winograd4": 4,
+    "winograd2": 2,
+}
+MARGIN = 0.85  # Winograd must take at most this fraction of im2col's time
+LARGE_TILE_MARGIN = 0.95  # F(4x4) must take at most this fraction of F(2x2)'s time
+# The measuring batch holds about this much im2col work (1 to 16 samples): enough tiles for the
+# Winograd GEMMs to reach the size they have in use (an inference chunk, a training batch share);
+# 20 MFLOP (2 samples of 32->64 at 16x16) made F(4x4) look slower than im2col, as at batch 1.
+MEASURE_FLOPS = 80e6
+MEASURE_REPS = 7
+# Scratch per Winograd GEMM batch: V (a*a, C, T) + M (a*a, F, T) values within this many bytes
+# (about the per-core L2), but at least MIN_BLOCK tiles T so the GEMMs are not degenerate.
+BLOCK_BYTES = 768 * 1024
+MIN_BLOCK, MAX_BLOCK = 16, 256
+
+
+class AlgorithmSettingError(ValueError):
+    """CNN_CONV_ALGORITHM holds an unknown value."""
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    """A stride-1 3x3 convolution as the algorithm choice sees it (per sample)."""
+
+    channels: int
+    height: int
+    width: int
+    filters: int
+    out_height: int
+    out_width: int
+    pad_top: int
+    pad_left: int
+    dtype: str
+
+
+def setting() -> str:
+    """The value of CNN_CONV_ALGORITHM (default ``auto``); unknown values raise."""
+    value = os.environ.get(ENV, "").strip().lower() or "auto"
+    if value not in CHOICES:
+        raise AlgorithmSettingError(f"{ENV}={value!r} is not one of {', '.join(CHOICES)}")
+    return value
+
+
+def applies(
+    kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], groups: int
+) -> bool:
+    """Whether Winograd F(m x m, 3 x 3) can compute this convolution."""
+    return (
+        tuple(kernel) == (3, 3)
+        and tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and groups == 1
+    )
+
+
+def block_rows(m: int, channels: int, filters: int, out_width: int, itemsize: int) -> int:
+    """Tile rows per batch of Winograd GEMMs (each row holds TW = ceil(OW / m) tiles): as many
+    as keep V and M within BLOCK_BYTES, at least MIN_BLOCK tiles, at most MAX_BLOCK."""
+    tw = -(-out_width // m)
+    per_tile = (m + 2) ** 2 * (channels + filters) * itemsize
+    want = max(MIN_BLOCK, min(MAX_BLOCK, BLOCK_BYTES // per_tile))
+    return max(1, want // tw)
+
+
+_lock = threading.Lock()
+_chosen: dict[ConvShape, int] = {}
+
+
+def tile_size(shape: ConvShape) -> int:
+    """Winograd output tile size m (2 or 4) for this convolution, or 0 for im2col (the caller
+    has checked :func:`applies`)."""
+    forced = CHOICES[setting()]
+    if forced is not None:
+        return forced
+    m = _chosen.get(shape)
+    if m is not None:
+        return m
+    with _lock:  # one measurement per shape, even when threads build plans at once
+        m = _chosen.get(shape)
+        if m is None:
+            m = _measure(shape)
+            _chosen[shape] = m
+    return m
+
+
+def measured() -> dict[ConvShape, int]:
+    """The choices made by measurement so far in this process (for benches and logs)."""
+    return dict(_chosen)
+
+
+def _measure(shape: ConvShape) -> int:
+    """0, 2 or 4 by timing the three kernels on the calling thread (see the module docstring)."""
+    dtype = np.dtype(shape.dtype)
+    c, f = shape.channels, shape.filters
+    oh, ow = shape.out_height, shape.out_width
+    per_sample = 2.0 * c * f * 9 * oh * ow
+    n = int(max(1, min(16, round(MEASURE_FLOPS / per_sample))))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, shape.height, shape.width)).astype(dtype)
+    w = (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c)).astype(dtype)
+    b = np.zeros(f, dtype)
+    out = np.empty((n, f, oh, ow), dtype)
+    pt, pl = shape.pad_top, shape.pad_left
+    packed: dict[int, tuple[np.ndarray, int]] = {}
+    for m in wino_k.TILES:
+        u = np.empty(((m + 2) ** 2, f, c), dtype)
+        wino_k.winograd_filter(w, m, u)
+        packed[m] = (u, block_rows(m, c, f, ow, dtype.itemsize))
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # per-sample cost, without pool wake-ups (this thread only)
+    try:
+        with blas.numpy_blas(1) as fptr:
+
+            def run(m: int) -> None:
+                if m == 0:
+                    conv_k.conv2d_forward(x, w, b, 1, 1, pt, pl, 1, 1, n, out, fptr)
+                else:
+                    u, block = packed[m]
+                    wino_k.winograd_forward(x, u, b, m, pt, pl, block, 1, out, fptr)
+
+            best = {0: np.inf, 2: np.inf, 4: np.inf}
+            for rep in range(MEASURE_REPS + 1):
+                for m in best:
+                    t0 = time.perf_counter()
+                    run(m)
+                    elapsed = time.perf_counter() - t0
+                    if rep > 0:  # the first round may compile or load from the cache
+                        best[m] = min(best[m], elapsed)
+    finally:
+        numba.set_num_threads(threads)
+    small = 4 if best[4] <= LARGE_TILE_MARGIN * best[2] else 2
+    return small if best[small] <= MARGIN * best[0] else 0
