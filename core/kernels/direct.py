@@ -8,8 +8,9 @@ GEMM). Weights are packed ONCE when the plan is built into a channel-blocked lay
 (the ``NCHWc`` weight layout with c = LANES = 8 output channels: one AVX2 float32 vector; the
 EPYC here also has AVX-512, whose 512-bit FMAs Zen 4 runs as two 256-bit halves, and 8 lanes
 keep LeNet's 6-filter conv cheap). The input is the stride-1 zero-padded grid of
-:func:`core.kernels.infer._conv_pad`: channel planes of ``plane`` elements, rows of ``Wg = OW + dw*(KW-1)``, so the output pixel
-(oy, ox) of tap (i, j) reads ``xp[base + c*plane + (oy + i*dh)*Wg + ox + j*dw]``.
+:func:`core.kernels.infer._conv_pad`: channel planes of ``plane`` elements, rows of
+``Wg = OW + dw*(KW-1)``, so the output pixel (oy, ox) of tap (i, j) reads
+``xp[base + c*plane + (oy + i*dh)*Wg + ox + j*dw]``.
 
 The micro-kernel (:func:`_tile_fma`, LLVM IR) computes a TILE x LANES block (TILE output pixels
 of one row, LANES filters) in TILE vector accumulators held in registers: per tap it loads one
