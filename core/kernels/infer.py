@@ -455,6 +455,64 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
         )
 
 
+# A single sample's blocked conv is spread over the threads from this many multiply-adds (waking
+# the pool costs ~10-20 us; VGG-small's 3x3 convs have 0.9-9.4 M, LeNet's 0.1-0.25 M).
+SPLIT_MACS = 2_000_000
+
+
+@numba.njit(cache=True)
+def _conv_macs(p):
+    return p[F_F] * p[F_OH] * p[F_OW] * (p[F_C] // p[F_G]) * p[F_KH] * p[F_KW]
+
+
+@numba.njit(parallel=True, cache=True)
+def _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout):
+    """OP_CONV of ONE sample on the blocked path with its filter blocks spread over the threads
+    (thread t takes blocks t, t + T, ...; its own scratch row for the output block; every thread
+    reads the padded planes that the calling thread wrote once into scratch row 0)."""
+    c_, f_, oh, ow = p[F_C], p[F_F], p[F_OH], p[F_OW]
+    groups, kh, kw, dh, dw = p[F_G], p[F_KH], p[F_KW], p[F_DH], p[F_DW]
+    wg, plane = p[F_WG], p[F_PLANE]
+    cg, fg = c_ // groups, f_ // groups
+    fbg = -(-fg // direct.LANES)
+    owp = -(-ow // direct.TILE) * direct.TILE
+    act = p[F_ACT]
+    one = np.ones(1, src.dtype)
+    scale, shift = _channel_affine(arrays, p, eps, f_, one)
+    wp = arrays[p[F_PACK]]
+    xp = scratch[0][layout[L_XP] :]
+    _conv_pad(p, src, 0, 1, xp)
+    threads = scratch.shape[0]
+    blocks = groups * fbg
+    for t in numba.prange(threads):
+        row = scratch[t]
+        blk = row[layout[L_RES] : layout[L_RES] + direct.LANES * oh * owp]
+        for bi in range(t, blocks, threads):
+            g = bi // fbg
+            fb = bi % fbg
+            direct.conv_block(
+                xp, g * cg * plane, plane, wg, wp, bi, cg, kh, kw, dh, dw, oh, ow, blk
+            )
+            for k in range(min(direct.LANES, fg - fb * direct.LANES)):
+                fo = g * fg + fb * direct.LANES + k
+                _emit(
+                    blk,
+                    k * oh * owp,
+                    owp,
+                    0,
+                    oh,
+                    oh,
+                    ow,
+                    scale[fo],
+                    shift[fo],
+                    act,
+                    alpha,
+                    p,
+                    dst,
+                    fo,
+                )
+
+
 @numba.njit(cache=True)
 def _sync_packed(prog, arrays):
     """Bring the packed (channel-blocked) weights of every blocked conv up to date with the
@@ -630,9 +688,11 @@ def _affine(p, alpha, eps, arrays, buf, nb):
 
 
 @numba.njit(cache=True)
-def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax, fptr):
+def _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax, fptr, split):
     """Samples [n0, n1) through the whole program, ``layout[L_CHUNK]`` at a time, in scratch
-    row ``row``."""
+    row ``t``; ``split``: one sample on the calling thread, whose large blocked convs spread
+    their filter blocks over all the scratch rows' threads (:func:`_conv_split`)."""
+    row = scratch[t]
     chunk, size = layout[L_CHUNK], layout[L_ACT]
     buf_a = row[layout[L_A] : layout[L_A] + size]
     buf_b = row[layout[L_B] : layout[L_B] + size]
@@ -654,7 +714,10 @@ def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax, fptr)
             op = p[F_OP]
             alpha, eps = fparams[i, 0], fparams[i, 1]
             if op == OP_CONV:
-                _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
+                if split and nb == 1 and p[F_PACK] >= 0 and _conv_macs(p) >= SPLIT_MACS:
+                    _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout)
+                else:
+                    _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
             elif op == OP_DENSE:
                 _dense(p, alpha, arrays, src, dst, nb, fptr)
             elif op == OP_MAXPOOL:
@@ -699,12 +762,13 @@ def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     _sync_packed(prog, arrays)
     tasks = min(scratch.shape[0], n_ // max(1, layout[L_MINTASK]))
     if tasks <= 1:
-        _run_task(prog, fparams, arrays, layout, x, out, scratch[0], 0, n_, softmax, fptr)
+        split = n_ == 1 and scratch.shape[0] > 1
+        _run_task(prog, fparams, arrays, layout, x, out, scratch, 0, 0, n_, softmax, fptr, split)
         return
     for t in numba.prange(tasks):
         n0 = t * n_ // tasks
         n1 = (t + 1) * n_ // tasks
-        _run_task(prog, fparams, arrays, layout, x, out, scratch[t], n0, n1, softmax, fptr)
+        _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax, fptr, False)
 
 
 def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
