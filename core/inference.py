@@ -55,6 +55,11 @@ MAX_CHUNK = 16
 COMPACT_JUNK = 0.2  # stride-1 convs with more junk grid columns per valid one lower compactly
 # Dense layers of fewer rows than this use SciPy's BLAS (np.dot), see infer._dense.
 _DENSE_BLAS_ROWS = 8
+# A single sample's blocked convs of at least this many multiply-adds spread their filter blocks
+# over the threads (0: never). Off by default: on the shared 2-core machine under load 8-10,
+# waking the passive pool per conv took VGG-small batch 1 from ~1 ms to ~8 ms; a quiet machine
+# (wake-up ~10-20 us against 60-150 us convs) was not measured. VGG-small's convs: 0.9-9.4 M.
+SPLIT_MACS = 0
 # A batch is split over the threads only in tasks of at least this many multiply-adds.
 TASK_MIN_MACS = 1_000_000
 
@@ -149,6 +154,7 @@ class InferencePlan:
         layout[ik.L_CHUNK] = sizes["chunk"]
         layout[ik.L_ACT] = act
         layout[ik.L_MINTASK] = max(1, -(-TASK_MIN_MACS // max(1, sizes["macs"])))
+        layout[ik.L_SPLIT] = SPLIT_MACS
         self.layout = layout
         # convs that call a GEMM (im2col or 1x1); the others are Numba loops only
         is_conv = prog[:, ik.F_OP] == ik.OP_CONV

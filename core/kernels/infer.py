@@ -107,7 +107,8 @@ L_XP = 4
 L_CHUNK = 5
 L_ACT = 6  # elements per buffer A / B
 L_MINTASK = 7  # fewest samples worth a parallel task (waking a pool thread costs ~10-20 us)
-NLAYOUT = 8
+L_SPLIT = 8  # a single sample's blocked convs of at least this many MACs use every thread (0: off)
+NLAYOUT = 9
 
 
 @numba.njit(cache=True)
@@ -455,11 +456,6 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
         )
 
 
-# A single sample's blocked conv is spread over the threads from this many multiply-adds (waking
-# the pool costs ~10-20 us; VGG-small's 3x3 convs have 0.9-9.4 M, LeNet's 0.1-0.25 M).
-SPLIT_MACS = 2_000_000
-
-
 @numba.njit(cache=True)
 def _conv_macs(p):
     return p[F_F] * p[F_OH] * p[F_OW] * (p[F_C] // p[F_G]) * p[F_KH] * p[F_KW]
@@ -714,7 +710,7 @@ def _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax
             op = p[F_OP]
             alpha, eps = fparams[i, 0], fparams[i, 1]
             if op == OP_CONV:
-                if split and nb == 1 and p[F_PACK] >= 0 and _conv_macs(p) >= SPLIT_MACS:
+                if split and nb == 1 and p[F_PACK] >= 0 and _conv_macs(p) >= layout[L_SPLIT]:
                     _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout)
                 else:
                     _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
@@ -762,7 +758,7 @@ def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     _sync_packed(prog, arrays)
     tasks = min(scratch.shape[0], n_ // max(1, layout[L_MINTASK]))
     if tasks <= 1:
-        split = n_ == 1 and scratch.shape[0] > 1
+        split = n_ == 1 and scratch.shape[0] > 1 and layout[L_SPLIT] > 0
         _run_task(prog, fparams, arrays, layout, x, out, scratch, 0, 0, n_, softmax, fptr, split)
         return
     for t in numba.prange(tasks):

@@ -155,13 +155,21 @@ def test_lenet_and_vgg_shapes_fuse_every_pool(blocked: bool) -> None:
     lenet = _check(Sequential.from_spec(lenet5(), (1, 28, 28)), 3)
     assert lenet.labels[:2] == ["0 conv2d+relu+maxpool2d", "3 conv2d+relu+maxpool2d+flatten"]
     vgg = _check(Sequential.from_spec(vgg_small(), (3, 32, 32)), 2)
-    _check(Sequential.from_spec(vgg_small(), (3, 32, 32)), 1)  # large convs split over threads
+    _check(Sequential.from_spec(vgg_small(), (3, 32, 32)), 1)
     assert [lab.split()[1] for lab in vgg.labels[:4]] == [
         "conv2d+relu",
         "conv2d+relu+maxpool2d",
         "conv2d+relu",
         "conv2d+relu+maxpool2d+flatten",
     ]
+
+
+def test_single_sample_convs_split_over_threads_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.zoo import vgg_small
+
+    monkeypatch.setattr(inference, "SPLIT_MACS", 1)  # every blocked conv of a single sample
+    plan = _check(Sequential.from_spec(vgg_small(), (3, 32, 32)), 1)
+    assert plan.layout[ik.L_SPLIT] == 1
 
 
 def test_packed_weights_follow_in_place_changes(blocked: bool) -> None:
