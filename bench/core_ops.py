@@ -8,7 +8,11 @@ Run ``python -m bench.core_ops [--quick] [--threads N]``. Measures, in one proce
   softmax included, the PyTorch / ONNX Runtime columns time logits only);
 - achieved GFLOP/s of the conv layers next to NumPy's float32 matmul GFLOP/s;
 - where the time goes: per-layer forward/backward milliseconds per training batch, and per fused
-  op of the inference plan at batch 1 and 64 (next to the layer-by-layer forward).
+  op of the inference plan at batch 1 and 64 (next to the layer-by-layer forward);
+- the fixed cost of one inference call (:mod:`bench.call_cost`: a model computing nearly
+  nothing, through ``predict_proba`` and through the server's compute path);
+- peak memory of a training batch of 64, ours next to PyTorch's (:mod:`bench.train_memory`:
+  a fresh subprocess per measurement, peak RSS over the steady state).
 PyTorch / ONNX Runtime parts are skipped with a message when the packages are missing.
 
 Modules: :mod:`bench.ours` (our side), :mod:`bench.torch_reference` (theirs),
@@ -70,7 +74,7 @@ def _measure(args: argparse.Namespace) -> int:
     import numba
     import numpy as np
 
-    from bench import core_profile, torch_reference
+    from bench import call_cost, core_profile, torch_reference, train_memory
     from bench.ours import Net, bench_ours
 
     max_threads = int(getattr(numba.config, "NUMBA_NUM_THREADS", 1))
@@ -139,6 +143,10 @@ def _measure(args: argparse.Namespace) -> int:
 
     core_report.print_comparison(rows)
     core_report.print_profiles(profiles, mm)
+    cost = call_cost.call_cost_us(budget / 2)
+    core_report.print_call_cost(cost)
+    memory = train_memory.measure_all(args.arch or list(ARCHS), 64, threads, have_torch)
+    train_memory.print_table(memory, 64)
     return 0
 
 

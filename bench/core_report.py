@@ -95,3 +95,15 @@ def print_profiles(profiles: Mapping[str, Mapping[str, Any]], matmul_gflops: flo
             l1, l64 = inf["layer_us"]
             print(f"  {'plan total (incl. call)':<34}{p1:>9.1f}{p64:>11.1f}")
             print(f"  {'layer-by-layer forward':<34}{l1:>9.1f}{l64:>11.1f}")
+
+
+def print_call_cost(cost: Mapping[str, float]) -> None:
+    """Fixed cost per inference call (:mod:`bench.call_cost`), microseconds at batch 1."""
+    print()
+    print("Fixed cost of one call (model: flatten + dense 1->2, batch 1, median us)")
+    for label, key in (
+        ("model.predict_proba", "predict_proba"),
+        ("model.logits", "logits"),
+        ("server compute path", "server_path"),
+    ):
+        print(f"  {label:<34}{cost[key]:>9.1f}")

@@ -37,7 +37,7 @@ import numpy as np
 
 from core import conv_algorithms, kernels
 from core.errors import ShapeError
-from core.kernels import blas
+from core.kernels import blas, direct
 from core.kernels import infer as ik
 from core.kernels import winograd as wino_k
 from core.parameter import Parameter
@@ -54,6 +54,13 @@ COLS_BUDGET = 768 * 1024
 ACT_BUDGET = 2 * 1024 * 1024
 MAX_CHUNK = 16
 COMPACT_JUNK = 0.2  # stride-1 convs with more junk grid columns per valid one lower compactly
+# Dense layers of fewer rows than this use SciPy's BLAS (np.dot), see infer._dense.
+_DENSE_BLAS_ROWS = 8
+# A single sample's blocked convs of at least this many multiply-adds spread their filter blocks
+# over the threads (0: never). Off by default: on the shared 2-core machine under load 8-10,
+# waking the passive pool per conv took VGG-small batch 1 from ~1 ms to ~8 ms; a quiet machine
+# (wake-up ~10-20 us against 60-150 us convs) was not measured. VGG-small's convs: 0.9-9.4 M.
+SPLIT_MACS = 0
 # A batch is split over the threads only in tasks of at least this many multiply-adds.
 TASK_MIN_MACS = 1_000_000
 
@@ -65,6 +72,20 @@ def _direct_rule(k: int, filters_per_group: int, plane: int) -> bool:
 
 
 DIRECT_CONV = _direct_rule
+
+
+def _blocked_rule(k: int, filters_per_group: int, oh: int, ow: int) -> bool:
+    """Stride-1 float32 convs computed by the register-blocked direct kernel
+    (core.kernels.direct, weights packed at build) instead of im2col + GEMM or the
+    shifted-plane path. Measured per layer (us at batch 1, plan profile, loaded machine,
+    GEMM -> blocked): LeNet conv1 (K 25, 28x28) 20.3 -> 14.8, conv2 (K 150, 10x10) 12.8 -> 14.8;
+    VGG-small conv1 (K 27, 32x32) 46 -> 51, conv2 (K 288, 32x32) 293 -> 259, conv3 (16x16)
+    144 -> 151, conv4 (K 576, 16x16) 397 -> 329: it wins on larger maps, where the GEMM's
+    im2col copy is largest, and loses on small ones (few tiles per weight block)."""
+    return filters_per_group >= 4 and k >= 25 and oh * ow >= 256
+
+
+BLOCKED_CONV = _blocked_rule
 
 _ACTIVATION_CODES = frozenset({ik.ACT_RELU, ik.ACT_LEAKY, ik.ACT_SIGMOID, ik.ACT_TANH})
 # Ops that an activation after them folds into (applied to their output in place).
@@ -134,7 +155,12 @@ class InferencePlan:
         layout[ik.L_CHUNK] = sizes["chunk"]
         layout[ik.L_ACT] = act
         layout[ik.L_MINTASK] = max(1, -(-TASK_MIN_MACS // max(1, sizes["macs"])))
+        layout[ik.L_SPLIT] = SPLIT_MACS
         self.layout = layout
+        # convs that call a GEMM (im2col or 1x1); the others are Numba loops only
+        is_conv = prog[:, ik.F_OP] == ik.OP_CONV
+        blas_path = (prog[:, ik.F_PACK] < 0) & (prog[:, ik.F_DIRECT] == 0)
+        self._gemm_convs = bool(np.any(is_conv & blas_path))
         self.scratch_elements = int(layout[ik.L_XP] + sizes["xp"])
 
     # --- building ---------------------------------------------------------------------------
@@ -191,6 +217,12 @@ class InferencePlan:
             if scratch is None:
                 scratch = np.zeros((threads, self.scratch_elements), self.dtype)
                 self._scratch[threads] = scratch
+            if n < _DENSE_BLAS_ROWS and not self._gemm_convs:
+                # nothing calls NumPy's BLAS: skip pinning its threads (3 ctypes calls, ~1 us)
+                ik.run_program(
+                    prog, self.fparams, self._arrays, self.layout, x2, out, scratch, softmax, 0
+                )
+                return out
             with blas.numpy_blas(1) as fptr:
                 ik.run_program(
                     prog, self.fparams, self._arrays, self.layout, x2, out, scratch, softmax, fptr
@@ -332,20 +364,23 @@ class PlanBuilder:
         if bias is not None:
             r[ik.F_BI] = self._array("bias", bias, f)
         _conv_tiling(r, self._chunk, self.dtype.itemsize, self._sizes)
-        if conv_algorithms.applies(kernel, stride, dilation, groups):
-            self._winograd(r, padding)
+        if not (
+            conv_algorithms.applies(kernel, stride, dilation, groups) and self._winograd(r, padding)
+        ):
+            self._small_work_path(r, weight)
 
-    def _winograd(self, r: np.ndarray, padding: tuple[int, int, int, int]) -> None:
+    def _winograd(self, r: np.ndarray, padding: tuple[int, int, int, int]) -> bool:
         """Switch a 3x3 stride-1 conv row to Winograd when :mod:`core.conv_algorithms` picks it
         for this shape: the filter transform is packed now, next to a copy of the weights it was
-        made from (the kernel redoes it when the live weights changed in place)."""
+        made from (the kernel redoes it when the live weights changed in place). Returns whether
+        it did; a Winograd row takes no fused pooling and no blocked direct path."""
         c, h, w, f, oh, ow = (int(r[i]) for i in (ik.F_C, ik.F_H, ik.F_W, ik.F_F, ik.F_OH, ik.F_OW))
         top, left = padding[0], padding[2]
         m = conv_algorithms.tile_size(
             conv_algorithms.ConvShape(c, h, w, f, oh, ow, top, left, self.dtype.name)
         )
         if not m:
-            return
+            return False
         a2 = (m + 2) ** 2
         weight = self._arrays[int(r[ik.F_WI])]
         u = np.empty(a2 * f * c, self.dtype)
@@ -357,6 +392,31 @@ class PlanBuilder:
         self._sizes["cols"] = max(self._sizes["cols"], a2 * c * tiles)
         self._sizes["res"] = max(self._sizes["res"], a2 * f * tiles)
         self._labels[-1] += f"(winograd{m})"
+        return True
+
+    def _small_work_path(self, r: np.ndarray, weight: ArraySource) -> None:
+        """1x1 convs straight to GEMM; stride-1 convs the rule picks to the blocked direct kernel
+        (its weights packed here, once; the kernel re-syncs them in place if they change)."""
+        groups, kh, kw = int(r[ik.F_G]), int(r[ik.F_KH]), int(r[ik.F_KW])
+        c, f, oh, ow = int(r[ik.F_C]), int(r[ik.F_F]), int(r[ik.F_OH]), int(r[ik.F_OW])
+        unit = r[ik.F_SH] == 1 and r[ik.F_SW] == 1
+        unpadded = r[ik.F_PT] == 0 and r[ik.F_PL] == 0 and (oh, ow) == (r[ik.F_H], r[ik.F_W])
+        k = c // groups * kh * kw
+        if kh == kw == 1 and unit and unpadded:
+            r[ik.F_GEMM1], r[ik.F_DIRECT] = 1, 0
+            self._sizes["res"] = max(self._sizes["res"], f // groups * oh * ow)
+            return
+        if not unit or self.dtype != np.float32 or not BLOCKED_CONV(k, f // groups, oh, ow):
+            return
+        live = self._arrays[int(r[ik.F_WI])].reshape(f, k)
+        packed = np.zeros(direct.packed_size(f, groups, k), self.dtype)
+        direct.pack_weights(live, groups, packed)
+        r[ik.F_PACK] = self._array("packed weight", packed, packed.size)
+        r[ik.F_DIRECT] = 0
+        owp = -(-ow // direct.TILE) * direct.TILE
+        self._sizes["res"] = max(self._sizes["res"], direct.LANES * oh * owp)
+        # the last tile's junk columns read up to TILE - 1 elements past the planes
+        self._sizes["xp"] = max(self._sizes["xp"], c * int(r[ik.F_PLANE]) + direct.TILE)
 
     def dense(self, weight: ArraySource, bias: ArraySource | None) -> None:
         """y = x @ W + b on the flattened input: weight (I, O), bias (O,) or None."""
@@ -408,6 +468,7 @@ class PlanBuilder:
             and last[ik.F_OP] == ik.OP_CONV
             and last[ik.F_BN] < 0
             and last[ik.F_ACT] == ik.ACT_NONE
+            and last[ik.F_POOL] == ik.POOL_NONE
         ):
             r = last
             self._fuse()
@@ -434,7 +495,12 @@ class PlanBuilder:
         if self.in_shape != self.out_shape:
             self._fail(f"an activation keeps the shape, got {self.in_shape} -> {self.out_shape}")
         last = self._rows[-1] if self._rows else None
-        if last is not None and last[ik.F_OP] in _TAKES_ACTIVATION and last[ik.F_ACT] == 0:
+        if (
+            last is not None
+            and last[ik.F_OP] in _TAKES_ACTIVATION
+            and last[ik.F_ACT] == 0
+            and last[ik.F_POOL] == ik.POOL_NONE  # an activation after a fused pool stays after it
+        ):
             r = last
             self._fuse()
         else:
@@ -456,6 +522,17 @@ class PlanBuilder:
         if oc != c:
             self._fail(f"pooling keeps the channels, got {self.in_shape} -> {self.out_shape}")
         self._check_window(size, stride, padding, (1, 1))
+        last = self._rows[-1] if self._rows else None
+        if last is not None and _takes_pool(last, size, stride, padding):
+            # conv -> [bn] -> [act] -> pool: pooled in the conv's output step
+            self._fuse()
+            last[ik.F_POOL] = ik.POOL_MAX if op == ik.OP_MAXPOOL else ik.POOL_AVG
+            last[ik.F_PKH], last[ik.F_PKW] = size
+            last[ik.F_PSH], last[ik.F_PSW] = stride
+            last[ik.F_PPT], last[ik.F_PPL] = padding[0], padding[2]
+            last[ik.F_POH], last[ik.F_POW] = oh, ow
+            last[ik.F_OUT] = c * oh * ow
+            return
         r = self._new_row(op)
         r[ik.F_C], r[ik.F_H], r[ik.F_W] = c, h, w
         r[ik.F_F], r[ik.F_OH], r[ik.F_OW] = oc, oh, ow
@@ -499,7 +576,7 @@ class PlanBuilder:
         r = np.zeros(ik.NFIELDS, np.int64)
         r[ik.F_OP] = op
         r[ik.F_IN], r[ik.F_OUT] = math.prod(self.in_shape), math.prod(self.out_shape)
-        r[ik.F_WI] = r[ik.F_BI] = r[ik.F_BN] = -1
+        r[ik.F_WI] = r[ik.F_BI] = r[ik.F_BN] = r[ik.F_PACK] = -1
         self._rows.append(r)
         self._fparams.append((0.0, 0.0))
         self._labels.append(f"{self._index} {self._type_name()}")
@@ -547,12 +624,31 @@ def _macs(rows: list[np.ndarray]) -> int:
     total = 0
     for r in rows:
         if r[ik.F_OP] == ik.OP_CONV:
-            total += (
-                int(r[ik.F_OUT]) * int(r[ik.F_C]) // int(r[ik.F_G]) * int(r[ik.F_KH] * r[ik.F_KW])
-            )
+            maps = int(r[ik.F_F] * r[ik.F_OH] * r[ik.F_OW])  # F_OUT is pooled when a pool fused
+            total += maps * int(r[ik.F_C]) // int(r[ik.F_G]) * int(r[ik.F_KH] * r[ik.F_KW])
         elif r[ik.F_OP] == ik.OP_DENSE:
             total += int(r[ik.F_IN]) * int(r[ik.F_OUT])
     return total
+
+
+def _takes_pool(
+    r: np.ndarray,
+    size: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+) -> bool:
+    """Whether a conv row can pool in its output step (and make it so): it has no pool yet and
+    its output step sees each channel's whole map at once, or it is a GEMM banded over output
+    rows and the pool's windows do not straddle bands (row stride = window, no top padding:
+    the band height is cut to a multiple of the window)."""
+    if r[ik.F_OP] != ik.OP_CONV or r[ik.F_POOL] != ik.POOL_NONE or r[ik.F_WINO] > 0:
+        return False  # the Winograd output step writes whole maps: the pool stays its own op
+    if r[ik.F_PACK] >= 0 or r[ik.F_GEMM1] or r[ik.F_DIRECT] or r[ik.F_ROWS] >= r[ik.F_OH]:
+        return True
+    if stride[0] != size[0] or padding[0] != 0 or r[ik.F_ROWS] < size[0]:
+        return False
+    r[ik.F_ROWS] -= r[ik.F_ROWS] % size[0]  # fewer rows per band: the scratch still fits
+    return True
 
 
 def _conv_tiling(r: np.ndarray, chunk: int, itemsize: int, sizes: dict[str, int]) -> None:

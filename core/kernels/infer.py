@@ -30,6 +30,7 @@ import math
 import numba
 import numpy as np
 
+from core.kernels import direct
 from core.kernels.blas import gemm
 from core.kernels.conv import _im2col_sample
 from core.kernels.winograd import conv_blocks, winograd_filter
@@ -79,12 +80,29 @@ F_WG = 24  # conv: grid width (OW + dw*(KW-1) for stride 1, else OW)
 F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
 F_DIRECT = 26  # conv stride 1: 1 = direct accumulation over shifted planes (no im2col/GEMM)
 F_COMPACT = 27  # conv stride 1: 1 = lower only the OW valid columns of each grid row (narrow maps)
+# --- small-work path (core.kernels.direct) and fused pooling ---
+F_PACK = 28  # conv stride 1: index of the channel-blocked packed weights (-1: not blocked)
+F_POOL = 29  # conv: pooling fused into the output step: POOL_NONE / POOL_MAX / POOL_AVG
+F_PKH = 30  # fused pool window, stride, top/left padding and output size
+F_PKW = 31
+F_PSH = 32
+F_PSW = 33
+F_PPT = 34
+F_PPL = 35
+F_POH = 36
+F_POW = 37
+F_GEMM1 = 38  # conv 1x1, stride 1, unpadded: 1 = the input planes are the GEMM operand (no copy)
+
+# fused pooling kinds (F_POOL)
+POOL_NONE = 0
+POOL_MAX = 1
+POOL_AVG = 2
 # Winograd (core.kernels.winograd, chosen by core.conv_algorithms): the plan's array list holds
 # the packed filter transform U (a*a, F, C) at F_WU and the weights it was made from at F_WU + 1
-F_WINO = 28  # conv: Winograd output tile size m (2 or 4); 0 = im2col / direct
-F_WU = 29  # conv, Winograd: index of U in the array list
-F_WB = 30  # conv, Winograd: tile rows per batch of GEMMs
-NFIELDS = 31
+F_WINO = 39  # conv: Winograd output tile size m (2 or 4); 0 = im2col / direct
+F_WU = 40  # conv, Winograd: index of U in the array list
+F_WB = 41  # conv, Winograd: tile rows per batch of GEMMs
+NFIELDS = 42
 
 # layout fields (offsets into a scratch row)
 L_A = 0
@@ -95,7 +113,8 @@ L_XP = 4
 L_CHUNK = 5
 L_ACT = 6  # elements per buffer A / B
 L_MINTASK = 7  # fewest samples worth a parallel task (waking a pool thread costs ~10-20 us)
-NLAYOUT = 8
+L_SPLIT = 8  # a single sample's blocked convs of at least this many MACs use every thread (0: off)
+NLAYOUT = 9
 
 
 @numba.njit(cache=True)
@@ -249,6 +268,9 @@ def _conv_rows(
                     fo = g * fg + f
                     a = scale[fo]
                     b = shift[fo]
+                    if p[F_POOL] != POOL_NONE:
+                        _emit(res[f], q0, cw, oy0, oy1, oh, ow, a, b, act, alpha, p, ys, fo)
+                        continue
                     for oy in range(oy0, oy1):
                         d0 = (fo * oh + oy) * ow
                         r0 = q0 + (oy - oy0) * cw
@@ -260,8 +282,113 @@ def _conv_rows(
 
 
 @numba.njit(cache=True)
+def _conv_blocked(p, alpha, scale, shift, wp, src, dst, nb, res_buf, xp_buf):
+    """Small-work path of OP_CONV (stride 1): per sample, pad once, then the register-blocked
+    direct kernel of :mod:`core.kernels.direct` per block of LANES filters into a small
+    (LANES, OH, OWp) scratch block, and the fused output step (affine, activation, pooling)."""
+    c_, f_, oh, ow = p[F_C], p[F_F], p[F_OH], p[F_OW]
+    groups, kh, kw, dh, dw = p[F_G], p[F_KH], p[F_KW], p[F_DH], p[F_DW]
+    wg, plane = p[F_WG], p[F_PLANE]
+    cg, fg = c_ // groups, f_ // groups
+    fbg = -(-fg // direct.LANES)
+    owp = -(-ow // direct.TILE) * direct.TILE
+    out_size = p[F_OUT]
+    act = p[F_ACT]
+    blk = res_buf[: direct.LANES * oh * owp]
+    for s in range(nb):
+        _conv_pad(p, src, s, s + 1, xp_buf)
+        ys = dst[s * out_size : (s + 1) * out_size]
+        for g in range(groups):
+            for fb in range(fbg):
+                direct.conv_block(
+                    xp_buf,
+                    g * cg * plane,
+                    plane,
+                    wg,
+                    wp,
+                    g * fbg + fb,
+                    cg,
+                    kh,
+                    kw,
+                    dh,
+                    dw,
+                    oh,
+                    ow,
+                    blk,
+                )
+                for k in range(min(direct.LANES, fg - fb * direct.LANES)):
+                    fo = g * fg + fb * direct.LANES + k
+                    _emit(
+                        blk,
+                        k * oh * owp,
+                        owp,
+                        0,
+                        oh,
+                        oh,
+                        ow,
+                        scale[fo],
+                        shift[fo],
+                        act,
+                        alpha,
+                        p,
+                        ys,
+                        fo,
+                    )
+
+
+@numba.njit(cache=True)
+def _conv_gemm1(p, alpha, scale, shift, wm, src, dst, nb, res_buf, fptr):
+    """OP_CONV for a 1x1, stride-1, unpadded conv: each sample's (C/groups, H*W) input planes
+    ARE the GEMM's right operand (no im2col, no padding); the product goes straight to the
+    output planes (or to scratch when a pool is fused) and the output step runs in place."""
+    c_, f_, groups = p[F_C], p[F_F], p[F_G]
+    hw = p[F_OH] * p[F_OW]
+    cg, fg = c_ // groups, f_ // groups
+    in_size, out_size = p[F_IN], p[F_OUT]
+    act = p[F_ACT]
+    pooled = p[F_POOL] != POOL_NONE
+    for s in range(nb):
+        xs = src[s * in_size : (s + 1) * in_size]
+        ys = dst[s * out_size : (s + 1) * out_size]
+        for g in range(groups):
+            xm = xs[g * cg * hw : (g + 1) * cg * hw].reshape(cg, hw)
+            if pooled:
+                r = res_buf[: fg * hw].reshape(fg, hw)
+            else:
+                r = ys[g * fg * hw : (g + 1) * fg * hw].reshape(fg, hw)
+            gemm(fptr, wm[g * fg : (g + 1) * fg], xm, r)
+            for f in range(fg):
+                fo = g * fg + f
+                if pooled:
+                    _emit(
+                        r[f],
+                        0,
+                        p[F_OW],
+                        0,
+                        p[F_OH],
+                        p[F_OH],
+                        p[F_OW],
+                        scale[fo],
+                        shift[fo],
+                        act,
+                        alpha,
+                        p,
+                        ys,
+                        fo,
+                    )
+                    continue
+                row = r[f]
+                a = scale[fo]
+                b = shift[fo]
+                for q in range(hw):
+                    row[q] = row[q] * a + b
+                _activate(row, act, alpha)
+
+
+@numba.njit(cache=True)
 def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
-    """OP_CONV over nb samples: src (nb * C*H*W) -> dst (nb * F*OH*OW)."""
+    """OP_CONV over nb samples: src (nb * C*H*W) -> dst (nb * F_OUT): F*OH*OW, or F*POH*POW
+    with a fused pool."""
     c_ = p[F_C]
     f_, oh, ow = p[F_F], p[F_OH], p[F_OW]
     groups, kh, kw = p[F_G], p[F_KH], p[F_KW]
@@ -278,6 +405,12 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
     act = p[F_ACT]
     if p[F_WINO] > 0:
         _winograd(p, alpha, scale, shift, arrays, src, dst, nb, cols_buf, res_buf, fptr)
+        return
+    if p[F_PACK] >= 0:
+        _conv_blocked(p, alpha, scale, shift, arrays[p[F_PACK]], src, dst, nb, res_buf, xp_buf)
+        return
+    if p[F_GEMM1]:
+        _conv_gemm1(p, alpha, scale, shift, wm, src, dst, nb, res_buf, fptr)
         return
     for s0 in range(0, nb, sb):
         s1 = min(s0 + sb, nb)
@@ -310,14 +443,22 @@ def _conv(p, alpha, eps, arrays, src, dst, nb, cols_buf, res_buf, xp_buf, fptr):
                         )
                         for t in range(nf):
                             fo = g * fg + f0 + t
-                            a = scale[fo]
-                            b = shift[fo]
-                            for oy in range(oh):
-                                yr = ys[(fo * oh + oy) * ow : (fo * oh + oy + 1) * ow]
-                                rr = acc[t, oy * wg : oy * wg + ow]
-                                for ox in range(ow):
-                                    yr[ox] = rr[ox] * a + b
-                            _activate(ys[fo * oh * ow : (fo + 1) * oh * ow], act, alpha)
+                            _emit(
+                                acc[t],
+                                0,
+                                wg,
+                                0,
+                                oh,
+                                oh,
+                                ow,
+                                scale[fo],
+                                shift[fo],
+                                act,
+                                alpha,
+                                p,
+                                ys,
+                                fo,
+                            )
             continue
         _conv_rows(
             p, alpha, scale, shift, wm, src, dst, s0, s1, 0, oh, cols_buf, res_buf, xp_buf, fptr
@@ -362,6 +503,86 @@ def _refresh_winograd(prog, arrays):
 
 
 @numba.njit(cache=True)
+def _conv_macs(p):
+    return p[F_F] * p[F_OH] * p[F_OW] * (p[F_C] // p[F_G]) * p[F_KH] * p[F_KW]
+
+
+@numba.njit(parallel=True, cache=True)
+def _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout):
+    """OP_CONV of ONE sample on the blocked path with its filter blocks spread over the threads
+    (thread t takes blocks t, t + T, ...; its own scratch row for the output block; every thread
+    reads the padded planes that the calling thread wrote once into scratch row 0)."""
+    c_, f_, oh, ow = p[F_C], p[F_F], p[F_OH], p[F_OW]
+    groups, kh, kw, dh, dw = p[F_G], p[F_KH], p[F_KW], p[F_DH], p[F_DW]
+    wg, plane = p[F_WG], p[F_PLANE]
+    cg, fg = c_ // groups, f_ // groups
+    fbg = -(-fg // direct.LANES)
+    owp = -(-ow // direct.TILE) * direct.TILE
+    act = p[F_ACT]
+    one = np.ones(1, src.dtype)
+    scale, shift = _channel_affine(arrays, p, eps, f_, one)
+    wp = arrays[p[F_PACK]]
+    xp = scratch[0][layout[L_XP] :]
+    _conv_pad(p, src, 0, 1, xp)
+    threads = scratch.shape[0]
+    blocks = groups * fbg
+    for t in numba.prange(threads):
+        row = scratch[t]
+        blk = row[layout[L_RES] : layout[L_RES] + direct.LANES * oh * owp]
+        for bi in range(t, blocks, threads):
+            g = bi // fbg
+            fb = bi % fbg
+            direct.conv_block(
+                xp, g * cg * plane, plane, wg, wp, bi, cg, kh, kw, dh, dw, oh, ow, blk
+            )
+            for k in range(min(direct.LANES, fg - fb * direct.LANES)):
+                fo = g * fg + fb * direct.LANES + k
+                _emit(
+                    blk,
+                    k * oh * owp,
+                    owp,
+                    0,
+                    oh,
+                    oh,
+                    ow,
+                    scale[fo],
+                    shift[fo],
+                    act,
+                    alpha,
+                    p,
+                    dst,
+                    fo,
+                )
+
+
+@numba.njit(cache=True)
+def _sync_packed(prog, arrays):
+    """Bring the packed (channel-blocked) weights of every blocked conv up to date with the
+    live weights: a read-only compare that writes only what changed (an in-place optimizer step
+    or a test's edit), so the packing done at plan build time is reused while weights are still."""
+    for i in range(prog.shape[0]):
+        p = prog[i]
+        if p[F_OP] != OP_CONV or p[F_PACK] < 0:
+            continue
+        f_, groups = p[F_F], p[F_G]
+        fg = f_ // groups
+        k_ = p[F_C] // groups * p[F_KH] * p[F_KW]
+        fbg = -(-fg // direct.LANES)
+        w = arrays[p[F_WI]]
+        wp = arrays[p[F_PACK]]
+        zero = w[0] * 0
+        for g in range(groups):
+            for fb in range(fbg):
+                o = (g * fbg + fb) * k_ * direct.LANES
+                for r in range(k_):
+                    for lane in range(direct.LANES):
+                        f = fb * direct.LANES + lane
+                        v = w[(g * fg + f) * k_ + r] if f < fg else zero
+                        if wp[o + r * direct.LANES + lane] != v:
+                            wp[o + r * direct.LANES + lane] = v
+
+
+@numba.njit(cache=True)
 def _dense(p, alpha, arrays, src, dst, nb, fptr):
     i_, o_ = p[F_IN], p[F_OUT]
     x2 = src[: nb * i_].reshape(nb, i_)
@@ -377,54 +598,111 @@ def _dense(p, alpha, arrays, src, dst, nb, fptr):
 
 
 @numba.njit(cache=True)
+def _pool_plane(x, x0, rs, h_, w_, kh, kw, sh, sw, pt, pl, oh, ow, is_max, y, y0):
+    """One channel: y[y0 + oy*OW + ox] = max / mean of the window of the (H, W) map whose row r
+    starts at x[x0 + r*rs] (rs >= W: a grid with junk columns is read in place). Max ignores
+    padding, average divides by the in-input pixel count; an empty window gives 0."""
+    if is_max and kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0:
+        for oy in range(oh):
+            a0 = x0 + 2 * oy * rs
+            a1 = a0 + rs
+            d = y0 + oy * ow
+            for ox in range(ow):
+                v = x[a0 + 2 * ox]
+                u = x[a0 + 2 * ox + 1]
+                if u > v:
+                    v = u
+                u = x[a1 + 2 * ox]
+                if u > v:
+                    v = u
+                u = x[a1 + 2 * ox + 1]
+                if u > v:
+                    v = u
+                y[d + ox] = v
+        return
+    for oy in range(oh):
+        iy0 = max(oy * sh - pt, 0)
+        iy1 = min(oy * sh - pt + kh, h_)
+        for ox in range(ow):
+            ix0 = max(ox * sw - pl, 0)
+            ix1 = min(ox * sw - pl + kw, w_)
+            if iy1 <= iy0 or ix1 <= ix0:
+                y[y0 + oy * ow + ox] = 0
+                continue
+            if is_max:
+                best = x[x0 + iy0 * rs + ix0]
+                for iy in range(iy0, iy1):
+                    for ix in range(ix0, ix1):
+                        v = x[x0 + iy * rs + ix]
+                        if v > best:
+                            best = v
+                y[y0 + oy * ow + ox] = best
+            else:
+                acc = 0.0
+                for iy in range(iy0, iy1):
+                    for ix in range(ix0, ix1):
+                        acc += x[x0 + iy * rs + ix]
+                y[y0 + oy * ow + ox] = acc / ((iy1 - iy0) * (ix1 - ix0))
+
+
+@numba.njit(cache=True)
 def _pool(p, src, dst, nb, is_max):
     c_, h_, w_ = p[F_C], p[F_H], p[F_W]
     oh, ow = p[F_OH], p[F_OW]
     kh, kw, sh, sw, pt, pl = p[F_KH], p[F_KW], p[F_SH], p[F_SW], p[F_PT], p[F_PL]
-    fast = is_max and kh == 2 and kw == 2 and sh == 2 and sw == 2 and pt == 0 and pl == 0
     for r in range(nb * c_):
-        x = src[r * h_ * w_ : (r + 1) * h_ * w_]
-        y = dst[r * oh * ow : (r + 1) * oh * ow]
-        if fast:
-            for oy in range(oh):
-                a0 = 2 * oy * w_
-                a1 = a0 + w_
-                for ox in range(ow):
-                    v = x[a0 + 2 * ox]
-                    u = x[a0 + 2 * ox + 1]
-                    if u > v:
-                        v = u
-                    u = x[a1 + 2 * ox]
-                    if u > v:
-                        v = u
-                    u = x[a1 + 2 * ox + 1]
-                    if u > v:
-                        v = u
-                    y[oy * ow + ox] = v
-            continue
-        for oy in range(oh):
-            y0 = max(oy * sh - pt, 0)
-            y1 = min(oy * sh - pt + kh, h_)
+        _pool_plane(
+            src, r * h_ * w_, w_, h_, w_, kh, kw, sh, sw, pt, pl, oh, ow, is_max, dst, r * oh * ow
+        )
+
+
+@numba.njit(cache=True)
+def _emit(src, s0, rs, oy0, oy1, oh, ow, a, b, act, alpha, p, ys, fo):
+    """Output step of conv channel ``fo`` for output rows [oy0, oy1) of its (OH, OW) map, row oy
+    at src[s0 + (oy - oy0)*rs : ... + OW] (scratch, changed in place): v = act(src * a + b),
+    written to ys as channel fo of the (F, OH, OW) output, or pooled into channel fo of the
+    (F, POH, POW) output when the row has a fused pool (the un-pooled map never reaches the
+    activation buffers). A band that is not the whole map holds whole pooling windows only
+    (the builder fuses such pools only with row stride = window, no top padding, rows a
+    multiple of the window)."""
+    for oy in range(oy1 - oy0):
+        row = src[s0 + oy * rs : s0 + oy * rs + ow]
+        for ox in range(ow):
+            row[ox] = row[ox] * a + b
+        _activate(row, act, alpha)
+    pool = p[F_POOL]
+    if pool == POOL_NONE:
+        for oy in range(oy0, oy1):
+            yr = ys[(fo * oh + oy) * ow : (fo * oh + oy + 1) * ow]
+            row = src[s0 + (oy - oy0) * rs : s0 + (oy - oy0) * rs + ow]
             for ox in range(ow):
-                x0 = max(ox * sw - pl, 0)
-                x1 = min(ox * sw - pl + kw, w_)
-                if y1 <= y0 or x1 <= x0:
-                    y[oy * ow + ox] = 0
-                    continue
-                if is_max:
-                    best = x[y0 * w_ + x0]
-                    for iy in range(y0, y1):
-                        for ix in range(x0, x1):
-                            v = x[iy * w_ + ix]
-                            if v > best:
-                                best = v
-                    y[oy * ow + ox] = best
-                else:
-                    acc = 0.0
-                    for iy in range(y0, y1):
-                        for ix in range(x0, x1):
-                            acc += x[iy * w_ + ix]
-                    y[oy * ow + ox] = acc / ((y1 - y0) * (x1 - x0))
+                yr[ox] = row[ox]
+        return
+    poh, pow_ = p[F_POH], p[F_POW]
+    pr0, pr1, pt = 0, poh, p[F_PPT]
+    if oy0 > 0 or oy1 < oh:
+        pr0 = oy0 // p[F_PSH]
+        pr1 = min(poh, pr0 + (oy1 - oy0) // p[F_PKH])
+    if pr1 <= pr0:
+        return
+    _pool_plane(
+        src,
+        s0,
+        rs,
+        oy1 - oy0,
+        ow,
+        p[F_PKH],
+        p[F_PKW],
+        p[F_PSH],
+        p[F_PSW],
+        pt,
+        p[F_PPL],
+        pr1 - pr0,
+        pow_,
+        pool == POOL_MAX,
+        ys,
+        (fo * poh + pr0) * pow_,
+    )
 
 
 @numba.njit(cache=True)
@@ -452,9 +730,11 @@ def _affine(p, alpha, eps, arrays, buf, nb):
 
 
 @numba.njit(cache=True)
-def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax, fptr):
+def _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax, fptr, split):
     """Samples [n0, n1) through the whole program, ``layout[L_CHUNK]`` at a time, in scratch
-    row ``row``."""
+    row ``t``; ``split``: one sample on the calling thread, whose large blocked convs spread
+    their filter blocks over all the scratch rows' threads (:func:`_conv_split`)."""
+    row = scratch[t]
     chunk, size = layout[L_CHUNK], layout[L_ACT]
     buf_a = row[layout[L_A] : layout[L_A] + size]
     buf_b = row[layout[L_B] : layout[L_B] + size]
@@ -476,7 +756,10 @@ def _run_task(prog, fparams, arrays, layout, x, out, row, n0, n1, softmax, fptr)
             op = p[F_OP]
             alpha, eps = fparams[i, 0], fparams[i, 1]
             if op == OP_CONV:
-                _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
+                if split and nb == 1 and p[F_PACK] >= 0 and _conv_macs(p) >= layout[L_SPLIT]:
+                    _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout)
+                else:
+                    _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
             elif op == OP_DENSE:
                 _dense(p, alpha, arrays, src, dst, nb, fptr)
             elif op == OP_MAXPOOL:
@@ -519,14 +802,16 @@ def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     """
     n_ = x.shape[0]
     _refresh_winograd(prog, arrays)
+    _sync_packed(prog, arrays)
     tasks = min(scratch.shape[0], n_ // max(1, layout[L_MINTASK]))
     if tasks <= 1:
-        _run_task(prog, fparams, arrays, layout, x, out, scratch[0], 0, n_, softmax, fptr)
+        split = n_ == 1 and scratch.shape[0] > 1 and layout[L_SPLIT] > 0
+        _run_task(prog, fparams, arrays, layout, x, out, scratch, 0, 0, n_, softmax, fptr, split)
         return
     for t in numba.prange(tasks):
         n0 = t * n_ // tasks
         n1 = (t + 1) * n_ // tasks
-        _run_task(prog, fparams, arrays, layout, x, out, scratch[t], n0, n1, softmax, fptr)
+        _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax, fptr, False)
 
 
 def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
@@ -559,7 +844,12 @@ def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softma
                             j * dw : j * dw + (ow - 1) * sw + 1 : sw,
                         ]
                         y[:, f] += np.einsum("nchw,c->nhw", patch, w[f, :, i_, j])
-            h = _reference_affine(y, p, eps, arrays, f_)
+            h = _reference_activation(_reference_affine(y, p, eps, arrays, f_), act, alpha)
+            if p[F_POOL] != POOL_NONE:
+                h = _reference_pool(
+                    h, p[F_POOL] == POOL_MAX, *(p[j] for j in range(F_PKH, F_POW + 1))
+                )
+            act = ACT_NONE  # applied above, before the fused pool
         elif op == OP_DENSE:
             wd = np.asarray(arrays[p[F_WI]], np.float64).reshape(p[F_IN], p[F_OUT])
             h = h.reshape(n_, -1) @ wd
@@ -567,17 +857,7 @@ def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softma
                 h = h + np.asarray(arrays[p[F_BI]], np.float64)
         elif op in (OP_MAXPOOL, OP_AVGPOOL):
             xi = h.reshape(n_, c_, hh, ww)
-            y = np.zeros((n_, c_, oh, ow))
-            for oy in range(oh):
-                y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + kh, hh)
-                for ox in range(ow):
-                    x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + kw, ww)
-                    if y1 > y0 and x1 > x0:
-                        win = xi[:, :, y0:y1, x0:x1]
-                        y[:, :, oy, ox] = (
-                            win.max(axis=(2, 3)) if op == OP_MAXPOOL else win.mean(axis=(2, 3))
-                        )
-            h = y
+            h = _reference_pool(xi, op == OP_MAXPOOL, kh, kw, sh, sw, pt, pl, oh, ow)
         elif op == OP_GAP:
             h = h.reshape(n_, c_, hh * ww).mean(axis=2)
         elif op == OP_AFFINE:
@@ -587,6 +867,20 @@ def run_program_reference(prog, fparams, arrays, layout, x, out, scratch, softma
         h = np.exp(h - h.max(axis=1, keepdims=True))
         h /= h.sum(axis=1, keepdims=True)
     out[...] = h
+
+
+def _reference_pool(xi, is_max, kh, kw, sh, sw, pt, pl, oh, ow):
+    """(N, C, H, W) -> (N, C, OH, OW) max / mean over the in-input part of each window."""
+    n_, c_, hh, ww = xi.shape
+    y = np.zeros((n_, c_, oh, ow))
+    for oy in range(oh):
+        y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + kh, hh)
+        for ox in range(ow):
+            x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + kw, ww)
+            if y1 > y0 and x1 > x0:
+                win = xi[:, :, y0:y1, x0:x1]
+                y[:, :, oy, ox] = win.max(axis=(2, 3)) if is_max else win.mean(axis=(2, 3))
+    return y
 
 
 def _reference_affine(y, p, eps, arrays, channels):
