@@ -46,16 +46,19 @@ def fsync_tree(root: Path) -> None:
         fsync_dir(directory)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace ``path`` with ``data``: a temp file in the same directory, fsync, rename, then
     fsync the directory. Readers see the old content or the new, never a part.
 
     The file gets the mode a plain ``open(path, "wb")`` would give it, 0666 less the process
-    umask (0644 under the usual 022), not ``tempfile.mkstemp``'s private 0600.
+    umask (0644 under the usual 022), not ``tempfile.mkstemp``'s private 0600; or exactly
+    ``mode`` whatever the umask, when given (files other processes must read).
     """
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)  # the umask cut the open() mode
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

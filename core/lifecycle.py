@@ -29,7 +29,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from core.durable import fsync_dir
+from core.durable import atomic_write_bytes, fsync_dir
 from core.errors import CnnError
 from core.repository import PUBLISHED_FILE_MODE, check_name
 
@@ -147,19 +147,7 @@ def write_lifecycle(root: Path, name: str, lifecycle: ModelLifecycle) -> None:
     """Replace the model's ``policy.json`` atomically (mode 0644, fsynced)."""
     path = policy_path(root, name)
     data = lifecycle.model_dump_json(indent=2).encode() + b"\n"
-    tmp = path.parent / f".{POLICY_FILE}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PUBLISHED_FILE_MODE)
-    try:
-        os.fchmod(fd, PUBLISHED_FILE_MODE)  # the umask cut the open() mode
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+    atomic_write_bytes(path, data, mode=PUBLISHED_FILE_MODE)
 
 
 @contextmanager
