@@ -12,7 +12,7 @@ import numba
 import numpy as np
 
 from core.kernels.blas import gemm
-from core.kernels.conv import _bands, _grid, _lower, _pad_sample
+from core.kernels.conv import _bands, _grid, _lower, _pad_sample, conv2d_backward_reference
 
 
 @numba.njit(cache=True)
@@ -102,22 +102,9 @@ def conv2d_weight_grad(x, w, dout, sh, sw, pt, pl, dh, dw, block, dw_acc, db_acc
 def conv2d_weight_grad_reference(
     x, w, dout, sh, sw, pt, pl, dh, dw, block, dw_acc, db_acc, partial, fptr=0
 ):
-    """Plain-loop twin of :func:`conv2d_weight_grad`."""
-    n_, c_, h_, w_ = x.shape
-    f_, cg, kh_, kw_ = w.shape
-    fg = f_ // (c_ // cg)
-    _, _, oh_, ow_ = dout.shape
-    for n in range(n_):
-        for f in range(f_):
-            g = f // fg
-            for oy in range(oh_):
-                for ox in range(ow_):
-                    d = float(dout[n, f, oy, ox])
-                    db_acc[f] += d
-                    for c in range(cg):
-                        for i in range(kh_):
-                            for j in range(kw_):
-                                iy = oy * sh - pt + i * dh
-                                ix = ox * sw - pl + j * dw
-                                if 0 <= iy < h_ and 0 <= ix < w_:
-                                    dw_acc[f, c, i, j] += d * float(x[n, g * cg + c, iy, ix])
+    """Plain-loop twin of :func:`conv2d_weight_grad`: the full backward reference, its input
+    gradient thrown away."""
+    dx = np.zeros(x.shape, np.float64)
+    conv2d_backward_reference(
+        x, w, dout, sh, sw, pt, pl, dh, dw, block, dx, dw_acc, db_acc, partial, fptr
+    )
