@@ -316,6 +316,7 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
             ExplainLimits.of(
                 settings.max_explain_layers, settings.max_explain_bytes, settings.max_message_bytes
             ),
+            RateLimiter(settings.explain_rate_per_min, settings.explain_burst),
         ),
         grpc_server,
     )

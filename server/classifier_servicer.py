@@ -10,10 +10,11 @@ from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
 from server import codec, explain_codec, explainer, lifecycle_codec, metrics
 from server.decoding import PixelWork
-from server.errors import InvalidInput, WrongTask, map_errors
+from server.errors import InvalidInput, LimitExceeded, WrongTask, map_errors
 from server.explainer import ExplainLimits
 from server.inference import InferenceService
 from server.model import ServedModel
+from server.rate_limit import RateLimiter, caller_of
 from server.registry import ModelRegistry
 
 
@@ -31,11 +32,13 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
         inference: InferenceService,
         limits: codec.Limits,
         explain_limits: ExplainLimits | None = None,
+        explain_limiter: RateLimiter | None = None,
     ) -> None:
         self._inference = inference
         self._registry: ModelRegistry = inference.registry
         self._limits = limits
         self._explain_limits = explain_limits or ExplainLimits.of(16, 8 << 20, 16 << 20)
+        self._explains = explain_limiter or RateLimiter(0, 1)
 
     @map_errors
     async def Classify(self, request: pb.ClassifyRequest, context: grpc.aio.ServicerContext):
@@ -71,6 +74,14 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     @map_errors
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext):
         started = time.perf_counter()
+        # Checked first: a refused call costs no model lookup, decode or backward pass.
+        wait_s = self._explains.acquire(caller_of(context.peer()))
+        if wait_s > 0:
+            raise LimitExceeded(
+                f"too many Explain calls from this client: at most {self._explains.burst} at "
+                f"once and {self._explains.per_minute:g} per minute (CNN_EXPLAIN_BURST, "
+                f"CNN_EXPLAIN_RATE_PER_MIN); retry in {wait_s:.1f} s"
+            )
         model = self._registry.get(request.model, _version(request.version))
         limits = self._explain_limits
         ask, work = explain_codec.decode_explain(request, model, self._limits, limits)

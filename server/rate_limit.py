@@ -1,9 +1,10 @@
 """Per-caller rate limits: a token bucket per caller, a bounded number of callers remembered.
 
-Used for `Training.Submit`: every job costs a worker minutes, so one caller must not be able to
-fill the queue in a burst. A caller is the host part of the gRPC peer address (behind a load
-balancer every caller is the balancer: then set the rate for all of them together, or limit at
-the balancer). Runs on the event loop only (no locking).
+Used for `Training.Submit` (every job costs a worker minutes, so one caller must not be able to
+fill the queue in a burst) and `Classifier.Explain` (a backward pass and pictures per call). A
+caller is the host part of the gRPC peer address (behind a load balancer every caller is the
+balancer: then set the rate for all of them together, or limit at the balancer). Runs on the
+event loop only (no locking).
 """
 
 from __future__ import annotations

@@ -110,6 +110,16 @@ class Settings(QueueSettings):
         "maps, checked from the layer shapes before computing, plus PNGs); the smaller of it "
         "and max_message_bytes applies.",
     )
+    explain_rate_per_min: float = Field(
+        60.0,
+        ge=0.0,
+        description="Classifier.Explain calls per minute one caller (client host) may make on "
+        "average (each runs a backward pass and draws pictures); beyond it RESOURCE_EXHAUSTED. "
+        "0 = no limit.",
+    )
+    explain_burst: int = Field(
+        20, ge=1, description="Classifier.Explain calls one caller may make at once."
+    )
     decode_threads: int = Field(
         2,
         ge=1,

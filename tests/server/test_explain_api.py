@@ -59,7 +59,10 @@ def server(
     root = tmp_path_factory.mktemp("models")
     publish_copy(root, "digits", digits_artifact.path)
     _publish_regression(root)
-    running = start_server(tmp_path_factory.mktemp("server"), root)
+    # these tests are not about the per-caller rate (one has its own server for it)
+    running = start_server(
+        tmp_path_factory.mktemp("server"), root, {"CNN_EXPLAIN_RATE_PER_MIN": "0"}
+    )
     try:
         yield running
     finally:
@@ -348,6 +351,37 @@ def test_limits_auth_and_metrics_apply_to_explain(
             )
 
         wait_for(counted, EVENT_LIMIT_S, what="Explain requests in the metrics")
+    finally:
+        running.stop()
+
+
+def test_explain_calls_beyond_the_per_caller_burst_are_refused_and_classify_is_not(
+    tmp_path: Path, digits_artifact: TrainedArtifact
+) -> None:
+    root = tmp_path / "models"
+    publish_copy(root, "digits", digits_artifact.path)
+    # a refill of one call per 1000 minutes: no token comes back while the test runs
+    env = {"CNN_EXPLAIN_BURST": "2", "CNN_EXPLAIN_RATE_PER_MIN": "0.001"}
+    running = start_server(tmp_path / "server", root, env)
+    try:
+        with running.channel() as channel:
+            stub = pb_grpc.ClassifierStub(channel)
+            zeros = pb.Image(
+                tensor=pb.Tensor(dtype=pb.DATA_TYPE_UINT8, shape=[8, 8], data=bytes(64))
+            )
+            request = pb.ExplainRequest(model="digits", image=zeros, skip_feature_maps=True)
+            for _ in range(2):
+                stub.Explain(request, timeout=EVENT_LIMIT_S)
+            _expect(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                lambda: stub.Explain(request, timeout=EVENT_LIMIT_S),
+                r"at most 2 at once.*CNN_EXPLAIN_BURST, CNN_EXPLAIN_RATE_PER_MIN.*retry in",
+            )
+            # only Explain is limited: Classify from the same caller still answers
+            answer = stub.Classify(
+                pb.ClassifyRequest(model="digits", images=[zeros]), timeout=EVENT_LIMIT_S
+            )
+            assert len(answer.results) == 1
     finally:
         running.stop()
 
