@@ -10,6 +10,9 @@ several workers may share one repository, so every removal tolerates a concurren
   is not queued, scheduled, deferred or running (it finished, failed for good, was stopped or
   cancelled, or its record expired from Redis) *and* the checkpoint is untouched for the
   result TTL (CNN_RESULT_TTL), the time a failed job can still be re-queued to resume.
+- ``<data>/tensorboard/<job id>/``: a job's TensorBoard event files, by the same rule with
+  their own, longer age (CNN_TENSORBOARD_TTL; 0 keeps them for ever): they are what a user
+  looks at after the job, so they outlive its record by default.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class CleanupReport:
 
     temp_dirs: list[Path] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
+    event_dirs: list[Path] = field(default_factory=list)
 
 
 def last_change(path: Path) -> float:
@@ -97,23 +101,44 @@ def _job_active(connection: redis.Redis, job_id: str) -> bool:
     return job.get_status(refresh=False) in ACTIVE
 
 
-def stale_checkpoints(
-    settings: WorkerSettings, connection: redis.Redis, *, now: float
+def _ended_job_dirs(
+    root: Path, connection: redis.Redis, *, now: float, max_age_s: float
 ) -> list[Path]:
-    """Checkpoint directories of jobs that will not resume, untouched for the result TTL."""
-    root = settings.checkpoints_dir
+    """Entries ``root/<job id>`` untouched for `max_age_s` whose job is not queued or running."""
     found: list[Path] = []
     if not root.is_dir():
         return found
     for entry in root.iterdir():
         try:
-            if now - last_change(entry) <= settings.result_ttl:
+            if now - last_change(entry) <= max_age_s:
                 continue
         except FileNotFoundError:
             continue
         if not _job_active(connection, entry.name):
             found.append(entry)
     return found
+
+
+def stale_checkpoints(
+    settings: WorkerSettings, connection: redis.Redis, *, now: float
+) -> list[Path]:
+    """Checkpoint directories of jobs that will not resume, untouched for the result TTL."""
+    return _ended_job_dirs(
+        settings.checkpoints_dir, connection, now=now, max_age_s=settings.result_ttl
+    )
+
+
+def stale_event_dirs(
+    settings: WorkerSettings, connection: redis.Redis, *, now: float
+) -> list[Path]:
+    """TensorBoard event-file directories of ended jobs, untouched for CNN_TENSORBOARD_TTL."""
+    if settings.tensorboard_ttl == 0:
+        return []
+    from jobs.tensorboard import LOG_ROOT
+
+    return _ended_job_dirs(
+        settings.data_dir / LOG_ROOT, connection, now=now, max_age_s=settings.tensorboard_ttl
+    )
 
 
 def clean_up(
@@ -123,7 +148,8 @@ def clean_up(
     now: float | None = None,
     tmp_max_age_s: float = TMP_MAX_AGE_S,
 ) -> CleanupReport:
-    """Remove abandoned publish directories and unneeded old checkpoints (see the module doc).
+    """Remove abandoned publish directories, unneeded old checkpoints and old event files
+    (see the module doc).
 
     Raises:
         redis.RedisError: Redis unreachable (nothing about checkpoints is decided then).
@@ -138,4 +164,8 @@ def clean_up(
         if _remove(path):
             report.checkpoints.append(path)
             log.info("removed the checkpoint of ended job %s", path.name)
+    for path in stale_event_dirs(settings, connection, now=moment):
+        if _remove(path):
+            report.event_dirs.append(path)
+            log.info("removed the TensorBoard event files of ended job %s", path.name)
     return report

@@ -59,6 +59,13 @@ class WorkerSettings(QueueSettings):
     progress_interval: float = Field(
         0.5, ge=0.0, description="Shortest time between progress writes to the job record, s."
     )
+    tensorboard_ttl: int = Field(
+        30 * 24 * 3600,
+        ge=0,
+        description="How long a job's TensorBoard event files (<data>/tensorboard/<job id>/) "
+        "are kept after their last write once the job is no longer queued or running, s; 0 = "
+        "kept for ever.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level: DEBUG, INFO, WARNING or ERROR."
     )

@@ -41,7 +41,13 @@ def _job(connection, status: JobStatus | None) -> str:
 
 @pytest.fixture()
 def settings(redis_url: str, tmp_path: Path) -> WorkerSettings:
-    return WorkerSettings(redis_url=redis_url, models_dir=tmp_path / "models", result_ttl=DAY)
+    return WorkerSettings(
+        redis_url=redis_url,
+        models_dir=tmp_path / "models",
+        data_dir=tmp_path / "data",
+        result_ttl=DAY,
+        tensorboard_ttl=3 * DAY,
+    )
 
 
 def test_old_hidden_publish_directories_go_and_everything_else_stays(
@@ -77,6 +83,36 @@ def test_checkpoints_of_ended_jobs_older_than_the_result_ttl_go(
     assert sorted(report.checkpoints) == sorted(gone.values())
     assert [name for name, path in gone.items() if path.exists()] == []
     assert [name for name, path in kept.items() if not path.exists()] == []
+
+
+def test_event_files_of_ended_jobs_go_after_their_own_longer_ttl(
+    redis_server: RedisServer, settings: WorkerSettings
+) -> None:
+    connection = redis_server.client()
+    root = settings.data_dir / "tensorboard"
+    gone = {
+        "finished": _make(root / _job(connection, JobStatus.FINISHED), 4 * DAY),
+        "expired": _make(root / "job-no-longer-in-redis", 4 * DAY),
+    }
+    kept = {
+        # older than the result TTL (a checkpoint would go) but not than the event-file TTL
+        "finished 2 days ago": _make(root / _job(connection, JobStatus.FINISHED), 2 * DAY),
+        "running": _make(root / _job(connection, JobStatus.STARTED), 4 * DAY),
+    }
+    report = clean_up(settings, connection)
+    assert sorted(report.event_dirs) == sorted(gone.values())
+    assert [name for name, path in gone.items() if path.exists()] == []
+    assert [name for name, path in kept.items() if not path.exists()] == []
+    assert report.checkpoints == []  # the two kinds of directory are not mixed up
+
+
+def test_a_zero_event_file_ttl_keeps_them_for_ever(
+    redis_server: RedisServer, settings: WorkerSettings
+) -> None:
+    path = _make(settings.data_dir / "tensorboard" / "job-no-longer-in-redis", 400 * DAY)
+    keep = settings.model_copy(update={"tensorboard_ttl": 0})
+    assert clean_up(keep, redis_server.client()).event_dirs == []
+    assert path.exists()
 
 
 def test_a_recently_written_file_keeps_an_old_checkpoint_directory(
