@@ -198,6 +198,32 @@ if [ "$rc" != 0 ]; then
     exit "$rc"
 fi
 
+# ---- TensorBoard profile: it serves the event files the suite's digits job wrote ----
+# (tests/integration/conftest.py trains it with "tensorboard": true.) Asked from inside the
+# container: in CI no port is published from the internal networks.
+started=$SECONDS
+"${compose[@]}" --profile tensorboard up -d --no-build --no-deps tensorboard
+tensorboard=$("${compose[@]}" --profile tensorboard ps -q tensorboard)
+probe='
+import json, sys, urllib.request
+tags = json.load(urllib.request.urlopen("http://127.0.0.1:6006/data/plugin/scalars/tags", timeout=5))
+runs = [run for run, t in tags.items() if "train/loss" in t and "validation/loss" in t]
+print(" ".join(runs))
+sys.exit(0 if runs else 1)
+'
+runs=""
+for _ in $(seq 1 120); do
+    runs=$("$DOCKER" exec "$tensorboard" python -c "$probe" 2>/dev/null) && break
+    runs=""
+    sleep 1
+done
+if [ -z "$runs" ]; then
+    "${compose[@]}" --profile tensorboard logs --tail 50 tensorboard
+    die "TensorBoard showed no run with train/loss and validation/loss after 120 s"
+fi
+log "TensorBoard profile serves run(s) $runs in $((SECONDS - started)) s"
+"${compose[@]}" --profile tensorboard stop tensorboard >/dev/null 2>&1
+
 # ---- TLS stage: the server again, with docker/compose.tls.yml (TLS + bearer token) ----
 # Its container must become healthy (the health check speaks TLS), and clients are served only
 # with the CA and the token (tests/integration/test_tls_stack.py).

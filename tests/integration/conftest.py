@@ -61,7 +61,8 @@ class TrainedModel:
 def digits_model(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     """A digits model trained through `cnn train submit` + `cnn train watch`."""
     workdir = tmp_path_factory.mktemp("specs")
-    spec = clients.digits_spec(unique("it-digits"), epochs=4)
+    # with event files: the compose suite then checks the TensorBoard profile serves this run
+    spec = {**clients.digits_spec(unique("it-digits"), epochs=4), "tensorboard": True}
     job_id = clients.submit(spec, workdir, stack.redis_url)
     started = time.monotonic()
     watch = clients.cnn("train", "watch", job_id, "--timeout", "300", redis_url=stack.redis_url)
