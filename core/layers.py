@@ -905,7 +905,8 @@ class Dense(Layer):
         x2 = x.reshape(x.shape[0], -1)
         out = np.empty((x.shape[0], self.units), self.dtype)
         b = self.bias.value if self.bias is not None else self._zero_bias
-        dense_k.dense_forward(x2, self.weight.value, b, out)
+        with blas.numpy_blas(1) as fptr:
+            dense_k.dense_forward(x2, self.weight.value, b, out, fptr)
         self._x = x2
         return out
 
@@ -916,7 +917,8 @@ class Dense(Layer):
         assert x is not None
         dx = np.empty(x.shape, self.dtype)
         db = self.bias.grad if self.bias is not None else np.zeros(self.units, self.dtype)
-        dense_k.dense_backward(dout, x, self.weight.value, dx, self.weight.grad, db)
+        with blas.numpy_blas(1) as fptr:
+            dense_k.dense_backward(dout, x, self.weight.value, dx, self.weight.grad, db, fptr)
         return dx.reshape(x.shape[0], *self.in_shape)
 
     def plan_step(self, plan: PlanBuilder) -> None:
