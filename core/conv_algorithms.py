@@ -16,8 +16,14 @@ everything else is im2col + GEMM (:mod:`core.kernels.conv`). The environment var
   ``winograd2``: F(2x2,3x3) wherever it applies.
 
 Used by :class:`core.layers.Conv2D` (training and the layer-by-layer forward; backward-data is
-decided as the forward conv of the output gradient, weight gradient always im2col) and by the
-inference plan (:meth:`core.inference.PlanBuilder.conv`, which packs the filter transform once).
+decided as the forward conv of the output gradient) and by the inference plan
+(:meth:`core.inference.PlanBuilder.conv`, which packs the filter transform once).
+
+The weight gradient of a conv whose backward-data runs Winograd is decided on its own
+(:func:`weight_grad_tile`, the same setting and rules, measured against im2col's weight gradient
+:mod:`core.kernels.conv_wgrad` with :mod:`core.kernels.winograd_wgrad`; cached per forward shape
+apart from the forward choices). A conv whose backward-data runs im2col keeps im2col's combined
+backward (dx, dW and db in one pass over the columns).
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ import numpy as np
 
 from core.kernels import blas
 from core.kernels import conv as conv_k
+from core.kernels import conv_wgrad as wgrad_k
 from core.kernels import winograd as wino_k
+from core.kernels import winograd_wgrad as wino_wgrad_k
 
 ENV = "CNN_CONV_ALGORITHM"
 CHOICES: dict[str, int | None] = {
@@ -166,6 +174,79 @@ def _measure(shape: ConvShape) -> int:
                     run(m)
                     elapsed = time.perf_counter() - t0
                     if rep > 0:  # the first round may compile or load from the cache
+                        best[m] = min(best[m], elapsed)
+    finally:
+        numba.set_num_threads(threads)
+    small = 4 if best[4] <= LARGE_TILE_MARGIN * best[2] else 2
+    return small if best[small] <= MARGIN * best[0] else 0
+
+
+# ------------------------------------------------------------------------- weight gradient
+
+_chosen_weight_grad: dict[ConvShape, int] = {}
+
+
+def weight_grad_tile(shape: ConvShape) -> int:
+    """Winograd tile size (2 or 4) for the weight gradient of the convolution ``shape`` (its
+    forward shape), or 0 for im2col + GEMM. Forced settings apply as to the forward; ``auto``
+    measures once per shape and process, by the forward's margins (:func:`_measure_weight_grad`)."""
+    forced = CHOICES[setting()]
+    if forced is not None:
+        return forced
+    m = _chosen_weight_grad.get(shape)
+    if m is not None:
+        return m
+    with _lock:
+        m = _chosen_weight_grad.get(shape)
+        if m is None:
+            m = _measure_weight_grad(shape)
+            _chosen_weight_grad[shape] = m
+    return m
+
+
+def measured_weight_grad() -> dict[ConvShape, int]:
+    """The weight-gradient choices made by measurement so far in this process."""
+    return dict(_chosen_weight_grad)
+
+
+def _measure_weight_grad(shape: ConvShape) -> int:
+    """0, 2 or 4 by timing im2col's and both tile sizes' weight gradients on the calling thread
+    (batch size, repetitions and margins as :func:`_measure`)."""
+    dtype = np.dtype(shape.dtype)
+    c, f = shape.channels, shape.filters
+    oh, ow = shape.out_height, shape.out_width
+    per_sample = 2.0 * c * f * 9 * oh * ow
+    n = int(max(1, min(16, round(MEASURE_FLOPS / per_sample))))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, shape.height, shape.width)).astype(dtype)
+    dout = rng.standard_normal((n, f, oh, ow)).astype(dtype)
+    w = np.zeros((f, c, 3, 3), dtype)
+    dw, db = np.zeros_like(w), np.zeros(f, dtype)
+    partial = np.empty((1, f, c * 9 + 1), dtype)
+    pt, pl = shape.pad_top, shape.pad_left
+    blocks = {m: block_rows(m, c, f, ow, dtype.itemsize) for m in wino_k.TILES}
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with blas.numpy_blas(1) as fptr:
+
+            def run(m: int) -> None:
+                if m == 0:
+                    wgrad_k.conv2d_weight_grad(
+                        x, w, dout, 1, 1, pt, pl, 1, 1, n, dw, db, partial, fptr
+                    )
+                else:
+                    wino_wgrad_k.winograd_weight_grad(
+                        x, dout, m, pt, pl, blocks[m], 1, dw, db, fptr
+                    )
+
+            best = {0: np.inf, 2: np.inf, 4: np.inf}
+            for rep in range(MEASURE_REPS + 1):
+                for m in best:
+                    t0 = time.perf_counter()
+                    run(m)
+                    elapsed = time.perf_counter() - t0
+                    if rep > 0:
                         best[m] = min(best[m], elapsed)
     finally:
         numba.set_num_threads(threads)

@@ -31,6 +31,7 @@ from core.kernels import dense as dense_k
 from core.kernels import infer as infer_k
 from core.kernels import pool as pool_k
 from core.kernels import winograd as wino_k
+from core.kernels import winograd_wgrad as wino_wgrad_k
 from core.parameter import Parameter
 
 _REQUIRED: Any = object()
@@ -395,8 +396,8 @@ class Conv2D(Layer):
     H' = 1 + (H + top + bottom - dh*(KH-1) - 1) // sh. groups == C == F is depthwise.
     Computed per sample as im2col + one BLAS GEMM per group inside a Numba loop over the batch;
     backward = the two transposed GEMMs + col2im (see :mod:`core.kernels.conv`). 3x3 stride-1
-    ungrouped convs may run as Winograd F(2x2|4x4, 3x3) instead (forward and backward-data; the
-    weight gradient stays im2col + GEMM), as :mod:`core.conv_algorithms` decides per shape.
+    ungrouped convs may run as Winograd F(2x2|4x4, 3x3) instead (forward, backward-data and, where
+    backward-data does, the weight gradient), as :mod:`core.conv_algorithms` decides per shape.
     """
 
     type_name = "conv2d"
@@ -588,13 +589,19 @@ class Conv2D(Layer):
             return 0
         (c, h, w), (f, oh, ow), pads = in_shape, self.out_shape, self.pads
         if not backward:
-            shape = conv_algorithms.ConvShape(c, h, w, f, oh, ow, pads[0], pads[2], self.dtype.name)
+            shape = self._conv_shape(in_shape)
         elif max(pads) <= 2:
             top, left = 2 - pads[0], 2 - pads[2]
             shape = conv_algorithms.ConvShape(f, oh, ow, c, h, w, top, left, self.dtype.name)
         else:
             return 0
         return conv_algorithms.tile_size(shape)
+
+    def _conv_shape(self, in_shape: tuple[int, ...]) -> conv_algorithms.ConvShape:
+        """The forward convolution as :mod:`core.conv_algorithms` keys its choices."""
+        assert self.pads is not None and self.out_shape is not None
+        (c, h, w), (f, oh, ow), pads = in_shape, self.out_shape, self.pads
+        return conv_algorithms.ConvShape(c, h, w, f, oh, ow, pads[0], pads[2], self.dtype.name)
 
     def _winograd_backward(
         self,
@@ -605,8 +612,10 @@ class Conv2D(Layer):
         db: np.ndarray,
         partial: np.ndarray,
     ) -> None:
-        """dx by Winograd (the transposed filter transformed per step), weight and bias gradient
-        by im2col + GEMM (:mod:`core.kernels.conv_wgrad`)."""
+        """dx by Winograd (the transposed filter transformed per step); weight and bias gradient
+        by Winograd (:mod:`core.kernels.winograd_wgrad`) or im2col + GEMM
+        (:mod:`core.kernels.conv_wgrad`), as :func:`core.conv_algorithms.weight_grad_tile`
+        decides for this shape."""
         assert self.weight is not None and self.pads is not None
         w, c = self.weight.value, x.shape[1]
         u = np.empty(((m + 2) ** 2, c, self.filters), self.dtype)
@@ -617,9 +626,18 @@ class Conv2D(Layer):
             pt, pl = 2 - self.pads[0], 2 - self.pads[2]
             threads = numba.get_num_threads()
             wino_k.winograd_forward(dout, u, zero, m, pt, pl, block, threads, dx, fptr)
-            conv_wgrad.conv2d_weight_grad(
-                x, w, dout, *self._geometry(), self._block(x), self.weight.grad, db, partial, fptr
-            )
+            mw = conv_algorithms.weight_grad_tile(self._conv_shape(x.shape[1:]))
+            if mw:
+                wblock = conv_algorithms.block_rows(mw, c, self.filters, dout.shape[3], x.itemsize)
+                top, left = self.pads[0], self.pads[2]
+                wino_wgrad_k.winograd_weight_grad(
+                    x, dout, mw, top, left, wblock, threads, self.weight.grad, db, fptr
+                )
+            else:
+                conv_wgrad.conv2d_weight_grad(
+                    x, w, dout, *self._geometry(), self._block(x), self.weight.grad, db, partial,
+                    fptr,
+                )  # fmt: skip
 
     def _geometry(self) -> tuple[int, int, int, int, int, int]:
         """(sh, sw, pad_top, pad_left, dh, dw) as the kernels take them."""
@@ -887,7 +905,8 @@ class Dense(Layer):
         x2 = x.reshape(x.shape[0], -1)
         out = np.empty((x.shape[0], self.units), self.dtype)
         b = self.bias.value if self.bias is not None else self._zero_bias
-        dense_k.dense_forward(x2, self.weight.value, b, out)
+        with blas.numpy_blas(1) as fptr:
+            dense_k.dense_forward(x2, self.weight.value, b, out, fptr)
         self._x = x2
         return out
 
@@ -898,7 +917,8 @@ class Dense(Layer):
         assert x is not None
         dx = np.empty(x.shape, self.dtype)
         db = self.bias.grad if self.bias is not None else np.zeros(self.units, self.dtype)
-        dense_k.dense_backward(dout, x, self.weight.value, dx, self.weight.grad, db)
+        with blas.numpy_blas(1) as fptr:
+            dense_k.dense_backward(dout, x, self.weight.value, dx, self.weight.grad, db, fptr)
         return dx.reshape(x.shape[0], *self.in_shape)
 
     def plan_step(self, plan: PlanBuilder) -> None:

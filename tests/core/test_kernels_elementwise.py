@@ -151,3 +151,32 @@ def test_dense_backward_large_layer_matches_numpy(rng):
     np.testing.assert_allclose(dx, dout @ w.T, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw, 1 + x.T @ dout, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(db, 1 + dout.sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dense_large_weight_split_over_tasks_matches_reference(rng, dtype):
+    """A weight of at least _SPLIT_WEIGHTS values is split over the tasks (columns forward, rows
+    backward); 300 x 900 splits neither side into whole _SPLIT slices."""
+    from core.kernels import blas
+
+    i_, o_ = 900, 300
+    assert i_ * o_ >= dense._SPLIT_WEIGHTS
+    x = rng.standard_normal((40, i_)).astype(dtype)
+    w = (rng.standard_normal((i_, o_)) / 30).astype(dtype)
+    b = rng.standard_normal(o_).astype(dtype)
+    dout = rng.standard_normal((40, o_)).astype(dtype)
+    out, ref = np.empty((40, o_), dtype), np.empty((40, o_))
+    grads = [np.empty((40, i_), dtype), np.ones((i_, o_), dtype), np.ones(o_, dtype)]
+    grads_ref = [np.empty((40, i_)), np.ones((i_, o_)), np.ones(o_)]
+    with blas.numpy_blas(1) as fptr:
+        dense.dense_forward(x, w, b, out, fptr)
+        dense.dense_backward(dout, x, w, *grads, fptr)
+    x64, w64, d64 = (np.asarray(a, np.float64) for a in (x, w, dout))
+    ref[...] = x64 @ w64 + b
+    grads_ref[0][...] = d64 @ w64.T
+    grads_ref[1] += x64.T @ d64
+    grads_ref[2] += d64.sum(axis=0)
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
+    for g, r in zip(grads, grads_ref, strict=True):
+        np.testing.assert_allclose(g, r, rtol=tol, atol=tol * np.abs(r).max())
