@@ -9,6 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 
 from jobs import rq_layout
 from jobs.errors import InvalidRequestId, RequestIdReused
@@ -17,6 +18,7 @@ from jobs.request_ids import REQUEST_KEY_PREFIX
 from jobs.settings import QueueSettings
 from tests.support.limits import EVENT_LIMIT_S
 from tests.support.polling import wait_for
+from tests.support.reply_cutter import ReplyCutter
 from tests.worker.helpers import tiny_spec
 
 
@@ -88,3 +90,21 @@ def test_a_malformed_request_id_is_refused_and_queues_nothing(
     with pytest.raises(InvalidRequestId, match=r"request_id .* is malformed: expected 1-128"):
         queue.submit(tiny_spec(), request_id=request_id)
     assert queue._redis.dbsize() == 0
+
+
+@pytest.mark.parametrize("request_id", [None, "req-cut"])
+def test_an_enqueue_whose_answer_is_lost_is_not_queued_again(
+    queue_settings: QueueSettings, redis_url: str, request_id: str | None
+) -> None:
+    """The connection breaks after Redis ran the transaction and before its answer arrived:
+    redis-py reports that as a WatchError, and the submit must not take it for a lost race."""
+    direct = redis.Redis.from_url(redis_url)
+    waiting = rq_layout.queue_key(queue_settings.queue)
+    port = direct.connection_pool.connection_kwargs["port"]
+    with ReplyCutter(port, lambda: bool(direct.llen(waiting))) as cutter:
+        url = f"redis://127.0.0.1:{cutter.port}/0"
+        with JobQueue.connect(queue_settings.model_copy(update={"redis_url": url})) as queue:
+            job_id = queue.submit(tiny_spec("cut"), request_id=request_id)
+        assert cutter.cut.is_set()
+    assert [queued.decode() for queued in direct.lrange(waiting, 0, -1)] == [job_id]
+    direct.close()

@@ -18,15 +18,17 @@ import grpc
 import pytest
 
 from cnn_cli.redis_server import RedisServer
-from cnn_client import CnnClient
+from cnn_client import CnnClient, TlsOptions
 from jobs import rq_layout
 from jobs.settings import QueueSettings
 from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
+from server import training_codec as codec
 from tests.cli.conftest import run_cnn
 from tests.server.serverproc import ServerProcess, start_server
 from tests.server.test_training_api import tiny_spec
 from tests.support.limits import EVENT_LIMIT_S
+from tests.support.tls import self_signed
 
 
 @dataclass
@@ -145,3 +147,47 @@ def test_cnn_train_submit_with_a_request_id_prints_the_first_job_again(
     assert [r.returncode for r in runs] == [0, 0], runs[0].stderr
     assert runs[0].stdout == runs[1].stdout
     assert clean.queued() == [runs[0].stdout.strip()]
+
+
+def test_request_ids_belong_to_the_client_certificate_that_sent_them(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """With mutual TLS, two callers using one request id each get their own job."""
+    dirs = {name: tmp_path / name for name in ("server", "svc-a", "svc-b")}
+    for directory in dirs.values():
+        directory.mkdir()
+    server_key, server_cert = self_signed(dirs["server"])
+    clients = {name: self_signed(dirs[name], name) for name in ("svc-a", "svc-b")}
+    trusted = tmp_path / "client-ca.pem"
+    trusted.write_bytes(b"".join(cert.read_bytes() for _, cert in clients.values()))
+    (tmp_path / "models").mkdir()
+    env = {
+        "CNN_REDIS_URL": redis_url,
+        "CNN_TLS_CERT": str(server_cert),
+        "CNN_TLS_KEY": str(server_key),
+        "CNN_TLS_CLIENT_CA": str(trusted),
+    }
+    server = start_server(tmp_path / "srv", tmp_path / "models", env)
+    try:
+
+        def submit(name: str) -> str:
+            key, cert = clients[name]
+            tls = TlsOptions(root_ca=server_cert, client_cert=cert, client_key=key)
+            with CnnClient(server.address, tls=tls, timeout=EVENT_LIMIT_S) as client:
+                return client.submit(tiny_spec("shared"), request_id="same-key")
+
+        first_a, first_b = submit("svc-a"), submit("svc-b")
+        assert first_a != first_b
+        assert (submit("svc-a"), submit("svc-b")) == (first_a, first_b)
+    finally:
+        server.stop()
+
+
+def test_the_submitter_is_the_authenticated_identity_not_the_address() -> None:
+    assert codec.submitter(None) == codec.submitter([]) == ""  # no client certificates
+    # The names of one certificate, in whatever order gRPC lists them.
+    assert codec.submitter([b"svc-a", b"svc-a.example"]) == codec.submitter(
+        [b"svc-a.example", b"svc-a"]
+    )
+    assert codec.submitter([b"svc-a"]) != codec.submitter([b"svc-b"])
+    assert codec.request_id("") is None and codec.request_id("k") == "k"
