@@ -495,7 +495,9 @@ class CnnClient:
 
         Raises:
             CnnClientError: NOT_FOUND (no such version), FAILED_PRECONDITION (the only
-                version served and not `force`; named by a `specific` policy).
+                version served, or queued or running jobs start from it (`init_from`), and
+                not `force`; named by a `specific` policy), UNAVAILABLE (not `force` and the
+                server's job queue cannot tell which jobs use it).
         """
         request = models_pb2.DeleteVersionRequest(model=name, version=version, force=force)
         return decode_status(self._call(self._models.DeleteVersion, request, timeout))
