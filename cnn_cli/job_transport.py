@@ -23,7 +23,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Protocol
 
 from cnn_cli.errors import CliError
-from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
+from jobs.errors import (
+    InvalidRequestId,
+    InvalidSpec,
+    JobAlreadyEnded,
+    JobNotFound,
+    QueueFull,
+    QueueUnavailable,
+    RequestIdReused,
+)
 from jobs.proto_codec import wire_view
 from jobs.status import JobStatus
 from jobs.views import JobView
@@ -46,8 +54,9 @@ class WatchTimedOut(Exception):
 class JobTransport(Protocol):
     """The queue operations `cnn train` needs; every method may raise `CliError`."""
 
-    def submit(self, spec_json: str) -> str:
-        """Validate a JSON training spec and enqueue it; returns the job id."""
+    def submit(self, spec_json: str, *, request_id: str | None = None) -> str:
+        """Validate a JSON training spec and enqueue it; returns the job id (with a
+        `request_id` used before: the job that submit queued)."""
         ...
 
     def get(self, job_id: str) -> JobView: ...
@@ -91,14 +100,20 @@ class RedisJobs:
             yield
         except InvalidSpec as exc:
             raise CliError(spec_problem(exc)) from None
-        except (JobNotFound, JobAlreadyEnded, QueueFull) as exc:
+        except (
+            JobNotFound,
+            JobAlreadyEnded,
+            QueueFull,
+            InvalidRequestId,
+            RequestIdReused,
+        ) as exc:
             raise CliError(str(exc)) from None
         except QueueUnavailable as exc:
             raise CliError(f"{exc}: {REDIS_HINT}") from None
 
-    def submit(self, spec_json: str) -> str:
+    def submit(self, spec_json: str, *, request_id: str | None = None) -> str:
         with self._errors():
-            return self._queue.submit(spec_json)
+            return self._queue.submit(spec_json, request_id=request_id)
 
     def get(self, job_id: str) -> JobView:
         with self._errors():
@@ -169,9 +184,9 @@ class GrpcJobs:
                 raise WatchTimedOut(str(exc)) from None
             raise  # `cnn` prints it with its status code: it says which server, what to do
 
-    def submit(self, spec_json: str) -> str:
+    def submit(self, spec_json: str, *, request_id: str | None = None) -> str:
         with self._errors():
-            return self._client.submit(spec_json)
+            return self._client.submit(spec_json, request_id=request_id)
 
     def get(self, job_id: str) -> JobView:
         with self._errors():

@@ -58,7 +58,8 @@ def add_lifecycle_commands(sub: Any) -> None:
     p.add_argument(
         "--force",
         action="store_true",
-        help="delete even when it is the only version the model serves",
+        help="delete even when it is the only version the model serves or queued jobs "
+        "fine-tune from it (init_from)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     add_connection_options(p)

@@ -61,6 +61,12 @@ def add_train_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("spec", help="training spec JSON file (see examples/)")
     p.add_argument("--queue", help="Redis only: queue name (default: first of CNN_QUEUES)")
     p.add_argument("--watch", action="store_true", help="then watch it like `cnn train watch`")
+    p.add_argument(
+        "--request-id",
+        help="idempotency key: the same key (and spec) again within CNN_REQUEST_ID_TTL_S prints "
+        "the job the first submit queued instead of queuing another (default over --address: "
+        "a new key per run, reused by the client's retries)",
+    )
 
     p = command("watch", _watch, help="live progress until the job ends (exit 1 if it fails)")
     p.add_argument("job_id")
@@ -150,7 +156,7 @@ def _read_spec(name: str) -> str:
 def _submit(args: argparse.Namespace) -> int:
     spec = _read_spec(args.spec)
     with _transport(args) as jobs:
-        job_id = jobs.submit(spec)
+        job_id = jobs.submit(spec, request_id=args.request_id)
         print(job_id, flush=True)
         if not args.watch:
             return EXIT_OK

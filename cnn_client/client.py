@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -494,20 +495,39 @@ class CnnClient:
 
         Raises:
             CnnClientError: NOT_FOUND (no such version), FAILED_PRECONDITION (the only
-                version served and not `force`; named by a `specific` policy).
+                version served, or queued or running jobs start from it (`init_from`), and
+                not `force`; named by a `specific` policy), UNAVAILABLE (not `force` and the
+                server's job queue cannot tell which jobs use it).
         """
         request = models_pb2.DeleteVersionRequest(model=name, version=version, force=force)
         return decode_status(self._call(self._models.DeleteVersion, request, timeout))
 
     # -- training ----------------------------------------------------------------------------
 
-    def submit(self, spec: dict[str, Any] | str, *, timeout: float | None = None) -> str:
-        """Validate and enqueue a training spec (dict or JSON text); returns the job id."""
+    def submit(
+        self,
+        spec: dict[str, Any] | str,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
+    ) -> str:
+        """Validate and enqueue a training spec (dict or JSON text); returns the job id.
+
+        The request carries an idempotency key, `request_id` or a new UUID: gRPC's retries of
+        this call resend it, so a retry after a lost answer gets the job the first attempt
+        queued instead of a second one (see `SubmitRequest.request_id`). Pass your own to make
+        retries of your own (another process, after a crash) safe too.
+
+        Raises:
+            CnnClientError: INVALID_ARGUMENT (spec or request_id rejected, naming the field),
+                FAILED_PRECONDITION (`request_id` used before with another spec),
+                RESOURCE_EXHAUSTED (queue full, submit rate), UNAVAILABLE.
+        """
         spec_json = spec if isinstance(spec, str) else json.dumps(spec)
-        reply = self._call(
-            self._training.Submit, training_pb2.SubmitRequest(spec_json=spec_json), timeout
+        request = training_pb2.SubmitRequest(
+            spec_json=spec_json, request_id=request_id or str(uuid.uuid4())
         )
-        return str(reply.job_id)
+        return str(self._call(self._training.Submit, request, timeout).job_id)
 
     def get_job(self, job_id: str, *, timeout: float | None = None) -> JobView:
         """The job's current state.

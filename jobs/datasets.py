@@ -23,8 +23,11 @@ regression spec on a classification data set or the other way round).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from core.datasets import DatasetRef
-from core.datastore import DatasetMeta, DataStore, DataStoreError, StoredDataset
+from core.datastore import DIGEST_PREFIX, DatasetMeta, DataStore, DataStoreError, StoredDataset
 from jobs.errors import InvalidSpec
 from jobs.limits import SpecLimits
 from jobs.spec import InputSection, Shape, TrainSpec
@@ -118,3 +121,18 @@ def pin_dataset(spec: TrainSpec, store: DataStore, limits: SpecLimits) -> TrainS
         InvalidSpec: naming the field (see the module docstring).
     """
     return resolve_dataset(spec, store, limits)[0]
+
+
+def trains_on(spec: Mapping[str, Any] | None, name: str, version: int, digest: str) -> bool:
+    """Whether a job's spec trains on data set ``name:version`` (content sha256 `digest`).
+
+    A submitted spec names its data set as pinned, ``{"name", "version", "id"}``: versions
+    sharing content are told apart by name and version. A spec holding only the id counts for
+    every version with that content.
+    """
+    dataset = spec.get("dataset") if spec is not None else None
+    if not isinstance(dataset, Mapping):
+        return False
+    if "name" in dataset and "version" in dataset:
+        return bool(dataset["name"] == name and dataset["version"] == version)
+    return bool(dataset.get("id") == DIGEST_PREFIX + digest)

@@ -1,7 +1,8 @@
 """The errors of the queue operations (`jobs.queue`); every one is a `JobsError`.
 
 Each transport maps them once: the server to gRPC status codes (NOT_FOUND,
-FAILED_PRECONDITION, UNAVAILABLE, INVALID_ARGUMENT, RESOURCE_EXHAUSTED), the CLI to exit
+FAILED_PRECONDITION, UNAVAILABLE, INVALID_ARGUMENT, RESOURCE_EXHAUSTED; see
+`server.training_codec.queue_errors`), the CLI to exit
 statuses.
 """
 
@@ -48,6 +49,21 @@ class QueueFull(JobsError):
         super().__init__(
             f"queue {queue!r} holds {queued:,} jobs waiting for a worker, limit "
             f"CNN_MAX_QUEUED_JOBS={limit:,}; submit again once some have started"
+        )
+
+
+class InvalidRequestId(JobsError, ValueError):
+    """A submit's ``request_id`` is malformed (the message names the field and its form)."""
+
+
+class RequestIdReused(JobsError):
+    """A submit's ``request_id`` was used before with another spec; nothing was queued."""
+
+    def __init__(self, request_id: str, job_id: str, when: str) -> None:
+        self.request_id, self.job_id = request_id, job_id
+        super().__init__(
+            f"request_id {request_id!r} was used at {when} to queue job {job_id} with a "
+            "different spec: a retry must send the same spec, a new submit a new request_id"
         )
 
 

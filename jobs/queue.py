@@ -3,7 +3,8 @@
 `JobQueue` works over one thread-safe `redis.Redis` client and speaks RQ's layout through
 `jobs.rq_layout`, so its callers (the server, the CLI) import neither `rq` nor the worker. A
 spec is validated before Redis is contacted: an invalid spec enqueues nothing. Redis being
-unreachable is one error, `QueueUnavailable`, naming the (redacted) URL.
+unreachable is one error, `QueueUnavailable`, naming the (redacted) URL. A submit may carry a
+request id (`jobs.request_ids`): retried with it, it returns the job its first attempt queued.
 
 Cancelling is safe against a worker taking the job off the queue at the same moment: the cancel
 leaves a mark (`jobs.cancellation`) before it reads the status; a queued job is then cancelled
@@ -37,6 +38,7 @@ from jobs.datasets import pin_dataset
 from jobs.errors import JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
 from jobs.follow import DEFAULT_OUTAGE_LIMIT_S, DEFAULT_POLL_INTERVAL_S, follow
 from jobs.limits import SpecLimits
+from jobs.request_ids import RequestClaim, check_request_id, spec_fingerprint
 from jobs.settings import QueueSettings
 from jobs.spec import TRAIN_FUNCTION, TrainSpec, load_spec, parse_spec, parse_spec_json
 from jobs.status import TERMINAL, JobStatus, RqStatus, from_rq
@@ -48,6 +50,15 @@ DEFAULT_LIST_LIMIT = 50
 DEFAULT_STOP_WAIT_S = 10.0
 #: Jobs read per round trip while listing.
 _LIST_PAGE = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Submission:
+    """What a submit did: the job id, and whether an earlier submit with the same request id
+    had queued it (then this one queued nothing)."""
+
+    job_id: str
+    duplicate: bool = False
 
 
 class JobQueue:
@@ -134,7 +145,23 @@ class JobQueue:
 
     # -- operations ------------------------------------------------------------------------------
 
-    def submit(self, spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str]) -> str:
+    def submit(
+        self,
+        spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        request_id: str | None = None,
+        caller: str = "",
+    ) -> str:
+        """`submission`'s job id."""
+        return self.submission(spec, request_id=request_id, caller=caller).job_id
+
+    def submission(
+        self,
+        spec: TrainSpec | Mapping[str, Any] | str | os.PathLike[str],
+        *,
+        request_id: str | None = None,
+        caller: str = "",
+    ) -> Submission:
         """Validate `spec` (against `settings.spec_limits()`), pin an uploaded data set it
         names to its content id (`jobs.datasets.pin_dataset`) and a warm start to its source
         version (`jobs.warm_start.pin_init_from`), and queue a training job on the
@@ -142,23 +169,45 @@ class JobQueue:
 
         The count and the enqueue are one transaction that WATCHes the queue's list: if a
         worker or another submitter changes it in between, the count is taken again, so
-        concurrent submits cannot overshoot the limit.
+        concurrent submits cannot overshoot the limit. With a `request_id`, the same
+        transaction stores it (`jobs.request_ids`): a submit with a request id `caller` used
+        within `settings.request_id_ttl_s` returns that earlier job and queues nothing. If the
+        answer of the transaction is lost (Redis connection cut after EXEC), the job's own
+        record tells whether it went through: it is never queued twice.
 
         Args:
             spec: a `TrainSpec`, a decoded JSON object, JSON text, or the path of a spec file.
+            request_id: the caller's idempotency key (None: every call queues a job).
+            caller: whose request ids these are ("": one namespace for all callers).
 
         Returns:
-            the job id.
+            the job id, and whether it was queued by an earlier submit with `request_id`.
 
         Raises:
             InvalidSpec: naming each offending field (an uploaded data set that is not stored:
                 ``dataset``, listing what is); nothing was queued.
+            InvalidRequestId: `request_id` malformed; RequestIdReused: it was used with another
+                spec. Nothing was queued.
             QueueFull: the queue holds its limit of waiting jobs; nothing was queued.
             FileNotFoundError: `spec` is a path and there is no such file.
             QueueUnavailable: Redis unreachable.
         """
         limits = self._settings.spec_limits()
-        train_spec = pin_dataset(_validated(spec, limits), self._datasets, limits)
+        validated = _validated(spec, limits)
+        claim = None
+        if request_id is not None:
+            claim = RequestClaim(
+                self._settings.queue,
+                caller,
+                check_request_id(request_id),
+                spec_fingerprint(validated.payload()),
+            )
+            # Answer a retry before pinning: its data set or source version may be gone since.
+            with self._reaching_redis():
+                earlier = claim.earlier_job(self._redis.get(claim.key))
+            if earlier is not None:
+                return Submission(earlier, duplicate=True)
+        train_spec = pin_dataset(validated, self._datasets, limits)
         train_spec = pin_init_from(train_spec, self._models)
         job = rq_layout.NewJob(
             job_id=str(uuid.uuid4()),
@@ -172,21 +221,38 @@ class JobQueue:
             meta=job_meta.submitted(train_spec.name),
             submitted_at=time.time(),
         )
+        with self._reaching_redis():
+            return self._enqueue(job, claim)
+
+    def _enqueue(self, job: rq_layout.NewJob, claim: RequestClaim | None) -> Submission:
         waiting = rq_layout.queue_key(job.queue)
+        watched = [waiting] if claim is None else [waiting, claim.key]
         limit = self._settings.max_queued_jobs
-        with self._reaching_redis(), self._redis.pipeline(transaction=True) as pipe:
+        with self._redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(waiting)
+                    pipe.watch(*watched)
+                    if claim is not None:
+                        earlier = claim.earlier_job(cast(bytes | None, pipe.get(claim.key)))
+                        if earlier is not None:
+                            return Submission(earlier, duplicate=True)
                     queued = int(pipe.llen(waiting))
                     if queued >= limit:
                         raise QueueFull(job.queue, queued, limit)
                     pipe.multi()
                     rq_layout.write_new_job(pipe, job)
+                    if claim is not None:
+                        record = claim.record(job.job_id, job.submitted_at)
+                        pipe.set(claim.key, record, ex=self._settings.request_id_ttl_s)
                     pipe.execute()
-                    return job.job_id
+                    return Submission(job.job_id, duplicate=False)
                 except redis.WatchError:
-                    continue  # the queue changed between count and enqueue: count again
+                    # The queue or the key changed between the reads and the EXEC, or the
+                    # connection broke around the EXEC (redis-py then raises WatchError too):
+                    # if the job is stored, this transaction went through.
+                    if self._redis.exists(rq_layout.job_key(job.job_id)):
+                        return Submission(job.job_id, duplicate=False)
+                    continue
 
     def get(self, job_id: str) -> JobView:
         """The job's current view.

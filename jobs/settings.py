@@ -64,6 +64,12 @@ class QueueSettings(ServiceSettings):
         ge=1,
         description="How long finished, failed and cancelled job records are kept, s.",
     )
+    request_id_ttl_s: int = Field(
+        24 * 3600,
+        ge=1,
+        description="How long a submit's request_id is remembered, s: the same request_id "
+        "(and spec) again within it returns the first job instead of queuing another.",
+    )
 
     max_queued_jobs: int = Field(
         100,

@@ -15,8 +15,10 @@ given), ``init_from.freeze.<k>`` / ``init_from.freeze`` (see `core.warm_start.pl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from core.artifacts import ModelMeta, read_meta
 from core.errors import ArtifactError
@@ -115,3 +117,18 @@ def pin_init_from(spec: TrainSpec, repository: ModelRepository | None) -> TrainS
             )
         return spec
     return resolve_init_from(spec, repository, spec.input_shape()).spec
+
+
+def starts_from(
+    spec: Mapping[str, Any] | None, model: str, version: int, newest: int | None
+) -> bool:
+    """Whether a job's spec warm-starts from ``model`` version `version`.
+
+    A submitted spec has ``init_from.version`` pinned; one without (a job queued by hand) starts
+    from the version that is `newest` when its worker pins it, so it counts for that one.
+    """
+    init = spec.get("init_from") if spec is not None else None
+    if not isinstance(init, Mapping) or init.get("model") != model:
+        return False
+    pinned = init.get("version")
+    return bool(pinned == version if pinned is not None else version == newest)

@@ -21,6 +21,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from core.datastore import DataStore
+from core.repository import ModelRepository
+from jobs.queue import JobQueue
 from proto.cnn.v1 import (
     classifier_pb2,
     classifier_pb2_grpc,
@@ -185,23 +187,30 @@ def _loader(settings: Settings, loop: asyncio.AbstractEventLoop) -> Loader:
     return load
 
 
+def _job_queue(settings: Settings, server: Server, datasets: DataStore) -> JobQueue:
+    """The job queue every API of this server uses (no connection is made here): Submit pins
+    specs naming uploaded data sets against `datasets` (the data store the Datasets API fills)
+    and warm starts against the served model repository; the deletes of data sets and model
+    versions ask it which jobs use them."""
+    queue = JobQueue.connect(
+        settings, datasets=datasets, models=ModelRepository(settings.models_dir)
+    )
+    server.on_stop.append(queue.close)
+    return queue
+
+
 def _add_training(
     settings: Settings,
     server: Server,
     grpc_server: grpc.aio.Server,
     blocking: ThreadPoolExecutor,
-    datasets: DataStore,
+    queue: JobQueue,
 ) -> None:
-    """The Training API over `jobs.queue.JobQueue` (no connection is made here); its blocking
-    Redis calls run in the `blocking` threads. Submit pins specs naming uploaded data sets
-    against `datasets` (the data store the Datasets API fills) and warm starts against the
-    served model repository."""
-    from core.repository import ModelRepository
-    from jobs.queue import JobQueue
+    """The Training API over `queue`; its blocking Redis calls run in the `blocking` threads."""
     from server.training_servicer import TrainingServicer
 
     servicer = TrainingServicer(
-        JobQueue.connect(settings, datasets=datasets, models=ModelRepository(settings.models_dir)),
+        queue,
         blocking=blocking,
         max_watches=settings.max_watches,
         watch_interval_s=settings.watch_interval_s,
@@ -217,10 +226,10 @@ async def _add_datasets(
     grpc_server: grpc.aio.Server,
     blocking: ThreadPoolExecutor,
     store: DataStore,
+    queue: JobQueue,
 ) -> None:
     """The Datasets API over `store` (the data store at `settings.data_dir`); what interrupted
     uploads left there is removed first (see `server.uploads.STALE_STAGING_S`)."""
-    from jobs.queue import JobQueue
     from proto.cnn.v1 import datasets_pb2_grpc
     from server.datasets_servicer import DatasetsServicer
     from server.uploads import STALE_STAGING_S, UploadService
@@ -238,7 +247,7 @@ async def _add_datasets(
         store, settings.ingest_limits(), blocking, settings.max_concurrent_uploads
     )
     server.on_stop.append(uploads.close)
-    servicer = DatasetsServicer(uploads, JobQueue.connect(settings), blocking=blocking)
+    servicer = DatasetsServicer(uploads, queue, blocking=blocking)
     datasets_pb2_grpc.add_DatasetsServicer_to_server(servicer, grpc_server)
 
 
@@ -282,11 +291,21 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
     )
     blocking = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="blocking")
     decoders = PixelWorkers(settings.decode_threads)
+    health_servicer = health.aio.HealthServicer()
+    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE, DATASETS_SERVICE, MODELS_SERVICE]
+    for service in ("", *services):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server = Server(
+        settings, grpc_server, registry, watcher, health_servicer, services, blocking, decoders
+    )
+    datasets = DataStore(settings.data_dir)  # one store for every service of this server
+    queue = _job_queue(settings, server, datasets)
     lifecycle = LifecycleService(
         Path(settings.models_dir),
         registry,
         watcher,
         blocking,
+        jobs=queue,
         max_served_versions=settings.max_served_versions,
         apply_timeout_s=settings.request_timeout_s,
     )
@@ -295,14 +314,6 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
         max_images_per_request=settings.max_images_per_request,
         max_image_side=settings.max_image_side,
         max_decoded_pixels=settings.max_decoded_pixels,
-    )
-    health_servicer = health.aio.HealthServicer()
-    services = [CLASSIFIER_SERVICE, INFERENCE_SERVICE, DATASETS_SERVICE, MODELS_SERVICE]
-    for service in ("", *services):
-        await health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-
-    server = Server(
-        settings, grpc_server, registry, watcher, health_servicer, services, blocking, decoders
     )
 
     # The V2 stubs are imported here, inside the server process only (see server.codec_v2).
@@ -339,9 +350,8 @@ async def create_server(settings: Settings, *, shared_port: bool = False) -> tup
         ModelsServicer(Path(settings.models_dir), blocking, settings.max_import_bytes, lifecycle),
         grpc_server,
     )
-    datasets = DataStore(settings.data_dir)  # one store for every service of this server
-    _add_training(settings, server, grpc_server, blocking, datasets)
-    await _add_datasets(settings, server, grpc_server, blocking, datasets)
+    _add_training(settings, server, grpc_server, blocking, queue)
+    await _add_datasets(settings, server, grpc_server, blocking, datasets, queue)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     reflection.enable_server_reflection(
         (*services, TRAINING_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), grpc_server

@@ -32,7 +32,10 @@ from core.lifecycle import (
     write_lifecycle,
 )
 from core.repository import ModelRepository, RepositoryError, check_name
+from jobs.queue import JobQueue
+from jobs.warm_start import starts_from
 from server.errors import FailedPrecondition, InvalidInput, ModelNotFound, Unavailable
+from server.in_use import refuse_if_in_use
 from server.registry import ModelRegistry
 from server.watcher import RepositoryWatcher
 
@@ -56,6 +59,8 @@ class LifecycleService:
         root: the model repository (CNN_MODELS_DIR).
         registry, watcher: this process's loaded models and the watcher that fills them.
         blocking: executor for file work and for waiting on the watcher.
+        jobs: the training queue, asked before a delete whether a job fine-tunes from the
+            version.
         max_served_versions: the most versions a policy may select (CNN_MAX_SERVED_VERSIONS).
         apply_timeout_s: how long a call waits for this process's scan when the caller set no
             deadline (a scan may load and warm models).
@@ -68,6 +73,7 @@ class LifecycleService:
         watcher: RepositoryWatcher,
         blocking: Executor,
         *,
+        jobs: JobQueue,
         max_served_versions: int,
         apply_timeout_s: float,
     ) -> None:
@@ -76,6 +82,7 @@ class LifecycleService:
         self._watcher = watcher
         self._repository = ModelRepository(self.root)
         self._blocking = blocking
+        self._jobs = jobs
         self._max_served = max_served_versions
         self.max_served_versions = max_served_versions
         self._apply_timeout_s = apply_timeout_s
@@ -171,8 +178,11 @@ class LifecycleService:
         Raises:
             ModelNotFound: no such version.
             FailedPrecondition: the model's `specific` policy names the version (even with
-                `force`: change the policy first), or it is the only version the policy serves
-                and `force` is false.
+                `force`: change the policy first); or, unless `force`: it is the only version
+                the policy serves, or a queued or running job's spec names it as ``init_from``
+                (naming the jobs).
+            Unavailable: not `force` and the job queue (Redis) cannot tell whether a job
+                starts from the version; nothing was deleted.
         """
         await self._run(self._delete, name, version, force)
         await self._applied(time_remaining)
@@ -198,6 +208,14 @@ class LifecycleService:
                     f"model {name!r} version {version} is the only version served; deleting it "
                     "leaves the model without it (another version may take over or none): "
                     "pass force to delete anyway"
+                )
+            if not force:  # last, so that every refusal above comes without asking Redis
+                refuse_if_in_use(
+                    self._jobs,
+                    f"model {name!r} version {version}",
+                    "as their init_from (to fine-tune from)",
+                    lambda spec: starts_from(spec, name, version, published[-1]),
+                    ", pass force to delete anyway (they will fail),",
                 )
             trash_version(self.root, name, version)
             log.info("model %s version %d deleted%s", name, version, " (forced)" if force else "")

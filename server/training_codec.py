@@ -10,17 +10,31 @@ status) in `queue_errors`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import grpc
 
 from jobs import proto_codec
-from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueFull, QueueUnavailable
+from jobs.errors import (
+    InvalidRequestId,
+    InvalidSpec,
+    JobAlreadyEnded,
+    JobNotFound,
+    QueueFull,
+    QueueUnavailable,
+    RequestIdReused,
+)
 from jobs.status import JobStatus
 from jobs.views import JobView
 from proto.cnn.v1 import training_pb2 as pb
-from server.errors import InvalidInput, LimitExceeded, ServerError, Unavailable
+from server.errors import (
+    FailedPrecondition,
+    InvalidInput,
+    LimitExceeded,
+    ServerError,
+    Unavailable,
+)
 
 DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 1000
@@ -74,6 +88,22 @@ def spec_json(value: str) -> str:
     return value
 
 
+def request_id(value: str) -> str | None:
+    """The optional `request_id` of a SubmitRequest (None when empty); `JobQueue.submission`
+    checks its form (`jobs.request_ids.check_request_id`, INVALID_ARGUMENT naming it)."""
+    return value or None
+
+
+def submitter(peer_identities: Sequence[bytes] | None) -> str:
+    """Whose request ids a Submit's are: the caller's authenticated identity (the names of its
+    mTLS client certificate, from ``context.peer_identities()``), or "" when the channel does
+    not authenticate callers. The peer address is not used: behind a balancer every caller
+    has the balancer's, and a client's retry may reach the server from another address."""
+    if not peer_identities:
+        return ""
+    return "\n".join(sorted(name.decode(errors="replace") for name in peer_identities))
+
+
 def list_query(request: pb.ListJobsRequest) -> tuple[JobStatus | None, int]:
     """(status filter or None, limit) of a ListJobsRequest; limit 0 means the default.
 
@@ -118,6 +148,10 @@ def queue_errors() -> Iterator[None]:
         yield
     except InvalidSpec as exc:
         raise InvalidInput(spec_message(exc)) from None
+    except InvalidRequestId as exc:
+        raise InvalidInput(str(exc)) from None
+    except RequestIdReused as exc:
+        raise FailedPrecondition(str(exc)) from None
     except JobNotFound as exc:
         raise UnknownJob(str(exc)) from None
     except JobAlreadyEnded as exc:

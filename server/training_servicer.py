@@ -10,6 +10,10 @@ queue's Redis client has short timeouts; its failures become UNAVAILABLE naming 
 responses carry ``grpc-retry-pushback-ms: -1`` so that clients with a gRPC retry policy do not
 retry what the server already retried (the answer then comes in about a second, not five).
 
+Submit passes its optional ``request_id`` with the caller's identity (`training_codec.submitter`)
+to `JobQueue.submission`, which answers a repeated request with the job its first attempt
+queued (`jobs.request_ids`).
+
 Watch sends what `afollow` emits: every finished epoch not sent yet (oldest first), then the
 job's state on every change, until the job ends; between polls a stream holds no thread.
 """
@@ -94,7 +98,14 @@ class TrainingServicer(pb_grpc.TrainingServicer):
                 f"CNN_SUBMIT_RATE_PER_MIN); retry in {wait_s:.0f} s"
             )
         spec_json = codec.spec_json(request.spec_json)
-        return pb.SubmitResponse(job_id=await self._call(self._queue.submit, spec_json))
+        submitted = await self._call(
+            lambda: self._queue.submission(
+                spec_json,
+                request_id=codec.request_id(request.request_id),
+                caller=codec.submitter(context.peer_identities()),
+            )
+        )
+        return pb.SubmitResponse(job_id=submitted.job_id, duplicate=submitted.duplicate)
 
     @map_errors
     async def Get(self, request: pb.GetJobRequest, context: grpc.aio.ServicerContext) -> pb.Job:

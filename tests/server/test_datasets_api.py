@@ -567,7 +567,9 @@ def test_delete_is_refused_while_a_queued_job_trains_on_the_version(
         with pytest.raises(CnnClientError) as caught:
             client.delete_dataset("busy", 1)
         assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
-        assert f"busy:1 is in use by 1 queued or running job(s): {job}" in str(caught.value)
+        assert f"busy:1 is in use by 1 queued or running job(s) as their data set: {job}" in str(
+            caught.value
+        )
         assert tree(stack.data_dir) == before
         client.delete_dataset("busy", 2)  # same content, but not the version the job named
         with JobQueue.connect(QueueSettings(redis_url=stack.redis.url)) as queue:

@@ -15,10 +15,12 @@ import tritonclient.grpc as tc
 from tritonclient.utils import InferenceServerException
 
 from cnn_client import CnnClient, CnnClientError, VersionPolicy
+from jobs.status import JobStatus
 from tests.cli.conftest import run_cnn
-from tests.server.models import TrainedArtifact, publish_copy
+from tests.server.models import DIGITS_ARCHITECTURE, TrainedArtifact, publish_copy
 from tests.server.serverproc import ServerProcess, start_server
 from tests.support.limits import EVENT_LIMIT_S
+from tests.support.ports import free_port
 
 
 def _start(root: Path, workdir: Path, artifact: TrainedArtifact) -> ServerProcess:
@@ -231,6 +233,82 @@ def test_the_cli_sets_shows_and_lists_the_lifecycle(server: ServerProcess) -> No
     assert "serving   1" in cnn("models", "rm", "digits:2", "--force")
     bad = run_cnn("models", "policy", "digits", "newest", "2", *address, timeout=EVENT_LIMIT_S)
     assert bad.returncode == 2 and "latest N" in bad.stderr
+
+
+# -- versions that queued jobs fine-tune from ----------------------------------------------------
+
+
+def _fine_tune_spec(init_from: dict[str, object]) -> dict[str, object]:
+    return {
+        "name": "tuned",
+        "dataset": {"name": "digits"},
+        "architecture": DIGITS_ARCHITECTURE,
+        "epochs": 1,
+        "init_from": init_from,
+    }
+
+
+def _three_versions(tmp_path: Path, artifact: TrainedArtifact, redis_url: str) -> ServerProcess:
+    """digits versions 1-3 (the default policy serves 2 and 3); no worker: jobs stay queued."""
+    for _ in range(3):
+        publish_copy(tmp_path / "models", "digits", artifact.path)
+    env = {"CNN_REDIS_URL": redis_url, "CNN_DATA_DIR": str(tmp_path / "data")}
+    return start_server(tmp_path / "server", tmp_path / "models", env)
+
+
+def test_a_version_a_queued_job_fine_tunes_from_is_kept_until_cancelled_or_forced(
+    tmp_path: Path, digits_artifact: TrainedArtifact, redis_url: str
+) -> None:
+    server = _three_versions(tmp_path, digits_artifact, redis_url)
+    versions = server.models_dir / "digits"
+    try:
+        with CnnClient(server.address, timeout=EVENT_LIMIT_S) as client:
+            job = client.submit(_fine_tune_spec({"model": "digits", "version": 1}))
+            _refused(
+                lambda: client.delete_version("digits", 1),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "'digits' version 1 is in use by 1 queued or running job(s) as their init_from "
+                f"(to fine-tune from): {job}",
+                "pass force",
+            )
+            assert (versions / "1").is_dir()
+            assert client.cancel(job) is JobStatus.CANCELLED
+            assert client.delete_version("digits", 1).versions == [2, 3]  # no job uses it now
+
+            # Without a version, Submit pins the newest: that version is in use.
+            newest = client.submit(_fine_tune_spec({"model": "digits"}))
+            _refused(
+                lambda: client.delete_version("digits", 3),
+                grpc.StatusCode.FAILED_PRECONDITION,
+                newest,
+            )
+            assert client.delete_version("digits", 2).versions == [3]  # not the job's
+            status = client.delete_version("digits", 3, force=True)
+            assert status.versions == [] and not (versions / "3").exists()
+            assert client.get_job(newest).status is JobStatus.QUEUED  # it will fail when run
+    finally:
+        server.stop()
+
+
+def test_a_delete_is_unavailable_while_redis_cannot_tell_unless_forced(
+    tmp_path: Path, digits_artifact: TrainedArtifact
+) -> None:
+    server = _three_versions(tmp_path, digits_artifact, f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with CnnClient(server.address, timeout=EVENT_LIMIT_S) as client:
+            message = _refused(
+                lambda: client.delete_version("digits", 1),
+                grpc.StatusCode.UNAVAILABLE,
+                "use model 'digits' version 1 as their init_from",
+                "nothing was deleted",
+                "Redis",
+            )
+            assert (server.models_dir / "digits" / "1").is_dir(), message
+            # Refusals that need no Redis come first; force skips the question.
+            _refused(lambda: client.delete_version("digits", 9), grpc.StatusCode.NOT_FOUND)
+            assert client.delete_version("digits", 1, force=True).versions == [2, 3]
+    finally:
+        server.stop()
 
 
 def _x():  # type: ignore[no-untyped-def]

@@ -82,13 +82,17 @@ READY = ("READY", "")
 
 
 def test_policy_changes_delete_and_unload_under_load_fail_no_request(
-    tmp_path: Path, digits_artifact: TrainedArtifact, digits_artifact_v2: TrainedArtifact
+    tmp_path: Path,
+    digits_artifact: TrainedArtifact,
+    digits_artifact_v2: TrainedArtifact,
+    redis_url: str,
 ) -> None:
     root = tmp_path / "models"
     publish_copy(root, "digits", digits_artifact.path)
     publish_copy(root, "digits", digits_artifact_v2.path)
     publish_copy(root, "other", digits_artifact.path)
-    server = start_supervisor(tmp_path, root, {})
+    # Redis: a delete asks the job queue whether a job fine-tunes from the version.
+    server = start_supervisor(tmp_path, root, {"CNN_REDIS_URL": redis_url})
     address = server.address
     clients = LoadClients(address, tmp_path, count=3)
     try:

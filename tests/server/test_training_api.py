@@ -24,7 +24,14 @@ from cnn_client import CnnClient, CnnClientError
 from core.artifacts import image_input, load_artifact
 from core.datastore import DataStore
 from core.images import open_image
-from jobs.errors import InvalidSpec, JobAlreadyEnded, JobNotFound, QueueUnavailable
+from jobs.errors import (
+    InvalidRequestId,
+    InvalidSpec,
+    JobAlreadyEnded,
+    JobNotFound,
+    QueueUnavailable,
+    RequestIdReused,
+)
 from jobs.status import JobStatus
 from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
@@ -565,6 +572,17 @@ def test_list_query_defaults_and_caps_the_limit_and_decodes_the_status() -> None
             InvalidSpec(["epochs: too small", "colour: unknown field"]),
             grpc.StatusCode.INVALID_ARGUMENT,
             "invalid training spec: epochs: too small; colour: unknown field",
+        ),
+        (
+            RequestIdReused("k1", "j", "2026-12-01T00:00:00+00:00"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "request_id 'k1' was used at 2026-12-01T00:00:00+00:00 to queue job j with a "
+            "different spec",
+        ),
+        (
+            InvalidRequestId("request_id 'a b' is malformed"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "request_id 'a b' is malformed",
         ),
         (
             QueueUnavailable("Redis at redis://h:1/0 unreachable"),

@@ -130,7 +130,9 @@ class ModelsServicer:
     def DeleteVersion(self, request, context):
         """Delete a published version from the repository (renamed to hidden trash, then removed).
         FAILED_PRECONDITION while it is the only version the policy serves unless `force`, and
-        always while the model's `specific` policy names it (change the policy first).
+        always while the model's `specific` policy names it (change the policy first). Unless
+        `force`: FAILED_PRECONDITION naming the queued or running training jobs whose spec starts
+        from it (`init_from`), UNAVAILABLE (nothing deleted) when the job queue (Redis) cannot tell.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/cnn/v1/training.proto\x12\x06\x63nn.v1\"\"\n\rSubmitRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\" \n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"3\n\x0e\x43\x61ncelResponse\x12!\n\x06status\x18\x01 \x01(\x0e\x32\x11.cnn.v1.JobStatus\"C\n\x0fListJobsRequest\x12!\n\x06status\x18\x01 \x01(\x0e\x32\x11.cnn.v1.JobStatus\x12\r\n\x05limit\x18\x02 \x01(\r\"-\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.cnn.v1.Job\"\xac\x03\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x16\n\x0etrain_accuracy\x18\x06 \x01(\x01\x12\x19\n\x0cval_accuracy\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cimages_per_s\x18\x08 \x01(\x01\x12\r\n\x05\x65ta_s\x18\t \x01(\x01\x12\r\n\x05phase\x18\n \x01(\t\x12\x15\n\x08val_loss\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lr\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12\x12\n\nupdated_at\x18\r \x01(\x01\x12\x15\n\x08train_r2\x18\x0e \x01(\x01H\x03\x88\x01\x01\x12\x13\n\x06val_r2\x18\x0f \x01(\x01H\x04\x88\x01\x01\x12\x14\n\x07val_mae\x18\x10 \x01(\x01H\x05\x88\x01\x01\x12\x15\n\x08val_rmse\x18\x11 \x01(\x01H\x06\x88\x01\x01\x42\x0f\n\r_val_accuracyB\x0b\n\t_val_lossB\x05\n\x03_lrB\x0b\n\t_train_r2B\t\n\x07_val_r2B\n\n\x08_val_maeB\x0b\n\t_val_rmse\"\xaa\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x06status\x18\x02 \x01(\x0e\x32\x11.cnn.v1.JobStatus\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x11\n\tspec_json\x18\x04 \x01(\t\x12\"\n\x08progress\x18\x05 \x01(\x0b\x32\x10.cnn.v1.Progress\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x03\x12)\n\x07metrics\x18\x08 \x03(\x0b\x32\x18.cnn.v1.Job.MetricsEntry\x12\x13\n\x0b\x65nqueued_at\x18\t \x01(\x01\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x0b \x01(\x01\x12\r\n\x05queue\x18\x0c \x01(\t\x12\r\n\x05stage\x18\r \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0e \x01(\x05\x12 \n\x06\x65pochs\x18\x0f \x03(\x0b\x32\x10.cnn.v1.Progress\x12\x17\n\x0ftensorboard_dir\x18\x10 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xa0\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x17\n\x13JOB_STATUS_FINISHED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x32\x90\x02\n\x08Training\x12\x37\n\x06Submit\x12\x15.cnn.v1.SubmitRequest\x1a\x16.cnn.v1.SubmitResponse\x12)\n\x03Get\x12\x15.cnn.v1.GetJobRequest\x1a\x0b.cnn.v1.Job\x12,\n\x05Watch\x12\x14.cnn.v1.WatchRequest\x1a\x0b.cnn.v1.Job0\x01\x12\x37\n\x06\x43\x61ncel\x12\x15.cnn.v1.CancelRequest\x1a\x16.cnn.v1.CancelResponse\x12\x39\n\x04List\x12\x17.cnn.v1.ListJobsRequest\x1a\x18.cnn.v1.ListJobsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bproto/cnn/v1/training.proto\x12\x06\x63nn.v1\"6\n\rSubmitRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"3\n\x0eSubmitResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1e\n\x0cWatchRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"3\n\x0e\x43\x61ncelResponse\x12!\n\x06status\x18\x01 \x01(\x0e\x32\x11.cnn.v1.JobStatus\"C\n\x0fListJobsRequest\x12!\n\x06status\x18\x01 \x01(\x0e\x32\x11.cnn.v1.JobStatus\x12\r\n\x05limit\x18\x02 \x01(\r\"-\n\x10ListJobsResponse\x12\x19\n\x04jobs\x18\x01 \x03(\x0b\x32\x0b.cnn.v1.Job\"\xac\x03\n\x08Progress\x12\r\n\x05\x65poch\x18\x01 \x01(\x05\x12\x0e\n\x06\x65pochs\x18\x02 \x01(\x05\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x12\x16\n\x0etrain_accuracy\x18\x06 \x01(\x01\x12\x19\n\x0cval_accuracy\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x0cimages_per_s\x18\x08 \x01(\x01\x12\r\n\x05\x65ta_s\x18\t \x01(\x01\x12\r\n\x05phase\x18\n \x01(\t\x12\x15\n\x08val_loss\x18\x0b \x01(\x01H\x01\x88\x01\x01\x12\x0f\n\x02lr\x18\x0c \x01(\x01H\x02\x88\x01\x01\x12\x12\n\nupdated_at\x18\r \x01(\x01\x12\x15\n\x08train_r2\x18\x0e \x01(\x01H\x03\x88\x01\x01\x12\x13\n\x06val_r2\x18\x0f \x01(\x01H\x04\x88\x01\x01\x12\x14\n\x07val_mae\x18\x10 \x01(\x01H\x05\x88\x01\x01\x12\x15\n\x08val_rmse\x18\x11 \x01(\x01H\x06\x88\x01\x01\x42\x0f\n\r_val_accuracyB\x0b\n\t_val_lossB\x05\n\x03_lrB\x0b\n\t_train_r2B\t\n\x07_val_r2B\n\n\x08_val_maeB\x0b\n\t_val_rmse\"\xaa\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12!\n\x06status\x18\x02 \x01(\x0e\x32\x11.cnn.v1.JobStatus\x12\x12\n\nmodel_name\x18\x03 \x01(\t\x12\x11\n\tspec_json\x18\x04 \x01(\t\x12\"\n\x08progress\x18\x05 \x01(\x0b\x32\x10.cnn.v1.Progress\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x15\n\rmodel_version\x18\x07 \x01(\x03\x12)\n\x07metrics\x18\x08 \x03(\x0b\x32\x18.cnn.v1.Job.MetricsEntry\x12\x13\n\x0b\x65nqueued_at\x18\t \x01(\x01\x12\x12\n\nstarted_at\x18\n \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x0b \x01(\x01\x12\r\n\x05queue\x18\x0c \x01(\t\x12\r\n\x05stage\x18\r \x01(\t\x12\x10\n\x08\x61ttempts\x18\x0e \x01(\x05\x12 \n\x06\x65pochs\x18\x0f \x03(\x0b\x32\x10.cnn.v1.Progress\x12\x17\n\x0ftensorboard_dir\x18\x10 \x01(\t\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xa0\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x17\n\x13JOB_STATUS_FINISHED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05\x32\x90\x02\n\x08Training\x12\x37\n\x06Submit\x12\x15.cnn.v1.SubmitRequest\x1a\x16.cnn.v1.SubmitResponse\x12)\n\x03Get\x12\x15.cnn.v1.GetJobRequest\x1a\x0b.cnn.v1.Job\x12,\n\x05Watch\x12\x14.cnn.v1.WatchRequest\x1a\x0b.cnn.v1.Job0\x01\x12\x37\n\x06\x43\x61ncel\x12\x15.cnn.v1.CancelRequest\x1a\x16.cnn.v1.CancelResponse\x12\x39\n\x04List\x12\x17.cnn.v1.ListJobsRequest\x1a\x18.cnn.v1.ListJobsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOB_METRICSENTRY']._loaded_options = None
   _globals['_JOB_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATUS']._serialized_start=1237
-  _globals['_JOBSTATUS']._serialized_end=1397
+  _globals['_JOBSTATUS']._serialized_start=1276
+  _globals['_JOBSTATUS']._serialized_end=1436
   _globals['_SUBMITREQUEST']._serialized_start=39
-  _globals['_SUBMITREQUEST']._serialized_end=73
-  _globals['_SUBMITRESPONSE']._serialized_start=75
-  _globals['_SUBMITRESPONSE']._serialized_end=107
-  _globals['_GETJOBREQUEST']._serialized_start=109
-  _globals['_GETJOBREQUEST']._serialized_end=140
-  _globals['_WATCHREQUEST']._serialized_start=142
-  _globals['_WATCHREQUEST']._serialized_end=172
-  _globals['_CANCELREQUEST']._serialized_start=174
-  _globals['_CANCELREQUEST']._serialized_end=205
-  _globals['_CANCELRESPONSE']._serialized_start=207
-  _globals['_CANCELRESPONSE']._serialized_end=258
-  _globals['_LISTJOBSREQUEST']._serialized_start=260
-  _globals['_LISTJOBSREQUEST']._serialized_end=327
-  _globals['_LISTJOBSRESPONSE']._serialized_start=329
-  _globals['_LISTJOBSRESPONSE']._serialized_end=374
-  _globals['_PROGRESS']._serialized_start=377
-  _globals['_PROGRESS']._serialized_end=805
-  _globals['_JOB']._serialized_start=808
-  _globals['_JOB']._serialized_end=1234
-  _globals['_JOB_METRICSENTRY']._serialized_start=1188
-  _globals['_JOB_METRICSENTRY']._serialized_end=1234
-  _globals['_TRAINING']._serialized_start=1400
-  _globals['_TRAINING']._serialized_end=1672
+  _globals['_SUBMITREQUEST']._serialized_end=93
+  _globals['_SUBMITRESPONSE']._serialized_start=95
+  _globals['_SUBMITRESPONSE']._serialized_end=146
+  _globals['_GETJOBREQUEST']._serialized_start=148
+  _globals['_GETJOBREQUEST']._serialized_end=179
+  _globals['_WATCHREQUEST']._serialized_start=181
+  _globals['_WATCHREQUEST']._serialized_end=211
+  _globals['_CANCELREQUEST']._serialized_start=213
+  _globals['_CANCELREQUEST']._serialized_end=244
+  _globals['_CANCELRESPONSE']._serialized_start=246
+  _globals['_CANCELRESPONSE']._serialized_end=297
+  _globals['_LISTJOBSREQUEST']._serialized_start=299
+  _globals['_LISTJOBSREQUEST']._serialized_end=366
+  _globals['_LISTJOBSRESPONSE']._serialized_start=368
+  _globals['_LISTJOBSRESPONSE']._serialized_end=413
+  _globals['_PROGRESS']._serialized_start=416
+  _globals['_PROGRESS']._serialized_end=844
+  _globals['_JOB']._serialized_start=847
+  _globals['_JOB']._serialized_end=1273
+  _globals['_JOB_METRICSENTRY']._serialized_start=1227
+  _globals['_JOB_METRICSENTRY']._serialized_end=1273
+  _globals['_TRAINING']._serialized_start=1439
+  _globals['_TRAINING']._serialized_end=1711
 # @@protoc_insertion_point(module_scope)

@@ -23,16 +23,20 @@ JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_CANCELLED: JobStatus
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("spec_json",)
+    __slots__ = ("spec_json", "request_id")
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec_json: str
-    def __init__(self, spec_json: _Optional[str] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec_json: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "duplicate")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, job_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)

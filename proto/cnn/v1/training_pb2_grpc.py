@@ -71,6 +71,8 @@ class TrainingServicer:
         name and version, or id) is pinned to {"name", "version", "id"} of the stored content and
         its "input" completed from the data set, so the job trains on the bytes it was submitted
         with; an unknown data set is INVALID_ARGUMENT naming "dataset" and listing the stored ones.
+        With a request_id, a retried Submit (the client's retry policy, a balancer resending after
+        a lost answer) returns the job the first attempt queued instead of queuing another.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
