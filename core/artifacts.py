@@ -295,7 +295,7 @@ def save_artifact(
     )
     atomic_write_bytes(directory / WEIGHTS_NPZ, data)
     if history:
-        from core.pictures import learning_curve_png
+        from core.learning_curve import learning_curve_png
 
         learning_curve_png(history, directory / LEARNING_CURVE_PNG)
     if evaluation is not None:

@@ -21,11 +21,11 @@ import numpy as np
 
 from core.explain import feature_maps, saliency
 from core.model import softmax
+from core.pictures import Picture
 from core.summary import ReceptiveField
 from server import explain_pictures
 from server.batcher import COMPUTE_LOCK
 from server.errors import DeadlineExceeded, InvalidInput, LimitExceeded
-from server.explain_pictures import Picture
 from server.model import ServedModel
 
 # One request at a time: its activations, gradients and pictures are the memory it holds.

@@ -19,7 +19,6 @@ CRC-32C) and writes from a thread of its own, so the caller only builds and seri
 
 from __future__ import annotations
 
-import io
 import math
 import os
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.errors import ShapeError
+from core.pictures import to_png
 
 #: Buckets of a histogram (TensorBoard re-bins for display; 30 keeps an event small).
 HISTOGRAM_BUCKETS = 30
@@ -146,22 +148,18 @@ class EventFile:
 
     def images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """One PNG per tag at `step`; each image is (H, W, 3) or (H, W) uint8."""
-        from PIL import Image
-
         Value = self._summary_pb2.Summary.Value
         values = []
         for tag, pixels in images.items():
-            if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
-                raise ValueError(
-                    f"image {tag!r}: need (H, W[, 3]) uint8, got {pixels.shape} {pixels.dtype}"
-                )
-            buffer = io.BytesIO()
-            Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+            try:
+                png = to_png(pixels, compress_level=1)  # fastest: written once per epoch
+            except ShapeError as exc:
+                raise ValueError(f"image {tag!r}: {exc}") from None
             image = self._summary_pb2.Summary.Image(
-                height=int(pixels.shape[0]),
-                width=int(pixels.shape[1]),
+                height=png.height,
+                width=png.width,
                 colorspace=3 if pixels.ndim == 3 else 1,
-                encoded_image_string=buffer.getvalue(),
+                encoded_image_string=png.data,
             )
             values.append(Value(tag=tag, image=image))
         self._add(step, values, now=True)

@@ -1,5 +1,7 @@
 """Figures on an Agg canvas, their PNG bytes and texts, and images ready to show.
 
+The arrays behind the pictures (limits, mosaics, grids) come from :mod:`core.pictures`.
+
 ``new_figure`` gives a ``Figure`` of a fixed size in inches at :data:`DPI`, so the PNG is
 exactly ``inches * DPI`` pixels (no tight bounding box: tests and the page rely on the size).
 ``figure_texts`` lists every string a figure draws (titles, tick labels, axis labels, legend
@@ -9,7 +11,6 @@ and free texts): tests check labels with it instead of reading pixels.
 from __future__ import annotations
 
 import io
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,6 +24,8 @@ DPI = 100
 #: picture no browser shows whole.
 MAX_WIDTH_IN = 16.0
 MAX_HEIGHT_IN = 40.0
+#: Most tiles per row of a figure's grid (`core.pictures.grid_shape`).
+GRID_COLUMNS = 8
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
@@ -63,12 +66,6 @@ def figure_texts(fig: Figure, draw: bool = True) -> list[str]:
     return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
 
 
-def grid_shape(count: int, max_columns: int = 8) -> tuple[int, int]:
-    """(rows, columns) of a near-square grid for ``count`` tiles, at most ``max_columns`` wide."""
-    columns = max(1, min(max_columns, math.ceil(math.sqrt(count))))
-    return math.ceil(count / columns), columns
-
-
 def showable(pixels: np.ndarray, pixel_range: tuple[float, float]) -> np.ndarray:
     """Raw model input (C, H, W) in ``pixel_range`` -> (H, W) grey or (H, W, 3) colour in 0..1.
 
@@ -89,22 +86,3 @@ def show_image(ax: Axes, image: np.ndarray) -> None:
         ax.imshow(image, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def symmetric_limit(values: np.ndarray) -> float:
-    """max |value| (1.0 for an all-zero array): a diverging scale -v..v centred on zero."""
-    m = float(np.max(np.abs(values))) if values.size else 0.0
-    return m if m > 0 and math.isfinite(m) else 1.0
-
-
-def mosaic(tiles: np.ndarray, columns: int, gap: int = 1, fill: float = math.nan) -> np.ndarray:
-    """Tiles (N, h, w) or (N, h, w, 3) -> one array with ``columns`` tiles per row, ``gap``
-    pixels of ``fill`` between them (NaN shows as the colour map's "bad" colour)."""
-    n, h, w = tiles.shape[:3]
-    rows = math.ceil(n / columns)
-    shape = (rows * (h + gap) - gap, columns * (w + gap) - gap, *tiles.shape[3:])
-    out = np.full(shape, fill, np.float64)
-    for i in range(n):
-        r, c = divmod(i, columns)
-        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[i]
-    return out

@@ -16,8 +16,9 @@ import numpy as np
 
 from core.errors import ShapeError
 from core.explain import Box, unit_box
-from core.inspection.canvas import grid_shape, new_figure, show_image
+from core.inspection.canvas import GRID_COLUMNS, new_figure, show_image
 from core.inspection.maps import MAX_MAPS
+from core.pictures import grid_shape
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -79,7 +80,7 @@ def fields_figure(
     spans x = 1.5..4.5). Tiles are titled ``ch <c> @ (y, x)``; the title has the field's size,
     jump and start."""
     shown = units[:MAX_MAPS]
-    rows, columns = grid_shape(len(shown))
+    rows, columns = grid_shape(len(shown), GRID_COLUMNS)
     h, w = image.shape[:2]
     fig = new_figure(columns * TILE_IN + 0.4, rows * (TILE_IN * h / w + 0.25) + 0.9)
     axes = fig.subplots(rows, columns, squeeze=False)

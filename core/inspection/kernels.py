@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import ShapeError
-from core.inspection.canvas import grid_shape, mosaic, new_figure, symmetric_limit
+from core.inspection.canvas import GRID_COLUMNS, new_figure
+from core.pictures import grid_shape, mosaic, symmetric_limit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -50,7 +51,7 @@ def kernels_figure(weight: np.ndarray, title: str) -> Figure:
     f_all, c_all, kh, kw = weight.shape
     f, c = min(f_all, MAX_FILTERS), min(c_all, MAX_CHANNELS)
     limit = symmetric_limit(weight)
-    tiles = weight[:f, :c].reshape(f * c, kh, kw)
+    tiles = np.asarray(weight[:f, :c], np.float64).reshape(f * c, kh, kw)
     image = mosaic(tiles, columns=c)
     side = TILE_IN / max(kh, kw)  # inches per kernel pixel
     fig = new_figure(image.shape[1] * side + 2.2, image.shape[0] * side + 1.4)
@@ -88,7 +89,7 @@ def rgb_kernels_figure(weight: np.ndarray, title: str) -> Figure:
     f = min(f_all, MAX_FILTERS * 2)
     limit = symmetric_limit(weight)
     rgb = np.clip(0.5 + weight[:f].transpose(0, 2, 3, 1) / (2 * limit), 0.0, 1.0)
-    rows, columns = grid_shape(f)
+    rows, columns = grid_shape(f, GRID_COLUMNS)
     fig = new_figure(columns * 0.9 + 0.4, rows * 1.0 + 0.8)
     axes = fig.subplots(rows, columns, squeeze=False)
     for i, ax in enumerate(axes.flat):

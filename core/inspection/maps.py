@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.errors import ShapeError
-from core.inspection.canvas import grid_shape, new_figure, symmetric_limit
+from core.inspection.canvas import GRID_COLUMNS, new_figure
+from core.pictures import grid_shape, symmetric_limit
 
 if TYPE_CHECKING:
     from matplotlib.colors import Normalize
@@ -46,7 +47,7 @@ def feature_maps_figure(maps: np.ndarray, title: str) -> Figure:
     c_all, h, w = maps.shape
     c = min(c_all, MAX_MAPS)
     cmap, norm = layer_scale(maps)
-    rows, columns = grid_shape(c)
+    rows, columns = grid_shape(c, GRID_COLUMNS)
     aspect = h / w
     fig = new_figure(columns * TILE_IN + 1.4, rows * TILE_IN * aspect + rows * 0.25 + 0.8)
     axes = fig.subplots(rows, columns, squeeze=False)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from core.explain import feature_maps, unit_box
-from core.inspection.canvas import mosaic, new_figure
+from core.inspection.canvas import new_figure
+from core.pictures import mosaic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

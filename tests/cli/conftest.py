@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from cnn_cli.stack import LocalStack
-from tests.support.limits import COLD_START_LIMIT_S
+from tests.support.workers import wait_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,5 +108,5 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         },
     )
     with local:
-        local.workers[0].wait_for_log(r"\*\*\* Listening on", timeout=COLD_START_LIMIT_S)
+        wait_listening(local.workers[0])
         yield local

@@ -27,8 +27,8 @@ from core.inspection.patches import (
     top_activations_reference,
 )
 from core.inspection.saliency import saliency_figure
+from core.learning_curve import learning_curve_figure
 from core.model import Sequential
-from core.pictures import learning_curve_figure
 from core.summary import ReceptiveField
 
 #: 3x3 conv -> 2x2 pool -> 3x3 conv on 12x12 (tests/core/test_explain.py works its fields out

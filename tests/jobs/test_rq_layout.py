@@ -19,8 +19,8 @@ from rq.serializers import JSONSerializer
 from jobs.queue import JobQueue
 from jobs.spec import TRAIN_FUNCTION, parse_spec
 from jobs.status import JobStatus
-from tests.support.polling import wait_for
 from tests.support.processes import ManagedProcess
+from tests.support.workers import wait_until_ended
 from tests.worker.helpers import tiny_spec
 
 
@@ -101,9 +101,7 @@ def test_a_real_worker_runs_a_submitted_job(
 ) -> None:
     start_worker()
     job_id = queue.submit(tiny_spec("run-by-rq"))
-    view = wait_for(
-        lambda: (v := queue.get(job_id)).terminal and v, timeout=240, what="the job to end"
-    )
+    view = wait_until_ended(queue, job_id, timeout=240)
     assert view.status is JobStatus.FINISHED, view.error
     assert view.model_version == 1
     assert view.metrics and all(isinstance(v, float) for v in view.metrics.values())

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from jobs.spec import TRAIN_FUNCTION, InvalidSpec, TrainSpec, load_spec, parse_spec
-from tests.worker.helpers import REPO_ROOT, tiny_spec
+from tests.support.workers import REPO_ROOT
+from tests.worker.helpers import tiny_spec
 
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.json"))
 

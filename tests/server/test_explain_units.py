@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from core.pictures import Picture, colour_lut
 from server import explain_pictures as pictures
 from server.errors import LimitExceeded
 from server.explainer import ExplainLimits, check_size
 
 
-def _pixels(picture: pictures.Picture) -> np.ndarray:
+def _pixels(picture: Picture) -> np.ndarray:
     with Image.open(io.BytesIO(picture.data)) as image:
         assert image.size == (picture.width, picture.height)
         return np.asarray(image.convert("RGB"))
@@ -36,7 +37,7 @@ def test_grid_places_each_channel_in_its_tile_with_one_colour_scale() -> None:
     picture = pictures.maps_png(maps, scale=2, columns=pictures.grid_columns(5))
     assert (picture.width, picture.height) == (22, 10)
     rgb = _pixels(picture)
-    lut = pictures._lut(pictures.MAPS_COLOURS)
+    lut = colour_lut(pictures.MAPS_COLOURS)
     for c in range(5):
         row, col = divmod(c, 3)
         top, left = row * (4 + pictures.GAP), col * (6 + pictures.GAP)
@@ -49,7 +50,7 @@ def test_grid_places_each_channel_in_its_tile_with_one_colour_scale() -> None:
 def test_saliency_heat_map_runs_from_zero_to_the_maximum() -> None:
     values = np.array([[0.0, 1.0], [0.5, 2.0]], np.float32)
     rgb = _pixels(pictures.saliency_png(values, scale=3))
-    lut = pictures._lut(pictures.SALIENCY_COLOURS)
+    lut = colour_lut(pictures.SALIENCY_COLOURS)
     assert rgb.shape == (6, 6, 3)
     assert (rgb[:3, :3] == lut[0]).all() and (rgb[3:, 3:] == lut[255]).all()
     assert (rgb[:3, 3:] == lut[128]).all()  # 1.0 of 2.0: round(127.5) = 128
@@ -57,7 +58,7 @@ def test_saliency_heat_map_runs_from_zero_to_the_maximum() -> None:
 
 def test_a_constant_map_is_drawn_in_the_first_colour() -> None:
     rgb = _pixels(pictures.maps_png(np.ones((1, 2, 2), np.float32), scale=1, columns=1))
-    assert (rgb == pictures._lut(pictures.MAPS_COLOURS)[0]).all()
+    assert (rgb == colour_lut(pictures.MAPS_COLOURS)[0]).all()
 
 
 def test_the_response_limit_names_the_smaller_setting() -> None:

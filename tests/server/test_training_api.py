@@ -38,12 +38,14 @@ from proto.cnn.v1 import training_pb2_grpc as pb_grpc
 from server import training_codec as codec
 from server.errors import InvalidInput, ServerError
 from tests.server.models import TrainedArtifact, publish_copy
-from tests.server.serverproc import REPO_ROOT, ServerProcess, start_server
+from tests.server.serverproc import ServerProcess, start_server
 from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.polling import wait_for
-from tests.support.processes import ManagedProcess, free_port, python_module
+from tests.support.processes import ManagedProcess, free_port
 from tests.support.published import publish_untrained
 from tests.support.stored_datasets import shapes_archive, store_archive, store_npz
+from tests.support.training import training_spec
+from tests.support.workers import launch_worker, wait_listening
 
 EPOCHS = 3
 #: Epochs of a job that must still be running when the test cancels it (~1 min).
@@ -53,24 +55,14 @@ LONG_EPOCHS = 3000
 def tiny_spec(name: str = "tiny", **overrides: Any) -> dict[str, Any]:
     """A small CNN on digits: an epoch takes tens of milliseconds, far less than Watch's
     polling interval (0.2 s), which must still send one message per epoch."""
-    spec: dict[str, Any] = {
-        "name": name,
-        "dataset": {"name": "digits"},
-        "architecture": [
-            {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same"},
-            {"type": "relu"},
-            {"type": "maxpool2d", "size": 2},
-            {"type": "flatten"},
-            {"type": "dense", "units": 10},
-        ],
-        "epochs": EPOCHS,
-        "batch_size": 32,
-        "optimizer": {"type": "adam", "lr": 0.003},
-        "seed": 0,
-        "validation_split": 0.1,
-    }
-    spec.update(overrides)
-    return spec
+    architecture = [
+        {"type": "conv2d", "filters": 8, "kernel_size": 3, "padding": "same"},
+        {"type": "relu"},
+        {"type": "maxpool2d", "size": 2},
+        {"type": "flatten"},
+        {"type": "dense", "units": 10},
+    ]
+    return training_spec(name, {"name": "digits"}, architecture, **{"epochs": EPOCHS, **overrides})
 
 
 @dataclass
@@ -101,13 +93,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "CNN_SUBMIT_RATE_PER_MIN": "0",  # the module submits more than a burst from one host
         "PYTHONUNBUFFERED": "1",
     }
-    worker = ManagedProcess(
-        python_module("worker"), log_path=root / "worker.log", env=env, cwd=REPO_ROOT
-    ).start()
+    worker = launch_worker(env, root / "worker.log")  # it warms up while the server starts
     try:
         server = start_server(root / "server", models, env)
         try:
-            worker.wait_for_log(r"\*\*\* Listening on", timeout=COLD_START_LIMIT_S)
+            wait_listening(worker)
             yield Stack(redis_server, server, worker, root / "data")
         finally:
             server.stop()

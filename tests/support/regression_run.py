@@ -15,7 +15,7 @@ from core.stored_datasets import load_stored_dataset
 from jobs.spec import parse_spec
 from tests.support.discs import DISC_ARCHITECTURE, DISC_TARGETS, make_discs
 from tests.support.stored_datasets import store_npz
-from worker.settings import WorkerSettings
+from tests.support.training import local_settings, training_spec
 from worker.train import TrainOutcome, run_training
 
 #: What the disc model reaches on its held-out 20% (measured: about 0.97; see the README).
@@ -25,20 +25,12 @@ DISC_SAMPLES = 800
 
 def disc_spec(**overrides: Any) -> dict[str, Any]:
     """The training spec of the disc regression (centre x, y and radius of 32x32 discs)."""
-    spec: dict[str, Any] = {
-        "name": "discs",
-        "task": "regression",
-        "loss": "mse",
-        "dataset": {"name": "discs"},
-        "architecture": DISC_ARCHITECTURE,
-        "epochs": 10,
-        "batch_size": 32,
-        "optimizer": {"type": "adam", "lr": 0.003},
-        "seed": 0,
-        "validation_split": 0.1,
-    }
-    spec.update(overrides)
-    return spec
+    return training_spec(
+        "discs",
+        {"name": "discs"},
+        DISC_ARCHITECTURE,
+        **{"task": "regression", "loss": "mse", "epochs": 10, **overrides},
+    )
 
 
 @dataclass(frozen=True)
@@ -53,9 +45,7 @@ class DiscRun:
 
 def train_discs(root: Path, **overrides: Any) -> DiscRun:
     """Store the disc set under ``root/data``, train and publish under ``root/models``."""
-    settings = WorkerSettings.from_env(
-        {"CNN_DATA_DIR": str(root / "data"), "CNN_MODELS_DIR": str(root / "models")}
-    )
+    settings = local_settings(root)
     x, y = make_discs(DISC_SAMPLES, seed=0)
     store = DataStore(settings.data_dir)
     stored = store_npz(store, "discs", x, y, target_names=list(DISC_TARGETS))

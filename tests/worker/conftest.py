@@ -17,7 +17,7 @@ from core.kernels import compile_cache
 from jobs.queue import JobQueue
 from tests.support.limits import COLD_START_LIMIT_S
 from tests.support.processes import ManagedProcess, python_module
-from tests.worker.helpers import REPO_ROOT
+from tests.support.workers import REPO_ROOT, launch_worker, wait_listening
 from worker.settings import WorkerSettings
 
 FAST_TIMINGS = {
@@ -82,16 +82,11 @@ def start_worker(
     started: list[ManagedProcess] = []
 
     def start(name: str = "w1", **env: str) -> ManagedProcess:
-        proc = ManagedProcess(
-            python_module("worker", "--name", f"{name}-{tmp_path.name}"[:60]),
-            log_path=tmp_path / f"worker-{name}.log",
-            env={**worker_env, **env},
-            cwd=REPO_ROOT,
-        )
-        started.append(proc.start())
+        log_path = tmp_path / f"worker-{name}.log"
+        worker = launch_worker({**worker_env, **env}, log_path, f"{name}-{tmp_path.name}"[:60])
+        started.append(worker)
         # With CNN_WARMUP=block the worker compiles the kernels before it listens.
-        proc.wait_for_log(r"\*\*\* Listening on", timeout=COLD_START_LIMIT_S)
-        return proc
+        return wait_listening(worker)
 
     try:
         yield start

@@ -15,7 +15,8 @@ from core.repository import ModelRepository
 from jobs.queue import JobQueue
 from jobs.status import JobStatus
 from tests.support.limits import COLD_START_LIMIT_S
-from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
+from tests.support.workers import wait_until_ended
+from tests.worker.helpers import job_record, tiny_spec
 
 pytestmark = pytest.mark.integration
 

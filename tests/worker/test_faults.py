@@ -18,7 +18,8 @@ from jobs.status import JobStatus
 from tests.support.limits import EVENT_LIMIT_S
 from tests.support.polling import wait_for
 from tests.support.redis_server import RedisServer
-from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
+from tests.support.workers import wait_until_ended
+from tests.worker.helpers import job_record, tiny_spec
 
 pytestmark = pytest.mark.integration
 

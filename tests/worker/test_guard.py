@@ -11,7 +11,8 @@ from rq.serializers import JSONSerializer
 from jobs.queue import JobQueue
 from jobs.spec import TRAIN_FUNCTION
 from jobs.status import JobStatus
-from tests.worker.helpers import tiny_spec, wait_until_ended
+from tests.support.workers import wait_until_ended
+from tests.worker.helpers import tiny_spec
 
 pytestmark = pytest.mark.integration
 

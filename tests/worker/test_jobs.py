@@ -12,7 +12,8 @@ from jobs.queue import JobQueue
 from jobs.spec import parse_spec
 from jobs.status import JobStatus
 from tests.support.polling import wait_for
-from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
+from tests.support.workers import wait_until_ended
+from tests.worker.helpers import job_record, tiny_spec
 
 pytestmark = pytest.mark.integration
 

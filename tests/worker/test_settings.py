@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs.settings import QueueSettings
-from tests.worker.helpers import REPO_ROOT
+from tests.support.workers import REPO_ROOT
 from worker.settings import SettingsError, WorkerSettings
 
 

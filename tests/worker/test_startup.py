@@ -12,7 +12,8 @@ import pytest
 from jobs.queue import JobQueue
 from jobs.status import JobStatus
 from tests.support.limits import COLD_START_LIMIT_S, COLD_START_TEST_TIMEOUT_S
-from tests.worker.helpers import job_record, tiny_spec, wait_until_ended
+from tests.support.workers import wait_until_ended
+from tests.worker.helpers import job_record, tiny_spec
 
 # Each test starts on an empty compile cache: a cold compile (minutes on a loaded machine).
 pytestmark = [

@@ -19,6 +19,7 @@ from core.stored_datasets import load_stored_dataset
 from jobs.errors import InvalidSpec
 from jobs.spec import parse_spec
 from tests.support.stored_datasets import SHAPES, shapes_archive, store_archive, store_npz
+from tests.support.training import local_settings, training_spec
 from worker.settings import WorkerSettings
 from worker.train import TrainOutcome, run_training
 
@@ -36,25 +37,17 @@ def _arch(classes: int) -> list[dict[str, Any]]:
 
 
 def _spec(dataset: dict[str, Any], classes: int, **overrides: Any) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "name": "stored",
-        "dataset": dataset,
-        "architecture": _arch(classes),
-        "epochs": 1,
+    few_images = {
         "batch_size": 8,
         "optimizer": {"type": "adam", "lr": 0.01},
-        "seed": 0,
         "validation_split": 0.0,
     }
-    spec.update(overrides)
-    return spec
+    return training_spec("stored", dataset, _arch(classes), **{**few_images, **overrides})
 
 
 @pytest.fixture()
 def settings(tmp_path: Path) -> WorkerSettings:
-    return WorkerSettings.from_env(
-        {"CNN_DATA_DIR": str(tmp_path / "data"), "CNN_MODELS_DIR": str(tmp_path / "models")}
-    )
+    return local_settings(tmp_path)
 
 
 @pytest.fixture()

@@ -19,7 +19,8 @@ import pytest
 from jobs.queue import JobQueue
 from jobs.status import JobStatus
 from tests.support.limits import EVENT_LIMIT_S
-from tests.worker.helpers import REPO_ROOT, tiny_spec, wait_until_ended
+from tests.support.workers import REPO_ROOT, wait_until_ended
+from tests.worker.helpers import tiny_spec
 
 pytestmark = pytest.mark.integration
 

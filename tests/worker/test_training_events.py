@@ -20,7 +20,7 @@ from core.datasets import load_dataset
 from core.model import Sequential
 from core.training import Progress, TrainConfig, fit
 from jobs.spec import TensorBoardOptions
-from worker.kernel_images import KERNEL_PX, diverging_rgb, kernel_grid, rgb_filters
+from worker.kernel_images import KERNEL_PX, kernel_grid, rgb_filters
 from worker.training_events import TrainingEvents
 
 ARCHITECTURE: list[dict[str, Any]] = [
@@ -163,17 +163,6 @@ def test_a_histogram_counts_every_finite_value_in_equal_buckets_from_min_to_max(
     constant = file._histogram(np.zeros(7, np.float32))
     assert (list(constant.bucket), list(constant.bucket_limit)) == ([7.0], [0.0])
     file.close()
-
-
-def test_diverging_colours_are_blue_white_red_around_zero() -> None:
-    colours = diverging_rgb(np.array([-2.0, -1.0, 0.0, 0.5, 1.0]), scale=1.0)
-    assert colours.tolist() == [
-        [0, 0, 255],  # beyond -scale: clipped to full blue
-        [0, 0, 255],
-        [255, 255, 255],
-        [255, 128, 128],  # half way to red: 255 * (1 - 0.5) = 127.5 -> 128
-        [255, 0, 0],
-    ]
 
 
 def test_a_kernel_grid_puts_filters_in_rows_channels_in_columns_on_one_scale() -> None:

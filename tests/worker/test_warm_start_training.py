@@ -25,7 +25,8 @@ from jobs.queue import JobQueue
 from jobs.spec import parse_spec
 from jobs.status import JobStatus
 from tests.support.limits import COLD_START_LIMIT_S
-from tests.worker.helpers import tiny_spec, wait_until_ended
+from tests.support.workers import wait_until_ended
+from tests.worker.helpers import tiny_spec
 from worker.settings import WorkerSettings
 from worker.train import TrainingStopped, run_training
 
