@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numba
 import numpy as np
@@ -40,7 +40,13 @@ def _plan(model: Sequential, dense: int, conv: int) -> InferencePlan:
         inference.DENSE_SPLIT_MACS, inference.SPLIT_MACS = saved
 
 
-def _interleaved(calls: dict[str, Callable[[], object]], rounds: int, per_round: int) -> dict:
+def _call(fn: Callable[[np.ndarray], object], x: np.ndarray) -> Callable[[], object]:
+    return lambda: fn(x)
+
+
+def _interleaved(
+    calls: Mapping[str, Callable[[], object]], rounds: int, per_round: int
+) -> dict[str, tuple[float, float]]:
     """{name: (median us, best us)} of the calls, timed in turn ``per_round`` times a round."""
     for call in calls.values():  # compile / warm
         for _ in range(20):
@@ -71,8 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         np.testing.assert_allclose(
             plans["on"].logits(x), plans["off"].logits(x), rtol=1e-4, atol=1e-4
         )
-        calls = {k: (lambda p=p, x=x: p.logits(x)) for k, p in plans.items()}
-        got = _interleaved(calls, args.rounds, 20)
+        got = _interleaved({k: _call(p.logits, x) for k, p in plans.items()}, args.rounds, 20)
         off, on = got["off"], got["on"]
         print(
             f"  {f'{i_}x{o_}':>12}  {off[0]:8.1f} / {off[1]:6.1f}  {on[0]:8.1f} / {on[1]:6.1f}"
@@ -88,9 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     plans = {name: _plan(model, d, c) for name, (d, c) in configs.items()}
     print("VGG-small batch 1, predict_proba through the plan (us: median / best)")
-    got = _interleaved(
-        {k: (lambda p=p: p.predict_proba(x)) for k, p in plans.items()}, args.rounds, 10
-    )
+    got = _interleaved({k: _call(p.predict_proba, x) for k, p in plans.items()}, args.rounds, 10)
     base = got["no split"][0]
     for name, (med, best) in got.items():
         print(f"  {name:<24} {med:8.1f} / {best:6.1f}  {base / med:.2f}x")

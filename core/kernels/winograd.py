@@ -246,7 +246,7 @@ def _row_transform(width):
                 for k in range(4 if shift == 0 else 2):
                     mask = ir.Constant(ir.VectorType(i32, width), [4 * t + k for t in range(width)])
                     ins.append(_Lanes(builder, builder.shuffle_vector(wide, undef, mask)))
-            outs = _bt4.py_func(*ins, splat(2), splat(4), splat(5))
+            outs = _bt4.py_func(*ins, splat(2), splat(4), splat(5))  # type: ignore[call-arg]
             off = args[3]
             for j in range(6):
                 store(outs[j], out, off)
@@ -279,7 +279,8 @@ def _row_inverse(width):
             for _ in range(6):
                 ins.append(load(data, off))
                 off = builder.add(off, args[2])
-            cols = [o.v for o in _at4.py_func(*ins, splat(2), splat(4), splat(8))]
+            outs = _at4.py_func(*ins, splat(2), splat(4), splat(8))  # type: ignore[call-arg]
+            cols = [o.v for o in outs]
             i32 = ir.IntType(32)
             both = ir.Constant(ir.VectorType(i32, 2 * width), list(range(2 * width)))
             lo = builder.shuffle_vector(cols[0], cols[1], both)
