@@ -61,6 +61,9 @@ _DENSE_BLAS_ROWS = 8
 # waking the passive pool per conv took VGG-small batch 1 from ~1 ms to ~8 ms; a quiet machine
 # (wake-up ~10-20 us against 60-150 us convs) was not measured. VGG-small's convs: 0.9-9.4 M.
 SPLIT_MACS = 0
+# A single sample's dense layers of at least this many multiply-adds split their weight rows over
+# the threads (0: never); measured by bench.single_sample_split (see the README).
+DENSE_SPLIT_MACS = 0
 # A batch is split over the threads only in tasks of at least this many multiply-adds.
 TASK_MIN_MACS = 1_000_000
 
@@ -156,6 +159,7 @@ class InferencePlan:
         layout[ik.L_ACT] = act
         layout[ik.L_MINTASK] = max(1, -(-TASK_MIN_MACS // max(1, sizes["macs"])))
         layout[ik.L_SPLIT] = SPLIT_MACS
+        layout[ik.L_DENSE_SPLIT] = DENSE_SPLIT_MACS
         self.layout = layout
         # convs that call a GEMM (im2col or 1x1); the others are Numba loops only
         is_conv = prog[:, ik.F_OP] == ik.OP_CONV
@@ -423,6 +427,8 @@ class PlanBuilder:
         in_size, out_size = math.prod(self.in_shape), math.prod(self.out_shape)
         r = self._new_row(ik.OP_DENSE)
         r[ik.F_WI] = self._array("weight", weight, in_size * out_size)
+        # a single sample's split dense sums per-thread partial outputs in the res scratch
+        self._sizes["res"] = max(self._sizes["res"], out_size)
         if bias is not None:
             r[ik.F_BI] = self._array("bias", bias, out_size)
 

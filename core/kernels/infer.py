@@ -114,7 +114,8 @@ L_CHUNK = 5
 L_ACT = 6  # elements per buffer A / B
 L_MINTASK = 7  # fewest samples worth a parallel task (waking a pool thread costs ~10-20 us)
 L_SPLIT = 8  # a single sample's blocked convs of at least this many MACs use every thread (0: off)
-NLAYOUT = 9
+L_DENSE_SPLIT = 9  # a single sample's dense layers of at least this many MACs use every thread
+NLAYOUT = 10
 
 
 @numba.njit(cache=True)
@@ -582,6 +583,38 @@ def _sync_packed(prog, arrays):
                             wp[o + r * direct.LANES + lane] = v
 
 
+@numba.njit(parallel=True, cache=True)
+def _dense_split(p, alpha, arrays, src, dst, scratch, layout):
+    """OP_DENSE of ONE sample with its weight rows split over the threads (one per scratch row):
+    task t computes the partial product x[i0:i1] @ W[i0:i1] of its contiguous block of rows
+    into its scratch row's res area, then the calling thread sums the partials and adds the
+    bias (the layer is memory-bound at batch 1: 4 MiB of weights for 1 M multiply-adds in
+    VGG-small, so each thread streams half of them)."""
+    i_, o_ = p[F_IN], p[F_OUT]
+    x = src[:i_]
+    w = arrays[p[F_WI]].reshape(i_, o_)
+    y = dst[:o_]
+    threads = scratch.shape[0]
+    r0 = layout[L_RES]
+    for t in numba.prange(threads):
+        i0 = t * i_ // threads
+        i1 = (t + 1) * i_ // threads
+        part = scratch[t][r0 : r0 + o_]
+        # SciPy's BLAS (np.dot) for a single row, as in _dense
+        gemm(0, x[i0:i1].reshape(1, i1 - i0), w[i0:i1], part.reshape(1, o_))
+    for o in range(o_):
+        y[o] = scratch[0, r0 + o]
+    for t in range(1, threads):
+        part = scratch[t][r0 : r0 + o_]
+        for o in range(o_):
+            y[o] += part[o]
+    if p[F_BI] >= 0:
+        b = arrays[p[F_BI]]
+        for o in range(o_):
+            y[o] += b[o]
+    _activate(y, p[F_ACT], alpha)
+
+
 @numba.njit(cache=True)
 def _dense(p, alpha, arrays, src, dst, nb, fptr):
     i_, o_ = p[F_IN], p[F_OUT]
@@ -733,7 +766,9 @@ def _affine(p, alpha, eps, arrays, buf, nb):
 def _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax, fptr, split):
     """Samples [n0, n1) through the whole program, ``layout[L_CHUNK]`` at a time, in scratch
     row ``t``; ``split``: one sample on the calling thread, whose large blocked convs spread
-    their filter blocks over all the scratch rows' threads (:func:`_conv_split`)."""
+    their filter blocks over all the scratch rows' threads (:func:`_conv_split`, from
+    ``layout[L_SPLIT]`` MACs; 0: never), and large dense layers their output columns
+    (:func:`_dense_split`, from ``layout[L_DENSE_SPLIT]`` MACs; 0: never)."""
     row = scratch[t]
     chunk, size = layout[L_CHUNK], layout[L_ACT]
     buf_a = row[layout[L_A] : layout[L_A] + size]
@@ -756,12 +791,15 @@ def _run_task(prog, fparams, arrays, layout, x, out, scratch, t, n0, n1, softmax
             op = p[F_OP]
             alpha, eps = fparams[i, 0], fparams[i, 1]
             if op == OP_CONV:
-                if split and nb == 1 and p[F_PACK] >= 0 and _conv_macs(p) >= layout[L_SPLIT]:
+                if split and nb == 1 and p[F_PACK] >= 0 and _conv_macs(p) >= layout[L_SPLIT] > 0:
                     _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout)
                 else:
                     _conv(p, alpha, eps, arrays, src, dst, nb, cols, res, xp, fptr)
             elif op == OP_DENSE:
-                _dense(p, alpha, arrays, src, dst, nb, fptr)
+                if split and nb == 1 and p[F_IN] * p[F_OUT] >= layout[L_DENSE_SPLIT] > 0:
+                    _dense_split(p, alpha, arrays, src, dst, scratch, layout)
+                else:
+                    _dense(p, alpha, arrays, src, dst, nb, fptr)
             elif op == OP_MAXPOOL:
                 _pool(p, src, dst, nb, True)
             elif op == OP_AVGPOOL:
@@ -805,7 +843,7 @@ def run_program(prog, fparams, arrays, layout, x, out, scratch, softmax, fptr):
     _sync_packed(prog, arrays)
     tasks = min(scratch.shape[0], n_ // max(1, layout[L_MINTASK]))
     if tasks <= 1:
-        split = n_ == 1 and scratch.shape[0] > 1 and layout[L_SPLIT] > 0
+        split = n_ == 1 and scratch.shape[0] > 1
         _run_task(prog, fparams, arrays, layout, x, out, scratch, 0, 0, n_, softmax, fptr, split)
         return
     for t in numba.prange(tasks):

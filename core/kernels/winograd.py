@@ -17,6 +17,9 @@ t = r*TW + tx. Tiles that overhang the output (OH, OW not multiples of m) comput
 columns that are dropped.
 The filter transform runs in float64 (once per weight version) and stores in the array dtype;
 the input and output transforms run in the array dtype (float32: SIMD-wide, as in cuDNN / oneDNN).
+F(4x4)'s input transform (:func:`_input_rows4`) goes horizontal first, so each input row is
+transformed once although vertically adjacent tiles share two of their six rows, and runs as
+explicit SIMD vectors of 8 (or 4) adjacent tiles.
 
 Backward-data is the same convolution of the output gradient with the flipped, channel-swapped
 filter w'[c, f, i, j] = w[f, c, 2-i, 2-j] and padding (2 - pt, 2 - pl):
@@ -31,6 +34,9 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from core.kernels.blas import gemm
 
@@ -134,6 +140,179 @@ def _g2(g0, g1, g2):
     return g0, (g0 + g1 + g2) / 2.0, (g0 - g1 + g2) / 2.0, g2
 
 
+# ------------------------------------------------- 1-D transforms on SIMD vectors (LLVM IR)
+# The F(4x4) input transform as explicit <W x dtype> vector code, W adjacent tiles at once (the
+# same expressions as _bt4: its Python body runs on the IR values below; no fast-math, so the
+# rounding is the scalar code's). Numba runs no SLP vectoriser, and its loop vectoriser left the
+# per-tile loops scalar (six output streams it cannot prove disjoint, trip counts of 4-8 tiles).
+
+
+class _Lanes:
+    """An LLVM vector value with the arithmetic _bt4 uses (emits fadd / fsub / fmul)."""
+
+    def __init__(self, builder: ir.IRBuilder, value: ir.Value) -> None:
+        self.b, self.v = builder, value
+
+    def __add__(self, o: _Lanes) -> _Lanes:
+        return _Lanes(self.b, self.b.fadd(self.v, o.v))
+
+    def __sub__(self, o: _Lanes) -> _Lanes:
+        return _Lanes(self.b, self.b.fsub(self.v, o.v))
+
+    def __mul__(self, o: _Lanes) -> _Lanes:
+        return _Lanes(self.b, self.b.fmul(self.v, o.v))
+
+
+def _vector_ops(context, builder, arr_type, width):
+    """(vector type, load(ptr, offset), store(value, ptr, offset), splat(constant))."""
+    elem = context.get_data_type(arr_type.dtype)
+    vec = ir.VectorType(elem, width)
+    align = arr_type.dtype.bitwidth // 8
+
+    def at(ptr, off):
+        return builder.bitcast(builder.gep(ptr, [off]), vec.as_pointer())
+
+    def load(ptr, off):
+        return _Lanes(builder, builder.load(at(ptr, off), align=align))
+
+    def store(value, ptr, off):
+        builder.store(value.v, at(ptr, off), align=align)
+
+    def splat(k):
+        return _Lanes(builder, ir.Constant(vec, [float(k)] * width))
+
+    return vec, load, store, splat
+
+
+def _strided_transform(fn, n_out, consts, width):
+    """Intrinsic (src, s0, ss, dst, d0, ds): the vectors src[s0 + k*ss : ... + width] (k < 6)
+    go through ``fn`` (a 1-D transform's Python body, its constants ``consts``); output i is
+    stored at dst[d0 + i*ds : ... + width]."""
+
+    @intrinsic
+    def kernel(typingctx, src, s0, ss, dst, d0, ds):
+        if src != dst or not isinstance(src, types.Array) or src.dtype not in types.real_domain:
+            return None
+        sig = types.void(src, types.int64, types.int64, dst, types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            out = context.make_array(signature.args[3])(context, builder, args[3]).data
+            _, load, store, splat = _vector_ops(context, builder, signature.args[0], width)
+            s0v, ssv, d0v, dsv = args[1], args[2], args[4], args[5]
+            ins = []
+            off = s0v
+            for _ in range(6):
+                ins.append(load(data, off))
+                off = builder.add(off, ssv)
+            outs = fn(*ins, *(splat(k) for k in consts))
+            off = d0v
+            for i in range(n_out):
+                store(outs[i], out, off)
+                off = builder.add(off, dsv)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+def _row_transform(width):
+    """Intrinsic (row, o, dst, d0, ds): the horizontal B^T of ``width`` adjacent F(4x4) tiles of
+    one zero-padded input row: tile t reads row[o + 4t : o + 4t + 6]; output j of the tiles is
+    stored at dst[d0 + j*ds : ... + width]. Two vector loads of 4*width elements (at o and o + 4;
+    the caller pads the row), then the six stride-4 lane patterns are shuffled out of them in
+    registers."""
+
+    @intrinsic
+    def kernel(typingctx, row, o, dst, d0, ds):
+        if row != dst or not isinstance(row, types.Array) or row.dtype not in types.real_domain:
+            return None
+        sig = types.void(row, types.int64, dst, types.int64, types.int64)
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            out = context.make_array(signature.args[2])(context, builder, args[2]).data
+            _, _, store, splat = _vector_ops(context, builder, signature.args[0], width)
+            wide_t = ir.VectorType(context.get_data_type(signature.args[0].dtype), 4 * width)
+            align = signature.args[0].dtype.bitwidth // 8
+            undef = ir.Constant(wide_t, ir.Undefined)
+            i32 = ir.IntType(32)
+            ins = []
+            for shift in (0, 4):  # d0..d3 from row[o:], d4, d5 from row[o + 4:] (pow-2 loads)
+                off = builder.add(args[1], ir.Constant(ir.IntType(64), shift))
+                wide_p = builder.bitcast(builder.gep(data, [off]), wide_t.as_pointer())
+                wide = builder.load(wide_p, align=align)
+                for k in range(4 if shift == 0 else 2):
+                    mask = ir.Constant(ir.VectorType(i32, width), [4 * t + k for t in range(width)])
+                    ins.append(_Lanes(builder, builder.shuffle_vector(wide, undef, mask)))
+            outs = _bt4.py_func(*ins, splat(2), splat(4), splat(5))  # type: ignore[call-arg]
+            off = args[3]
+            for j in range(6):
+                store(outs[j], out, off)
+                off = builder.add(off, args[4])
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+def _row_inverse(width):
+    """Intrinsic (mm, s0, ss, zo, d0): the horizontal A^T of ``width`` adjacent F(4x4) tiles:
+    the vectors mm[s0 + j*ss : ... + width] (j < 6, one entry per tile) go through _at4, and
+    its four outputs are interleaved (tile t's four values at zo[d0 + 4t : d0 + 4t + 4]) into
+    one store of 4*width elements."""
+
+    @intrinsic
+    def kernel(typingctx, mm, s0, ss, zo, d0):
+        if mm != zo or not isinstance(mm, types.Array) or mm.dtype not in types.real_domain:
+            return None
+        sig = types.void(mm, types.int64, types.int64, zo, types.int64)
+
+        def codegen(context, builder, signature, args):
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            out = context.make_array(signature.args[3])(context, builder, args[3]).data
+            _, load, _, splat = _vector_ops(context, builder, signature.args[0], width)
+            ins = []
+            off = args[1]
+            for _ in range(6):
+                ins.append(load(data, off))
+                off = builder.add(off, args[2])
+            outs = _at4.py_func(*ins, splat(2), splat(4), splat(8))  # type: ignore[call-arg]
+            cols = [o.v for o in outs]
+            i32 = ir.IntType(32)
+            both = ir.Constant(ir.VectorType(i32, 2 * width), list(range(2 * width)))
+            lo = builder.shuffle_vector(cols[0], cols[1], both)
+            hi = builder.shuffle_vector(cols[2], cols[3], both)
+            order = [k * width + t for t in range(width) for k in range(4)]
+            tiles = builder.shuffle_vector(
+                lo, hi, ir.Constant(ir.VectorType(i32, 4 * width), order)
+            )
+            wide_t = ir.VectorType(context.get_data_type(signature.args[0].dtype), 4 * width)
+            dst = builder.bitcast(builder.gep(out, [args[4]]), wide_t.as_pointer())
+            builder.store(tiles, dst, align=signature.args[0].dtype.bitwidth // 8)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return kernel
+
+
+_bt4_cols8 = _strided_transform(_bt4.py_func, 6, (2, 4, 5), 8)
+_bt4_cols4 = _strided_transform(_bt4.py_func, 6, (2, 4, 5), 4)
+_bt4_row8 = _row_transform(8)
+_bt4_row4 = _row_transform(4)
+_at4_row8 = _row_inverse(8)
+_at4_row4 = _row_inverse(4)
+
+
+@numba.njit(cache=True)
+def vector_width(tw: int) -> int:
+    """Tiles per vector of the F(4x4) input transform: 8, or 4 for rows of fewer than 8 tiles."""
+    return 8 if tw >= 8 else 4
+
+
 # ------------------------------------------------------------------------ filter transform
 
 
@@ -200,13 +379,13 @@ def winograd_filter_transposed_reference(w, m, u):
 
 @numba.njit(cache=True)
 def _input_rows(x, m, pt, pl, th, tw, r0, r1, v, rb, zb):
-    """v (a*a, C, (r1-r0)*TW) <- B^T d B of every tile of tile rows [r0, r1) of x (N, C, H, W).
+    """F(2x2) (m = 2; F(4x4): :func:`_input_rows4`): v (a*a, C, (r1-r0)*TW) <- B^T d B of every
+    tile of tile rows [r0, r1) of x (N, C, H, W).
     rb, zb (a, TW*m + 2) scratch: the a input rows of a tile row (zero-padded), then their
     vertical transform."""
     a = m + 2
     c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
     wz = rb.shape[1]
-    k2, k4, k5 = rb.dtype.type(2), rb.dtype.type(4), rb.dtype.type(5)
     lo = min(pl, wz)
     hi = min(wz, w_ + pl)
     for c in range(c_):
@@ -229,33 +408,17 @@ def _input_rows(x, m, pt, pl, th, tw, r0, r1, v, rb, zb):
                     row[z] = src[z - pl]
                 for z in range(hi, wz):
                     row[z] = 0
-            if m == 4:
-                for z in range(wz):  # vertical: zb = B^T rb, column by column (vectorised)
-                    e = _bt4(rb[0, z], rb[1, z], rb[2, z], rb[3, z], rb[4, z], rb[5, z], k2, k4, k5)
-                    zb[0, z], zb[1, z], zb[2, z] = e[0], e[1], e[2]
-                    zb[3, z], zb[4, z], zb[5, z] = e[3], e[4], e[5]
-                for i in range(6):  # horizontal, tile by tile
-                    zr = zb[i]
-                    v0, v1, v2 = v[i * 6, c], v[i * 6 + 1, c], v[i * 6 + 2, c]
-                    v3, v4, v5 = v[i * 6 + 3, c], v[i * 6 + 4, c], v[i * 6 + 5, c]
-                    for tx in range(tw):
-                        o = tx * 4
-                        e = _bt4(zr[o], zr[o + 1], zr[o + 2], zr[o + 3], zr[o + 4], zr[o + 5],
-                                 k2, k4, k5)  # fmt: skip
-                        q = q0 + tx
-                        v0[q], v1[q], v2[q], v3[q], v4[q], v5[q] = e
-            else:
-                for z in range(wz):
-                    e2 = _bt2(rb[0, z], rb[1, z], rb[2, z], rb[3, z])
-                    zb[0, z], zb[1, z], zb[2, z], zb[3, z] = e2
-                for i in range(4):
-                    zr = zb[i]
-                    v0, v1, v2, v3 = v[i * 4, c], v[i * 4 + 1, c], v[i * 4 + 2, c], v[i * 4 + 3, c]
-                    for tx in range(tw):
-                        o = tx * 2
-                        e2 = _bt2(zr[o], zr[o + 1], zr[o + 2], zr[o + 3])
-                        q = q0 + tx
-                        v0[q], v1[q], v2[q], v3[q] = e2
+            for z in range(wz):
+                e2 = _bt2(rb[0, z], rb[1, z], rb[2, z], rb[3, z])
+                zb[0, z], zb[1, z], zb[2, z], zb[3, z] = e2
+            for i in range(4):
+                zr = zb[i]
+                v0, v1, v2, v3 = v[i * 4, c], v[i * 4 + 1, c], v[i * 4 + 2, c], v[i * 4 + 3, c]
+                for tx in range(tw):
+                    o = tx * 2
+                    e2 = _bt2(zr[o], zr[o + 1], zr[o + 2], zr[o + 3])
+                    q = q0 + tx
+                    v0[q], v1[q], v2[q], v3[q] = e2
 
 
 @numba.njit(cache=True)
@@ -264,6 +427,12 @@ def _output_rows(mm, scale, shift, m, th, tw, r0, r1, out, zo):
     (pixels past OH / OW dropped); mm (a*a, F, (r1-r0)*TW); zo (a, TW*m) scratch."""
     f_, oh, ow = out.shape[1], out.shape[2], out.shape[3]
     k2, k4, k8 = zo.dtype.type(2), zo.dtype.type(4), zo.dtype.type(8)
+    nt = (r1 - r0) * tw
+    mf = mm.reshape(-1)
+    zf = zo.reshape(-1)
+    zw = zo.shape[1]
+    width = 8 if tw >= 8 else 4
+    full = tw - tw % width
     for f in range(f_):
         s = out.dtype.type(scale[f])
         b = out.dtype.type(shift[f])
@@ -278,7 +447,14 @@ def _output_rows(mm, scale, shift, m, th, tw, r0, r1, out, zo):
                     p0, p1, p2 = mm[i * 6, f], mm[i * 6 + 1, f], mm[i * 6 + 2, f]
                     p3, p4, p5 = mm[i * 6 + 3, f], mm[i * 6 + 4, f], mm[i * 6 + 5, f]
                     zr = zo[i]
-                    for tx in range(tw):
+                    # whole vectors of tiles (SIMD), then the rest of the row one by one
+                    s0 = (i * 6 * f_ + f) * nt + q0
+                    for t0 in range(0, full, width):
+                        if width == 8:
+                            _at4_row8(mf, s0 + t0, f_ * nt, zf, i * zw + 4 * t0)
+                        else:
+                            _at4_row4(mf, s0 + t0, f_ * nt, zf, i * zw + 4 * t0)
+                    for tx in range(full, tw):
                         q = q0 + tx
                         e = _at4(p0[q], p1[q], p2[q], p3[q], p4[q], p5[q], k2, k4, k8)
                         o = tx * 4
@@ -320,6 +496,69 @@ def _output_rows(mm, scale, shift, m, th, tw, r0, r1, out, zo):
 
 
 @numba.njit(cache=True)
+def _input_rows4(x, pt, pl, th, tw, r0, r1, v, prow, hb):
+    """F(4x4) input transform, vectorised: v (36, C, (r1-r0)*TW) <- B^T d B of every tile of tile
+    rows [r0, r1) of x (N, C, H, W). Horizontal first: each input row of a run of tile rows of
+    one sample is transformed once (W tiles per vector from the zero-padded row ``prow``,
+    4*ceil(TW/W)*W + 8 elements, zero outside the copied pixels) into hb (6, rows*TWp) (TWp =
+    TW rounded up to W), so the two rows that vertically adjacent tiles share are not redone;
+    then the vertical B^T of each tile row reads six of those rows (W tiles per vector; the
+    last TW % W tiles of a row one by one, so nothing is written past the row)."""
+    c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
+    nt = (r1 - r0) * tw
+    ct = c_ * nt
+    vf = v.reshape(-1)
+    width = 8 if tw >= 8 else 4
+    twp = -(-tw // width) * width
+    hl = hb.shape[0] // 6
+    k2, k4, k5 = hb.dtype.type(2), hb.dtype.type(4), hb.dtype.type(5)
+    lo = pl
+    hi = min(prow.shape[0], w_ + pl)
+    full = tw - tw % width
+    r = r0
+    while r < r1:
+        n = r // th
+        rend = min(r1, (n + 1) * th)
+        ya = (r - n * th) * 4 - pt
+        rows = 4 * (rend - r) + 2
+        for c in range(c_):
+            src_c = x[n, c]
+            for ry in range(rows):
+                y = ya + ry
+                if y < 0 or y >= h_:
+                    for j in range(6):
+                        o = j * hl + ry * twp
+                        for t in range(twp):
+                            hb[o + t] = 0
+                    continue
+                src = src_c[y]
+                for z in range(lo, hi):
+                    prow[z] = src[z - lo]
+                for t0 in range(0, twp, width):
+                    if width == 8:
+                        _bt4_row8(prow, 4 * t0, hb, ry * twp + t0, hl)
+                    else:
+                        _bt4_row4(prow, 4 * t0, hb, ry * twp + t0, hl)
+            for rr in range(rend - r):
+                q0 = (r - r0 + rr) * tw
+                for j in range(6):
+                    sb = j * hl + 4 * rr * twp
+                    db = j * ct + c * nt + q0
+                    for t0 in range(0, full, width):
+                        if width == 8:
+                            _bt4_cols8(hb, sb + t0, twp, vf, db + t0, 6 * ct)
+                        else:
+                            _bt4_cols4(hb, sb + t0, twp, vf, db + t0, 6 * ct)
+                    for tx in range(full, tw):
+                        s = sb + tx
+                        e = _bt4(hb[s], hb[s + twp], hb[s + 2 * twp], hb[s + 3 * twp],
+                                 hb[s + 4 * twp], hb[s + 5 * twp], k2, k4, k5)  # fmt: skip
+                        for i in range(6):
+                            vf[db + tx + i * 6 * ct] = e[i]
+        r = rend
+
+
+@numba.njit(cache=True)
 def conv_blocks(x, u, scale, shift, m, pt, pl, r0, r1, block, out, vbuf, mbuf, fptr):
     """Tile rows [r0, r1) of the convolution on the calling thread, ``block`` tile rows per batch
     of a*a GEMMs: out = conv(x, w) * scale + shift per output channel (scale 1, shift b: a plain
@@ -331,12 +570,19 @@ def conv_blocks(x, u, scale, shift, m, pt, pl, r0, r1, block, out, vbuf, mbuf, f
     th, tw = (oh + m - 1) // m, (ow + m - 1) // m
     rb = np.empty((a, tw * m + 2), x.dtype)
     zb = np.empty((a, tw * m + 2), x.dtype)
+    width = vector_width(tw)
+    twp = -(-tw // width) * width
+    prow = np.zeros(4 * twp + 8, x.dtype)
+    hb = np.empty(6 * (4 * block + 2) * twp if m == 4 else 0, x.dtype)
     for b0 in range(r0, r1, block):
         b1 = min(b0 + block, r1)
         nt = (b1 - b0) * tw
         v = vbuf[: a * a * c_ * nt].reshape(a * a, c_, nt)
         mm = mbuf[: a * a * f_ * nt].reshape(a * a, f_, nt)
-        _input_rows(x, m, pt, pl, th, tw, b0, b1, v, rb, zb)
+        if m == 4:
+            _input_rows4(x, pt, pl, th, tw, b0, b1, v, prow, hb)
+        else:
+            _input_rows(x, m, pt, pl, th, tw, b0, b1, v, rb, zb)
         for p in range(a * a):
             gemm(fptr, u[p], v[p], mm[p])
         _output_rows(mm, scale, shift, m, th, tw, b0, b1, out, zb)

@@ -26,6 +26,10 @@ CASES = [
     (2, 3, 9, 8, 5, 2, 0, 1, 2),
     (1, 64, 10, 13, 48, 1, 1, 1, 1),
     (64, 3, 5, 6, 4, 1, 1, 1, 1),
+    # F(4x4)'s vectorised input transform: rows of 10 tiles (one vector of 8, then 2 one by one)
+    # and of 7 tiles (a vector of 4, then 3), several samples per block of tile rows
+    (3, 3, 30, 37, 4, 1, 1, 1, 1),
+    (2, 2, 21, 26, 3, 0, 2, 1, 1),
 ]
 
 
