@@ -9,12 +9,14 @@ machine cache root (``NUMBA_CACHE_DIR`` = an empty temporary directory):
   - ``python -m worker.warmup`` -- what a new worker (CNN_WARMUP=block) and ``cnn demo``'s worker
     wait for before taking a job: the demo's compile phase;
   - first training step (LeNet-5, batch 64, Adam) after that warm-up -- a new worker's first step
-    is the sum of the two;
+    is the sum of the two; and the same for VGG-small (3x32x32, Winograd where measured faster);
   - first training step with no warm-up (CNN_WARMUP=off: compiles only what LeNet needs; its
     own empty cache);
   - first inference (LeNet-5, batch 1, ``predict_proba`` as the server runs it; its own empty
     cache) -- a server's first answer;
-- warm (clone B at another path, the machine cache clone A filled): the same four.
+- warm (clone B at another path, the machine cache clone A filled): the same. The warm-up finds
+  the marker clone A's warm-up left (``worker.warm_marker``) and skips (a worker does not even
+  start it); ``warm-up --force`` is what it cost before the marker: loading every kernel.
 
 Before the per-machine cache, every fresh clone (and every ``cnn demo`` work directory) was in
 the cold column: Numba keyed the cache directory on the source path. Also prints which kernels
@@ -39,17 +41,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Process start -> first optimizer step done (fit stops at once after it).
 FIRST_STEP = """
+import sys
 import numpy as np
 from core.datasets import Dataset
 from core.model import Sequential
 from core.training import TrainConfig, fit
-from core.zoo import lenet5
+from core.zoo import lenet5, vgg_small
 
+vgg = sys.argv[1:] == ["vgg_small"]
+shape = (3, 32, 32) if vgg else (1, 28, 28)
 rng = np.random.default_rng(0)
-x = rng.integers(0, 256, size=(128, 1, 28, 28), dtype=np.uint8)
+x = rng.integers(0, 256, size=(128, *shape), dtype=np.uint8)
 y = (np.arange(128) % 10).astype(np.int64)
 data = Dataset(x, y, None, None, [str(i) for i in range(10)], name="bench")
-model = Sequential.from_spec(lenet5(), data.input_shape, seed=0)
+model = Sequential.from_spec(vgg_small() if vgg else lenet5(), data.input_shape, seed=0)
 config = TrainConfig.model_validate(
     {"epochs": 1, "batch_size": 64, "optimizer": {"type": "adam", "lr": 1e-3}}
 )
@@ -97,21 +102,23 @@ def timed(clone: Path, root: Path, args: list[str]) -> tuple[float, str]:
     return elapsed, done.stdout
 
 
-def warmup(clone: Path, root: Path) -> tuple[float, dict[str, Any]]:
-    elapsed, out = timed(clone, root, ["-m", "worker.warmup", "--kernels"])
+def warmup(clone: Path, root: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    elapsed, out = timed(clone, root, ["-m", "worker.warmup", "--kernels", *args])
     return elapsed, json.loads(out.strip().splitlines()[-1])
 
 
 def measure(clone: Path, root: Path, spare_roots: tuple[Path, Path]) -> dict[str, Any]:
-    """The four figures of one column."""
+    """The figures of one column."""
     warm_s, report = warmup(clone, root)
     step_s, _ = timed(clone, root, ["-c", FIRST_STEP])
+    vgg_step_s, _ = timed(clone, root, ["-c", FIRST_STEP, "vgg_small"])
     no_warmup_s, _ = timed(clone, spare_roots[0], ["-c", FIRST_STEP])
     inference_s, _ = timed(clone, spare_roots[1], ["-c", FIRST_INFERENCE])
     return {
         "warmup_s": warm_s,
         "step_s": step_s,
         "worker_s": warm_s + step_s,
+        "vgg_step_s": vgg_step_s,
         "no_warmup_s": no_warmup_s,
         "inference_s": inference_s,
         "report": report,
@@ -151,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Clone B: another path; its spare roots are warm copies of the machine cache.
         for spare in ("warm-1", "warm-2"):
             shutil.copytree(root, work / spare)
-        warm = measure(
-            fresh_clone(work / "elsewhere" / "clone-b"), root, (work / "warm-1", work / "warm-2")
-        )
+        clone_b = fresh_clone(work / "elsewhere" / "clone-b")
+        warm = measure(clone_b, root, (work / "warm-1", work / "warm-2"))
+        forced_s, forced = warmup(clone_b, root, "--force")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -164,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("worker warm-up (= cnn demo's compile phase), s", "warmup_s"),
         ("first training step after it, s", "step_s"),
         ("new worker: start -> first step, s", "worker_s"),
+        ("first training step after it, VGG-small, s", "vgg_step_s"),
         ("first step without warm-up (CNN_WARMUP=off), s", "no_warmup_s"),
         ("server: first inference (LeNet-5, batch 1), s", "inference_s"),
     ]
@@ -177,7 +185,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"  warm-up {name}: {report['compiled']} signatures compiled, "
             f"{report['loaded']} loaded from the cache"
+            + (f"; skipped ({report['skipped']})" if "skipped" in report else "")
         )
+    print(
+        f"  warm-up --force on the warm cache (what it cost before the marker): {forced_s:.2f} s, "
+        f"{forced['compiled']} signatures compiled, {forced['loaded']} loaded"
+    )
     print("\n".join(kernel_table(cold["report"]["kernels"])))
     return 0
 

@@ -4,14 +4,16 @@ Winograd (:mod:`core.kernels.winograd`) applies to 3x3, stride-1, dilation-1, un
 everything else is im2col + GEMM (:mod:`core.kernels.conv`). The environment variable
 ``CNN_CONV_ALGORITHM`` decides, read at each decision (so tests can force each path):
 
-- ``auto`` (default): measure. The first time a shape is seen in the process, both tile sizes
-  and im2col run on a small random batch on the calling thread (each 7 times, interleaved, best
-  time kept: the least disturbed by other load); Winograd wins only if at least ``MARGIN``
-  (15%) faster than im2col, F(4x4) over F(2x2) only if 5% faster (F(2x2) is more precise).
-  The result is cached per shape and dtype for the life of the process, so a layer never
-  changes algorithm between calls and a server keeps its choice; the margin makes two
-  processes on the same machine agree except for shapes where the algorithms are within noise
-  of each other (and there the choice costs little either way).
+- ``auto`` (default): measure once per machine. The first time a shape is seen on the machine,
+  both tile sizes and im2col run on a small random batch on the calling thread (each 7 times,
+  interleaved, best time kept: the least disturbed by other load); Winograd wins only if at
+  least ``MARGIN`` (15%) faster than im2col, F(4x4) over F(2x2) only if 5% faster (F(2x2) is
+  more precise). The choice is recorded per shape and dtype in the machine's choices file
+  (:mod:`core.machine_choices`, next to the compile cache, keyed like it; the first process to
+  record a shape wins) and kept for the life of the process: every process on the machine --
+  workers, servers, benches -- computes a shape with the same algorithm, so they agree to the
+  bit even where the algorithms are within noise of each other, and a layer never changes
+  algorithm between calls.
 - ``im2col``: never Winograd; ``winograd`` / ``winograd4``: F(4x4,3x3) wherever it applies;
   ``winograd2``: F(2x2,3x3) wherever it applies.
 
@@ -28,6 +30,7 @@ backward (dx, dW and db in one pass over the columns).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -36,11 +39,14 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from core import machine_choices
 from core.kernels import blas
 from core.kernels import conv as conv_k
 from core.kernels import conv_wgrad as wgrad_k
 from core.kernels import winograd as wino_k
 from core.kernels import winograd_wgrad as wino_wgrad_k
+
+log = logging.getLogger(__name__)
 
 ENV = "CNN_CONV_ALGORITHM"
 CHOICES: dict[str, int | None] = {
@@ -127,13 +133,33 @@ def tile_size(shape: ConvShape) -> int:
     with _lock:  # one measurement per shape, even when threads build plans at once
         m = _chosen.get(shape)
         if m is None:
-            m = _measure(shape)
+            m = _machine_choice(shape)
             _chosen[shape] = m
     return m
 
 
+def shape_key(shape: ConvShape) -> str:
+    """The shape's key in the machine's choices file (:mod:`core.machine_choices`)."""
+    s = shape
+    return (
+        f"winograd_tile:{s.channels}x{s.height}x{s.width}->{s.filters}x{s.out_height}x"
+        f"{s.out_width}:pad{s.pad_top},{s.pad_left}:{s.dtype}"
+    )
+
+
+def _machine_choice(shape: ConvShape) -> int:
+    """The machine's recorded choice for the shape (measured and recorded if there is none);
+    a recorded value that is not a tile size is not used (this process measures its own)."""
+    key = shape_key(shape)
+    m = machine_choices.choose(key, lambda: _measure(shape))
+    if isinstance(m, int) and (m == 0 or m in wino_k.TILES):
+        return m
+    log.warning("ignoring the recorded choice %r for %s: not 0 or a tile size", m, key)
+    return _measure(shape)
+
+
 def measured() -> dict[ConvShape, int]:
-    """The choices made by measurement so far in this process (for benches and logs)."""
+    """The choices made so far in this process, measured or read (for benches and logs)."""
     return dict(_chosen)
 
 

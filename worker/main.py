@@ -3,7 +3,8 @@
 Start-up order:
 1. read `WorkerSettings` from the environment (fails fast on a malformed variable);
 2. warm the compile cache in a *subprocess* (`python -m worker.warmup`): this process forks a
-   work horse per job and must never run a parallel Numba kernel itself;
+   work horse per job and must never run a parallel Numba kernel itself. Skipped when the
+   warm-up's marker says the cache is already warm for this code (`worker.warm_marker`);
 3. import `core` (no kernel runs) so each forked horse inherits the imported modules;
 4. run the worker loop, restarting it if it stops for any reason other than a shutdown request
    (e.g. Redis gone for longer than the connection's retry budget).
@@ -84,9 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def start_warmup(settings: WorkerSettings) -> subprocess.Popen[bytes] | None:
-    """Start `python -m worker.warmup` (None when CNN_WARMUP=off)."""
+    """Start `python -m worker.warmup` (None when CNN_WARMUP=off or the warm-up's marker says
+    the compile cache is warm for this code: `worker.warm_marker`)."""
     if settings.warmup == "off":
         log.info("compile-cache warm-up disabled (CNN_WARMUP=off)")
+        return None
+    from worker import warm_marker
+
+    if warm_marker.read_marker() is not None:
+        log.info(
+            "warm-up skipped: the compile cache is warm for this code (marker %s)",
+            warm_marker.marker_path(),
+        )
         return None
     log.info(
         "warming the Numba compile cache (NUMBA_CACHE_DIR=%s, mode %s)",

@@ -2,6 +2,8 @@
 
 Prints the cache root, this revision's directory and every revision's size
 (:mod:`core.kernels.compile_cache`); ``--prune`` removes old revisions, ``--clear`` all of them.
+A revision's directory also holds the machine's measured choices (:mod:`core.machine_choices`)
+and the worker warm-up's marker (``worker.warm_marker``), so both go with it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     current = compile_cache.revision_dir()
     print(f"root: {root}")
     print(f"this revision: {current}")
+    choices = current / "choices.json"  # core.machine_choices.FILE_NAME (not imported: no core)
+    if choices.is_file():
+        print(f"measured choices: {choices}")
     for path in compile_cache.revisions(root):
         mark = "*" if path == current else " "
         print(f"{mark} {path.name}  {compile_cache.size_bytes(path) / 1e6:7.1f} MB")

@@ -158,19 +158,26 @@ def _locator_class() -> Any:
 
 
 @contextlib.contextmanager
-def _directory_lock(directory: str) -> Iterator[None]:
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created, with its directory, if
+    missing): holders of one lock file take turns, across processes."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: Numba's unlocked behaviour
         yield
         return
-    os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, _LOCK_NAME), "a+b") as handle:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def directory_lock(directory: str | Path) -> contextlib.AbstractContextManager[None]:
+    """:func:`file_lock` on ``<directory>/.write.lock``: writers into one directory take turns."""
+    return file_lock(os.path.join(directory, _LOCK_NAME))
 
 
 _installed: Any = None
@@ -196,7 +203,7 @@ def install() -> Any:
             original_save(self, key, data)
             return
         try:
-            with _directory_lock(self._cache_path):
+            with directory_lock(self._cache_path):
                 original_save(self, key, data)
         except OSError as exc:
             log.warning("could not save a compiled kernel to %s: %s", self._cache_path, exc)
