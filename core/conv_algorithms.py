@@ -34,6 +34,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -138,24 +139,30 @@ def tile_size(shape: ConvShape) -> int:
     return m
 
 
-def shape_key(shape: ConvShape) -> str:
-    """The shape's key in the machine's choices file (:mod:`core.machine_choices`)."""
+def shape_key(shape: ConvShape, kind: str = "winograd_tile") -> str:
+    """The shape's key in the machine's choices file (:mod:`core.machine_choices`); `kind`
+    tells the decisions apart (the forward's tile, the weight gradient's)."""
     s = shape
     return (
-        f"winograd_tile:{s.channels}x{s.height}x{s.width}->{s.filters}x{s.out_height}x"
+        f"{kind}:{s.channels}x{s.height}x{s.width}->{s.filters}x{s.out_height}x"
         f"{s.out_width}:pad{s.pad_top},{s.pad_left}:{s.dtype}"
     )
 
 
-def _machine_choice(shape: ConvShape) -> int:
+def _machine_choice(
+    shape: ConvShape,
+    kind: str = "winograd_tile",
+    measure: Callable[[ConvShape], int] | None = None,
+) -> int:
     """The machine's recorded choice for the shape (measured and recorded if there is none);
     a recorded value that is not a tile size is not used (this process measures its own)."""
-    key = shape_key(shape)
-    m = machine_choices.choose(key, lambda: _measure(shape))
+    run = measure or _measure
+    key = shape_key(shape, kind)
+    m = machine_choices.choose(key, lambda: run(shape))
     if isinstance(m, int) and (m == 0 or m in wino_k.TILES):
         return m
     log.warning("ignoring the recorded choice %r for %s: not 0 or a tile size", m, key)
-    return _measure(shape)
+    return run(shape)
 
 
 def measured() -> dict[ConvShape, int]:
@@ -215,7 +222,8 @@ _chosen_weight_grad: dict[ConvShape, int] = {}
 def weight_grad_tile(shape: ConvShape) -> int:
     """Winograd tile size (2 or 4) for the weight gradient of the convolution ``shape`` (its
     forward shape), or 0 for im2col + GEMM. Forced settings apply as to the forward; ``auto``
-    measures once per shape and process, by the forward's margins (:func:`_measure_weight_grad`)."""
+    takes the machine's recorded choice, measured once per shape and machine by the forward's
+    margins (:func:`_measure_weight_grad`)."""
     forced = CHOICES[setting()]
     if forced is not None:
         return forced
@@ -225,13 +233,13 @@ def weight_grad_tile(shape: ConvShape) -> int:
     with _lock:
         m = _chosen_weight_grad.get(shape)
         if m is None:
-            m = _measure_weight_grad(shape)
+            m = _machine_choice(shape, "wgrad_tile", _measure_weight_grad)
             _chosen_weight_grad[shape] = m
     return m
 
 
 def measured_weight_grad() -> dict[ConvShape, int]:
-    """The weight-gradient choices made by measurement so far in this process."""
+    """The weight-gradient choices made so far in this process, measured or read."""
     return dict(_chosen_weight_grad)
 
 

@@ -114,6 +114,28 @@ def test_a_recorded_choice_is_used_without_measuring(machine_root: Path) -> None
         assert conv_algorithms.tile_size(SHAPE) == 2
 
 
+def test_the_weight_gradient_choice_is_recorded_apart_from_the_forward_one(
+    machine_root: Path,
+) -> None:
+    # the forward recorded 2 for this shape; the weight gradient's decision is its own key
+    _write(_valid({conv_algorithms.shape_key(SHAPE): 2}))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_algorithms, "_chosen_weight_grad", {})
+        patch.setattr(conv_algorithms, "_measure_weight_grad", lambda shape: 4)
+        assert conv_algorithms.weight_grad_tile(SHAPE) == 4
+        assert conv_algorithms.tile_size(SHAPE) == 2
+        # a second process reads it back instead of measuring
+        patch.setattr(conv_algorithms, "_chosen_weight_grad", {})
+        machine_choices.forget()
+
+        def must_not_measure(shape: conv_algorithms.ConvShape) -> int:
+            raise AssertionError("measured although the machine has a choice")
+
+        patch.setattr(conv_algorithms, "_measure_weight_grad", must_not_measure)
+        assert conv_algorithms.weight_grad_tile(SHAPE) == 4
+    assert machine_choices.read()[conv_algorithms.shape_key(SHAPE, "wgrad_tile")] == 4
+
+
 def test_the_first_recorder_wins_and_later_records_keep_other_keys(machine_root: Path) -> None:
     assert machine_choices.record("a", 4) == 4
     assert machine_choices.record("a", 0) == 4  # a later measurement does not replace it
