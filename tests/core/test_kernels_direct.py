@@ -87,9 +87,10 @@ def _check(model: Sequential, n: int, seed: int = 0) -> InferencePlan:
     np.testing.assert_allclose(plan.predict_proba(x), proba, atol=TOL)
     twin = np.empty((n, model.num_classes), model.dtype)
     scratch = next(iter(plan._scratch.values()))
+    program = plan.program(n)
     ik.run_program_reference(
-        plan.prog, plan.fparams, list(plan._arrays_py), plan.layout, x.reshape(n, -1), twin,
-        scratch, False, 0,
+        program.prog, program.fparams, list(plan._arrays_py), plan.layout, x.reshape(n, -1),
+        twin, scratch, False, 0,
     )  # fmt: skip
     np.testing.assert_allclose(twin, ref, atol=atol)
     return plan
@@ -102,7 +103,8 @@ def blocked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     neither the blocked kernel nor a fused pool)."""
     on = request.param == "blocked"
     monkeypatch.setenv(conv_algorithms.ENV, "im2col")
-    monkeypatch.setattr(inference, "BLOCKED_CONV", lambda k, fg, oh, ow: on)
+    for rule in ("BLOCKED_CONV", "BLOCKED_CONV_BATCHED"):  # both batch regimes
+        monkeypatch.setattr(inference, rule, lambda k, fg, oh, ow: on)
     return on
 
 
@@ -124,7 +126,7 @@ def test_conv_geometries_match_layer_forward(blocked: bool, conv: dict[str, Any]
     arch = [{"type": "conv2d", **conv}, {"type": "relu"}, {"type": "flatten"}]
     arch.append({"type": "dense", "units": 3})
     plan = _check(Sequential.from_spec(arch, (6, 11, 9)), n)
-    row = plan.prog[0]
+    row = plan.program(n).prog[0]
     unit = conv.get("stride", 1) == 1
     if conv["kernel_size"] == 1:
         assert row[ik.F_GEMM1] == 1 and row[ik.F_PACK] < 0
