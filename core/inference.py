@@ -81,14 +81,16 @@ DIRECT_CONV = _direct_rule
 
 
 def _blocked_rule(k: int, filters_per_group: int, oh: int, ow: int) -> bool:
-    """Stride-1 float32 convs computed by the register-blocked direct kernel
-    (core.kernels.direct, weights packed at build) instead of im2col + GEMM or the
-    shifted-plane path. Measured per layer (us at batch 1, plan profile, loaded machine,
-    GEMM -> blocked): LeNet conv1 (K 25, 28x28) 20.3 -> 14.8, conv2 (K 150, 10x10) 12.8 -> 14.8;
-    VGG-small conv1 (K 27, 32x32) 46 -> 51, conv2 (K 288, 32x32) 293 -> 259, conv3 (16x16)
-    144 -> 151, conv4 (K 576, 16x16) 397 -> 329: it wins on larger maps, where the GEMM's
-    im2col copy is largest, and loses on small ones (few tiles per weight block)."""
-    return filters_per_group >= 4 and k >= 25 and oh * ow >= 256
+    """Stride-1 float32 convs of a single sample computed by the register-blocked direct kernel
+    (core.kernels.direct, weights packed at build; a following 2x2 max pool runs in its
+    registers) instead of im2col + GEMM or the shifted-plane path. Measured by
+    ``python -m bench.conv_paths`` (us per image at batch 1 with the fused activation and pool,
+    one thread's CPU time, best of 7, machine under load ~13, im2col -> blocked): LeNet conv1
+    (K 25, F 6, 28x28) 25.6 -> 15.5, conv2 (K 150, F 16, 10x10) 35.6 -> 20.8; VGG-small conv1
+    (K 27, F 32, 32x32) 92 -> 108, its 32->64 conv (K 288, 16x16) 190 -> 226: with 32 or more
+    filters the GEMM's rows fill its register tiles and it wins (VGG-small's 32-filter conv
+    with its pool: 408 -> 326, but that layer is Winograd where it measures faster)."""
+    return 4 <= filters_per_group <= 16 and k >= 25
 
 
 BLOCKED_CONV = _blocked_rule
@@ -96,12 +98,10 @@ BLOCKED_CONV = _blocked_rule
 
 def _blocked_rule_batched(k: int, filters_per_group: int, oh: int, ow: int) -> bool:
     """:func:`_blocked_rule` for batched inputs (im2col + GEMM then lowers several samples per
-    GEMM). Measured by ``python -m bench.conv_paths`` (us per image at batch 64, one thread's
-    CPU time, best of 7, machine under load 6, im2col -> blocked): LeNet conv1 (K 25, F 6,
-    28x28) 20.8 -> 19.7, conv2 (K 150, F 16, 10x10) 22.7 -> 19.2; VGG-small conv1 (K 27, F 32,
-    32x32) 71 -> 88. With 32 or more filters the GEMM's rows fill its register tiles and it
-    wins; with few filters it runs far from its peak and the blocked kernel wins at any map
-    size (VGG-small's 32- and 64-filter 3x3 convs, when not Winograd: 0.94-1.06x, within noise)."""
+    GEMM). Measured as it, at batch 64 (us per image, im2col -> blocked): LeNet conv1 20.7 ->
+    7.8, conv2 22.1 -> 10.1; VGG-small conv1 73 -> 91, its 32->64 conv 170 -> 187 (the same
+    choice as at batch 1 on these shapes: a batch does not make LeNet's GEMMs, 6 or 16 rows,
+    any fuller)."""
     return 4 <= filters_per_group <= 16 and k >= 25
 
 
