@@ -518,7 +518,8 @@ class PlanBuilder:
 
     def _small_work_path(self, r: np.ndarray, weight: ArraySource) -> None:
         """1x1 convs straight to GEMM; stride-1 convs the rule picks to the blocked direct kernel
-        (its weights packed here, once; the kernel re-syncs them in place if they change)."""
+        (its weights packed here, once, next to a copy of the weights they were packed from:
+        the kernel repacks them when the live weights changed in place)."""
         groups, kh, kw = int(r[ik.F_G]), int(r[ik.F_KH]), int(r[ik.F_KW])
         c, f, oh, ow = int(r[ik.F_C]), int(r[ik.F_F]), int(r[ik.F_OH]), int(r[ik.F_OW])
         unit = r[ik.F_SH] == 1 and r[ik.F_SW] == 1
@@ -536,7 +537,7 @@ class PlanBuilder:
         def pack() -> list[np.ndarray]:
             packed = np.zeros(direct.packed_size(f, groups, k), self.dtype)
             direct.pack_weights(live, groups, packed)
-            return [packed]
+            return [packed, live.reshape(-1).copy()]  # and the weights it was packed from
 
         r[ik.F_PACK] = self._shared.derived(("packed", int(r[ik.F_WI]), groups), pack)
         r[ik.F_DIRECT] = 0

@@ -81,7 +81,8 @@ F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
 F_DIRECT = 26  # conv stride 1: 1 = direct accumulation over shifted planes (no im2col/GEMM)
 F_COMPACT = 27  # conv stride 1: 1 = lower only the OW valid columns of each grid row (narrow maps)
 # --- small-work path (core.kernels.direct) and fused pooling ---
-F_PACK = 28  # conv stride 1: index of the channel-blocked packed weights (-1: not blocked)
+F_PACK = 28  # conv stride 1: index of the channel-blocked packed weights (-1: not blocked);
+# the array after them is a copy of the weights they were packed from
 F_POOL = 29  # conv: pooling fused into the output step: POOL_NONE / POOL_MAX / POOL_AVG
 F_PKH = 30  # fused pool window, stride, top/left padding and output size
 F_PKW = 31
@@ -573,19 +574,33 @@ def _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout):
 
 
 @numba.njit(cache=True)
+def _differs(a, b):
+    """Whether two equal-length arrays differ anywhere (a count, so LLVM vectorises it)."""
+    n = 0
+    for q in range(a.shape[0]):
+        n += a[q] != b[q]
+    return n > 0
+
+
+@numba.njit(cache=True)
 def _sync_packed(prog, arrays):
-    """Bring the packed (channel-blocked) weights of every blocked conv up to date with the
-    live weights: a read-only compare that writes only what changed (an in-place optimizer step
-    or a test's edit), so the packing done at plan build time is reused while weights are still."""
+    """Repack the channel-blocked weights of every blocked conv whose live weights changed in
+    place (an optimizer step, a test's edit) since they were packed: the array after the packed
+    one (F_PACK + 1) is a copy of the weights they were packed from, so a still plan pays one
+    contiguous compare per call (~F*K values) and the packing done at build time is reused."""
     for i in range(prog.shape[0]):
         p = prog[i]
         if p[F_OP] != OP_CONV or p[F_PACK] < 0:
             continue
+        w = arrays[p[F_WI]]
+        made = arrays[p[F_PACK] + 1]
+        if not _differs(w, made):
+            continue
+        made[:] = w
         f_, groups = p[F_F], p[F_G]
         fg = f_ // groups
         k_ = p[F_C] // groups * p[F_KH] * p[F_KW]
         fbg = -(-fg // direct.LANES)
-        w = arrays[p[F_WI]]
         wp = arrays[p[F_PACK]]
         zero = w[0] * 0
         for g in range(groups):
@@ -595,8 +610,7 @@ def _sync_packed(prog, arrays):
                     for lane in range(direct.LANES):
                         f = fb * direct.LANES + lane
                         v = w[(g * fg + f) * k_ + r] if f < fg else zero
-                        if wp[o + r * direct.LANES + lane] != v:
-                            wp[o + r * direct.LANES + lane] = v
+                        wp[o + r * direct.LANES + lane] = v
 
 
 @numba.njit(cache=True)

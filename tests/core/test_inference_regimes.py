@@ -105,4 +105,5 @@ def test_regimes_share_the_weights_and_packed_blocks(monkeypatch: pytest.MonkeyP
     for field in (ik.F_WI, ik.F_BI, ik.F_PACK):  # the same arrays, packed once
         np.testing.assert_array_equal(one[:, field], many[:, field])
     params = sum(len(layer.parameters()) for layer in model.layers)
-    assert len(plan._arrays_py) == params + 2  # each parameter once, plus two packed convs
+    # each parameter once, plus two packed convs and the weights they were packed from
+    assert len(plan._arrays_py) == params + 4
