@@ -95,6 +95,8 @@ def print_profiles(profiles: Mapping[str, Mapping[str, Any]], matmul_gflops: flo
             l1, l64 = inf["layer_us"]
             print(f"  {'plan total (incl. call)':<34}{p1:>9.1f}{p64:>11.1f}")
             print(f"  {'layer-by-layer forward':<34}{l1:>9.1f}{l64:>11.1f}")
+            for n, algorithms in inf.get("algorithms", {}).items():
+                print(f"  conv algorithms at batch {n}: {', '.join(algorithms)}")
 
 
 def print_call_cost(cost: Mapping[str, float]) -> None:

@@ -15,7 +15,12 @@ no layer types, only the program's ops and the fusion rules:
 - scratch memory (two activation buffers, the im2col column matrix, the GEMM result and the padded
   planes) is allocated once per thread count and reused, so no call page-faults fresh memory;
 - a batch is split over the Numba threads (whole network per chunk of samples); a batch that fits
-  one chunk (e.g. batch 1) runs on the calling thread with no thread-pool wake-up.
+  one chunk (e.g. batch 1) runs on the calling thread with no thread-pool wake-up;
+- one program per batch regime (:data:`REGIMES`): a single sample (latency) and a batch of at
+  least :data:`BATCHED_FROM` samples (throughput) may compute a conv by different algorithms
+  (blocked direct or im2col + GEMM, each regime with its own measured rule). Both programs are
+  built at compile time and share one weight list (the model's arrays, the packed weights and
+  Winograd transforms, made once) and one scratch layout.
 
 A layer without a step of its own (the base :meth:`~core.layers.Layer.plan_step`, or a subclass
 that overrides ``forward`` but inherits its parent's step) makes :meth:`InferencePlan.compile`
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
@@ -78,17 +84,37 @@ DIRECT_CONV = _direct_rule
 
 
 def _blocked_rule(k: int, filters_per_group: int, oh: int, ow: int) -> bool:
-    """Stride-1 float32 convs computed by the register-blocked direct kernel
-    (core.kernels.direct, weights packed at build) instead of im2col + GEMM or the
-    shifted-plane path. Measured per layer (us at batch 1, plan profile, loaded machine,
-    GEMM -> blocked): LeNet conv1 (K 25, 28x28) 20.3 -> 14.8, conv2 (K 150, 10x10) 12.8 -> 14.8;
-    VGG-small conv1 (K 27, 32x32) 46 -> 51, conv2 (K 288, 32x32) 293 -> 259, conv3 (16x16)
-    144 -> 151, conv4 (K 576, 16x16) 397 -> 329: it wins on larger maps, where the GEMM's
-    im2col copy is largest, and loses on small ones (few tiles per weight block)."""
-    return filters_per_group >= 4 and k >= 25 and oh * ow >= 256
+    """Stride-1 float32 convs of a single sample computed by the register-blocked direct kernel
+    (core.kernels.direct, weights packed at build; a following 2x2 max pool runs in its
+    registers) instead of im2col + GEMM or the shifted-plane path. Measured by
+    ``python -m bench.conv_paths`` (us per image at batch 1 with the fused activation and pool,
+    one thread's CPU time, best of 7, machine under load ~13, im2col -> blocked): LeNet conv1
+    (K 25, F 6, 28x28) 25.6 -> 15.5, conv2 (K 150, F 16, 10x10) 35.6 -> 20.8; VGG-small conv1
+    (K 27, F 32, 32x32) 92 -> 108, its 32->64 conv (K 288, 16x16) 190 -> 226: with 32 or more
+    filters the GEMM's rows fill its register tiles and it wins (VGG-small's 32-filter conv
+    with its pool: 408 -> 326, but that layer is Winograd where it measures faster)."""
+    return 4 <= filters_per_group <= 16 and k >= 25
 
 
 BLOCKED_CONV = _blocked_rule
+
+
+def _blocked_rule_batched(k: int, filters_per_group: int, oh: int, ow: int) -> bool:
+    """:func:`_blocked_rule` for batched inputs (im2col + GEMM then lowers several samples per
+    GEMM). Measured as it, at batch 64 (us per image, im2col -> blocked): LeNet conv1 20.7 ->
+    7.8, conv2 22.1 -> 10.1; VGG-small conv1 73 -> 91, its 32->64 conv 170 -> 187 (the same
+    choice as at batch 1 on these shapes: a batch does not make LeNet's GEMMs, 6 or 16 rows,
+    any fuller)."""
+    return 4 <= filters_per_group <= 16 and k >= 25
+
+
+BLOCKED_CONV_BATCHED = _blocked_rule_batched
+
+# Batch regimes: the program a call runs is chosen by its number of samples.
+LATENCY = "batch 1"
+THROUGHPUT = "batched"
+REGIMES = (LATENCY, THROUGHPUT)
+BATCHED_FROM = 2  # inputs of at least this many samples run the throughput program
 
 _ACTIVATION_CODES = frozenset({ik.ACT_RELU, ik.ACT_LEAKY, ik.ACT_SIGMOID, ik.ACT_TANH})
 # Ops that an activation after them folds into (applied to their output in place).
@@ -121,33 +147,64 @@ class Live:
 ArraySource: TypeAlias = Parameter | Live | np.ndarray | float
 
 
+@dataclass(frozen=True)
+class Program:
+    """The op table of one batch regime: rows of :mod:`core.kernels.infer` fields, per-op
+    (activation alpha, BatchNorm eps), and a label per op (e.g. ``"0 conv2d+relu"``)."""
+
+    regime: str
+    prog: np.ndarray
+    fparams: np.ndarray
+    labels: list[str]
+
+    def conv_algorithms(self) -> list[str]:
+        """The algorithm of each conv op, in order: ``winograd<m>``, ``blocked`` (the direct
+        kernel of :mod:`core.kernels.direct`), ``gemm1x1``, ``direct`` (shifted planes) or
+        ``im2col``."""
+        names = []
+        for r in self.prog[self.prog[:, ik.F_OP] == ik.OP_CONV]:
+            if r[ik.F_WINO] > 0:
+                names.append(f"winograd{r[ik.F_WINO]}")
+            elif r[ik.F_PACK] >= 0:
+                names.append("blocked")
+            elif r[ik.F_GEMM1]:
+                names.append("gemm1x1")
+            else:
+                names.append("direct" if r[ik.F_DIRECT] else "im2col")
+        return names
+
+    @property
+    def gemm_convs(self) -> bool:
+        """Whether a conv calls a GEMM (im2col or 1x1); the others are Numba loops only."""
+        p = self.prog
+        blas_path = (p[:, ik.F_PACK] < 0) & (p[:, ik.F_DIRECT] == 0)
+        return bool(np.any((p[:, ik.F_OP] == ik.OP_CONV) & blas_path))
+
+
 class InferencePlan:
-    """A compiled inference program for one model; see the module docstring."""
+    """A compiled inference program per batch regime for one model; see the module docstring."""
 
     def __init__(
         self,
-        prog: np.ndarray,
-        fparams: np.ndarray,
+        programs: dict[str, Program],
         arrays: list[np.ndarray],
         watched: list[tuple[Any, str, np.ndarray]],
         input_shape: tuple[int, ...],
         num_classes: int,
         dtype: np.dtype,
         sizes: dict[str, int],
-        labels: list[str],
     ) -> None:
-        self.prog = prog
-        self.fparams = fparams
+        self.programs = programs
         self.input_shape = input_shape
         self.num_classes = num_classes
         self.dtype = dtype
-        self.labels = labels  # one per op, e.g. "0 conv2d+relu"
         self._arrays_py = arrays
         self._watched = watched
         self._sizes = sizes
         self._arrays: Any = None  # numba typed list, built on first use
         self._scratch: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
+        self._gemm_convs = {regime: program.gemm_convs for regime, program in programs.items()}
         layout = np.zeros(ik.NLAYOUT, np.int64)
         act = sizes["chunk"] * sizes["act"]
         layout[ik.L_A] = 0
@@ -160,25 +217,53 @@ class InferencePlan:
         layout[ik.L_MINTASK] = max(1, -(-TASK_MIN_MACS // max(1, sizes["macs"])))
         layout[ik.L_SPLIT] = SPLIT_MACS
         layout[ik.L_DENSE_SPLIT] = DENSE_SPLIT_MACS
-        self.layout = layout
-        # convs that call a GEMM (im2col or 1x1); the others are Numba loops only
-        is_conv = prog[:, ik.F_OP] == ik.OP_CONV
-        blas_path = (prog[:, ik.F_PACK] < 0) & (prog[:, ik.F_DIRECT] == 0)
-        self._gemm_convs = bool(np.any(is_conv & blas_path))
+        self.layout = layout  # one scratch layout: the largest of both programs' needs
         self.scratch_elements = int(layout[ik.L_XP] + sizes["xp"])
+
+    def program(self, samples: int) -> Program:
+        """The program that runs an input of ``samples`` samples."""
+        return self.programs[THROUGHPUT if samples >= BATCHED_FROM else LATENCY]
+
+    # the batch-1 program's table, for callers that look at one program
+    @property
+    def prog(self) -> np.ndarray:
+        return self.programs[LATENCY].prog
+
+    @property
+    def fparams(self) -> np.ndarray:
+        return self.programs[LATENCY].fparams
+
+    @property
+    def labels(self) -> list[str]:
+        return self.programs[LATENCY].labels
 
     # --- building ---------------------------------------------------------------------------
 
     @classmethod
     def compile(cls, model: Sequential) -> InferencePlan:
-        """Program for ``model`` (eval mode), each layer adding its own step through a
-        :class:`PlanBuilder`; :class:`UnsupportedModel` when a layer has no step."""
-        plan = PlanBuilder(model)
-        in_shape: tuple[int, ...] = model.input_shape
-        for index, layer in enumerate(model.layers):
-            plan.describe(index, layer, in_shape, model.shapes[index])
-            in_shape = model.shapes[index]
-        return plan.finish()
+        """Programs for ``model`` (eval mode), one per regime, each layer adding its own step
+        through a :class:`PlanBuilder`; :class:`UnsupportedModel` when a layer has no step."""
+        shared = SharedArrays(np.dtype(model.dtype))
+        programs = {}
+        for regime in REGIMES:
+            plan = PlanBuilder(model, regime, shared)
+            in_shape: tuple[int, ...] = model.input_shape
+            for index, layer in enumerate(model.layers):
+                plan.describe(index, layer, in_shape, model.shapes[index])
+                in_shape = model.shapes[index]
+            programs[regime] = plan.program()
+        macs = _macs(list(programs[LATENCY].prog))
+        act_max = max(math.prod(s) for s in (model.input_shape, *model.shapes))
+        sizes = dict(shared.sizes, chunk=shared.chunk(act_max), act=act_max, macs=macs)
+        return cls(
+            programs,
+            shared.arrays,
+            shared.watched,
+            model.input_shape,
+            model.num_classes,
+            shared.dtype,
+            sizes,
+        )
 
     def is_current(self) -> bool:
         """False when a parameter or buffer array the plan reads was replaced by another one."""
@@ -203,7 +288,9 @@ class InferencePlan:
                 f"{', '.join(map(str, self.input_shape))})"
             )
         n = x.shape[0]
-        prog = self.prog if ops is None else self.prog[:ops]
+        program = self.program(n)
+        prog = program.prog if ops is None else program.prog[:ops]
+        fparams = program.fparams
         k = self.num_classes if ops is None else int(prog[-1, ik.F_OUT])
         out = np.empty((n, k), self.dtype)
         if n == 0:
@@ -221,24 +308,26 @@ class InferencePlan:
             if scratch is None:
                 scratch = np.zeros((threads, self.scratch_elements), self.dtype)
                 self._scratch[threads] = scratch
-            if n < _DENSE_BLAS_ROWS and not self._gemm_convs:
+            if n < _DENSE_BLAS_ROWS and not self._gemm_convs[program.regime]:
                 # nothing calls NumPy's BLAS: skip pinning its threads (3 ctypes calls, ~1 us)
                 ik.run_program(
-                    prog, self.fparams, self._arrays, self.layout, x2, out, scratch, softmax, 0
+                    prog, fparams, self._arrays, self.layout, x2, out, scratch, softmax, 0
                 )
                 return out
             with blas.numpy_blas(1) as fptr:
                 ik.run_program(
-                    prog, self.fparams, self._arrays, self.layout, x2, out, scratch, softmax, fptr
+                    prog, fparams, self._arrays, self.layout, x2, out, scratch, softmax, fptr
                 )
         return out
 
     def profile(self, x: np.ndarray, reps: int = 20) -> list[tuple[str, float]]:
-        """Median milliseconds spent in each op for input ``x`` (by timing program prefixes)."""
+        """Median milliseconds spent in each op of the program that runs input ``x`` (by timing
+        program prefixes)."""
         import time
 
+        labels = self.program(len(x)).labels
         cumulative = []
-        for ops in range(1, len(self.labels) + 1):
+        for ops in range(1, len(labels) + 1):
             self._run(x, False, ops)
             times = []
             for _ in range(reps):
@@ -248,14 +337,53 @@ class InferencePlan:
             cumulative.append(float(np.median(times)) * 1e3)
         prev = 0.0
         out = []
-        for label, t in zip(self.labels, cumulative, strict=True):
+        for label, t in zip(labels, cumulative, strict=True):
             out.append((label, t - prev))
             prev = t
         return out
 
 
+class SharedArrays:
+    """What the programs of one plan share: the array list every program indexes (the model's
+    live arrays once each, constants, and arrays derived from weights: packed blocks, Winograd
+    transforms, made once), the arrays whose replacement makes the plan stale, and the scratch
+    sizes (grown by every program, so one scratch layout serves all)."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.arrays: list[np.ndarray] = []
+        self.watched: list[tuple[Any, str, np.ndarray]] = []
+        self.sizes = {"cols": 1, "res": 1, "xp": 1}
+        self._live: dict[int, int] = {}  # id of a live array -> its index (the list keeps it)
+        self._derived: dict[tuple[str, int, int], int] = {}
+
+    def chunk(self, act_max: int) -> int:
+        """Samples per chunk for a largest per-sample activation of ``act_max`` elements."""
+        return max(1, min(MAX_CHUNK, ACT_BUDGET // (act_max * self.dtype.itemsize)))
+
+    def live(self, owner: object, attribute: str, arr: np.ndarray) -> int:
+        """Index of the live array ``owner.<attribute>`` (``arr``), added and watched once."""
+        index = self._live.get(id(arr))
+        if index is None:
+            self.watched.append((owner, attribute, arr))
+            self.arrays.append(arr.reshape(-1))
+            index = self._live[id(arr)] = len(self.arrays) - 1
+        return index
+
+    def derived(self, key: tuple[str, int, int], make: Callable[[], list[np.ndarray]]) -> int:
+        """Index of the first of the arrays ``make()`` returns for ``key`` (a kind, the index of
+        the weights they come from, a parameter), made on the first request only."""
+        index = self._derived.get(key)
+        if index is None:
+            index = self._derived[key] = len(self.arrays)
+            self.arrays.extend(make())
+        return index
+
+
 class PlanBuilder:
-    """Collects the program of an :class:`InferencePlan` while each layer describes its step.
+    """Collects the program of one batch regime of an :class:`InferencePlan` while each layer
+    describes its step (each layer describes it once per regime, so ``plan_step`` must not
+    change the layer; the regimes differ only in the algorithm a conv row takes).
 
     :meth:`describe` calls ``layer.plan_step(self)``; the step calls one of the op methods below
     with the layer's own parameters and geometry (the shapes come from the model). The builder
@@ -270,19 +398,19 @@ class PlanBuilder:
     Arrays are given as an :data:`ArraySource`. Op labels read ``"<index> <type>[+<type>...]"``.
     """
 
-    def __init__(self, model: Sequential) -> None:
-        self.dtype = np.dtype(model.dtype)
+    def __init__(self, model: Sequential, regime: str, shared: SharedArrays) -> None:
+        if regime not in REGIMES:
+            raise ValueError(f"regime {regime!r} is not one of {REGIMES}")
+        self.regime = regime
+        self.dtype = shared.dtype
         act_max = max(math.prod(s) for s in (model.input_shape, *model.shapes))
-        self._act_max = act_max
-        self._chunk = max(1, min(MAX_CHUNK, ACT_BUDGET // (act_max * self.dtype.itemsize)))
-        self._sizes = {"cols": 1, "res": 1, "xp": 1}
+        self._chunk = shared.chunk(act_max)
+        self._shared = shared
+        self._sizes = shared.sizes
+        self._arrays = shared.arrays
         self._rows: list[np.ndarray] = []
         self._fparams: list[tuple[float, float]] = []  # (activation alpha, batchnorm eps) per op
         self._labels: list[str] = []
-        self._arrays: list[np.ndarray] = []
-        self._watched: list[tuple[Any, str, np.ndarray]] = []
-        self._input_shape = model.input_shape
-        self._num_classes = model.num_classes
         # the layer being described
         self._index = -1
         self._layer: Layer | None = None
@@ -306,22 +434,12 @@ class PlanBuilder:
         if self._steps == 0:
             self._fail("plan_step() added no step; call plan.identity() for a no-op layer")
 
-    def finish(self) -> InferencePlan:
-        """The compiled plan; :class:`UnsupportedModel` when no layer computes anything."""
+    def program(self) -> Program:
+        """This regime's program; :class:`UnsupportedModel` when no layer computes anything."""
         if not self._rows:
             raise UnsupportedModel("the model has no computing layer")
-        sizes = dict(self._sizes, chunk=self._chunk, act=self._act_max, macs=_macs(self._rows))
-        return InferencePlan(
-            np.stack(self._rows),
-            np.asarray(self._fparams, np.float64).reshape(-1, 2),
-            self._arrays,
-            self._watched,
-            self._input_shape,
-            self._num_classes,
-            self.dtype,
-            sizes,
-            self._labels,
-        )
+        fparams = np.asarray(self._fparams, np.float64).reshape(-1, 2)
+        return Program(self.regime, np.stack(self._rows), fparams, self._labels)
 
     # --- the ops a plan step can add --------------------------------------------------------
 
@@ -387,11 +505,15 @@ class PlanBuilder:
             return False
         a2 = (m + 2) ** 2
         weight = self._arrays[int(r[ik.F_WI])]
-        u = np.empty(a2 * f * c, self.dtype)
-        wino_k.winograd_filter(weight.reshape(f, c, 3, 3), m, u.reshape(a2, f, c))
+
+        def transform() -> list[np.ndarray]:
+            u = np.empty(a2 * f * c, self.dtype)
+            wino_k.winograd_filter(weight.reshape(f, c, 3, 3), m, u.reshape(a2, f, c))
+            return [u, weight.copy()]
+
         block = conv_algorithms.block_rows(m, c, f, ow, self.dtype.itemsize)
-        r[ik.F_WINO], r[ik.F_WU], r[ik.F_WB] = m, len(self._arrays), block
-        self._arrays += [u, weight.copy()]
+        r[ik.F_WINO], r[ik.F_WB] = m, block
+        r[ik.F_WU] = self._shared.derived(("winograd", int(r[ik.F_WI]), m), transform)
         tiles = block * -(-ow // m)  # V (a*a, C, tiles) in the cols scratch, M in res
         self._sizes["cols"] = max(self._sizes["cols"], a2 * c * tiles)
         self._sizes["res"] = max(self._sizes["res"], a2 * f * tiles)
@@ -400,7 +522,8 @@ class PlanBuilder:
 
     def _small_work_path(self, r: np.ndarray, weight: ArraySource) -> None:
         """1x1 convs straight to GEMM; stride-1 convs the rule picks to the blocked direct kernel
-        (its weights packed here, once; the kernel re-syncs them in place if they change)."""
+        (its weights packed here, once, next to a copy of the weights they were packed from:
+        the kernel repacks them when the live weights changed in place)."""
         groups, kh, kw = int(r[ik.F_G]), int(r[ik.F_KH]), int(r[ik.F_KW])
         c, f, oh, ow = int(r[ik.F_C]), int(r[ik.F_F]), int(r[ik.F_OH]), int(r[ik.F_OW])
         unit = r[ik.F_SH] == 1 and r[ik.F_SW] == 1
@@ -410,12 +533,17 @@ class PlanBuilder:
             r[ik.F_GEMM1], r[ik.F_DIRECT] = 1, 0
             self._sizes["res"] = max(self._sizes["res"], f // groups * oh * ow)
             return
-        if not unit or self.dtype != np.float32 or not BLOCKED_CONV(k, f // groups, oh, ow):
+        rule = BLOCKED_CONV if self.regime == LATENCY else BLOCKED_CONV_BATCHED
+        if not unit or self.dtype != np.float32 or not rule(k, f // groups, oh, ow):
             return
         live = self._arrays[int(r[ik.F_WI])].reshape(f, k)
-        packed = np.zeros(direct.packed_size(f, groups, k), self.dtype)
-        direct.pack_weights(live, groups, packed)
-        r[ik.F_PACK] = self._array("packed weight", packed, packed.size)
+
+        def pack() -> list[np.ndarray]:
+            packed = np.zeros(direct.packed_size(f, groups, k), self.dtype)
+            direct.pack_weights(live, groups, packed)
+            return [packed, live.reshape(-1).copy()]  # and the weights it was packed from
+
+        r[ik.F_PACK] = self._shared.derived(("packed", int(r[ik.F_WI]), groups), pack)
         r[ik.F_DIRECT] = 0
         owp = -(-ow // direct.TILE) * direct.TILE
         self._sizes["res"] = max(self._sizes["res"], direct.LANES * oh * owp)
@@ -605,8 +733,10 @@ class PlanBuilder:
                 )
             if not arr.flags.c_contiguous:
                 raise UnsupportedModel(f"{self._who()}: array {name} is not contiguous")
-            self._watched.append((source.owner, source.attribute, arr))
-        elif isinstance(source, np.ndarray):
+            if arr.size != size:
+                self._fail(f"array {name} has {arr.size} elements, the op needs {size}")
+            return self._shared.live(source.owner, source.attribute, arr)
+        if isinstance(source, np.ndarray):
             arr = np.array(source, dtype=self.dtype, order="C")
         else:
             arr = np.full(size, source, self.dtype)

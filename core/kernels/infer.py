@@ -81,7 +81,8 @@ F_PLANE = 25  # conv stride 1: padded plane length per channel (0 otherwise)
 F_DIRECT = 26  # conv stride 1: 1 = direct accumulation over shifted planes (no im2col/GEMM)
 F_COMPACT = 27  # conv stride 1: 1 = lower only the OW valid columns of each grid row (narrow maps)
 # --- small-work path (core.kernels.direct) and fused pooling ---
-F_PACK = 28  # conv stride 1: index of the channel-blocked packed weights (-1: not blocked)
+F_PACK = 28  # conv stride 1: index of the channel-blocked packed weights (-1: not blocked);
+# the array after them is a copy of the weights they were packed from
 F_POOL = 29  # conv: pooling fused into the output step: POOL_NONE / POOL_MAX / POOL_AVG
 F_PKH = 30  # fused pool window, stride, top/left padding and output size
 F_PKW = 31
@@ -283,10 +284,26 @@ def _conv_rows(
 
 
 @numba.njit(cache=True)
+def _pools_in_registers(p, alpha):
+    """Whether a blocked conv row's fused pool can run inside the micro-kernel
+    (:func:`core.kernels.direct.conv_pool_block`): a 2x2 stride-2 unpadded max pool after an
+    activation that is monotone non-decreasing, so max(act(v)) = act(max(v)) exactly and the
+    activation runs on the pooled values."""
+    if p[F_POOL] != POOL_MAX or p[F_PPT] != 0 or p[F_PPL] != 0:
+        return False
+    if p[F_PKH] != 2 or p[F_PKW] != 2 or p[F_PSH] != 2 or p[F_PSW] != 2:
+        return False
+    act = p[F_ACT]
+    return act in (ACT_NONE, ACT_RELU) or (act == ACT_LEAKY and alpha >= 0)
+
+
+@numba.njit(cache=True)
 def _conv_blocked(p, alpha, scale, shift, wp, src, dst, nb, res_buf, xp_buf):
     """Small-work path of OP_CONV (stride 1): per sample, pad once, then the register-blocked
     direct kernel of :mod:`core.kernels.direct` per block of LANES filters into a small
-    (LANES, OH, OWp) scratch block, and the fused output step (affine, activation, pooling)."""
+    (LANES, OH, OWp) scratch block, and the fused output step (affine, activation, pooling);
+    a 2x2 max pool (after a monotone activation) runs in the kernel's registers with the
+    affine, and the activation on the pooled (LANES, POH, PWp) block."""
     c_, f_, oh, ow = p[F_C], p[F_F], p[F_OH], p[F_OW]
     groups, kh, kw, dh, dw = p[F_G], p[F_KH], p[F_KW], p[F_DH], p[F_DW]
     wg, plane = p[F_WG], p[F_PLANE]
@@ -296,45 +313,46 @@ def _conv_blocked(p, alpha, scale, shift, wp, src, dst, nb, res_buf, xp_buf):
     out_size = p[F_OUT]
     act = p[F_ACT]
     blk = res_buf[: direct.LANES * oh * owp]
+    in_registers = _pools_in_registers(p, alpha)
+    poh, pw = p[F_POH], p[F_POW]
+    pwp = direct.pooled_width(pw)
+    # each filter block's affine, padded to LANES (scale 1, shift 0 on the missing filters)
+    sc = np.ones((groups * fbg, direct.LANES), scale.dtype)
+    sh = np.zeros((groups * fbg, direct.LANES), scale.dtype)
+    for g in range(groups):
+        for fb in range(fbg):
+            for k in range(min(direct.LANES, fg - fb * direct.LANES)):
+                sc[g * fbg + fb, k] = scale[g * fg + fb * direct.LANES + k]
+                sh[g * fbg + fb, k] = shift[g * fg + fb * direct.LANES + k]
     for s in range(nb):
         _conv_pad(p, src, s, s + 1, xp_buf)
         ys = dst[s * out_size : (s + 1) * out_size]
         for g in range(groups):
             for fb in range(fbg):
-                direct.conv_block(
-                    xp_buf,
-                    g * cg * plane,
-                    plane,
-                    wg,
-                    wp,
-                    g * fbg + fb,
-                    cg,
-                    kh,
-                    kw,
-                    dh,
-                    dw,
-                    oh,
-                    ow,
-                    blk,
-                )
-                for k in range(min(direct.LANES, fg - fb * direct.LANES)):
+                bi = g * fbg + fb
+                base = g * cg * plane
+                nk = min(direct.LANES, fg - fb * direct.LANES)
+                if in_registers:
+                    direct.conv_pool_block(
+                        xp_buf, base, plane, wg, wp, bi, cg, kh, kw, dh, dw, poh, pw,
+                        sc[bi], sh[bi], blk,
+                    )  # fmt: skip
+                    for k in range(nk):
+                        fo = g * fg + fb * direct.LANES + k
+                        yc = ys[fo * poh * pw : (fo + 1) * poh * pw]
+                        for py in range(poh):
+                            r0 = (k * poh + py) * pwp
+                            for px in range(pw):
+                                yc[py * pw + px] = blk[r0 + px]
+                        _activate(yc, act, alpha)
+                    continue
+                direct.conv_block(xp_buf, base, plane, wg, wp, bi, cg, kh, kw, dh, dw, oh, ow, blk)
+                for k in range(nk):
                     fo = g * fg + fb * direct.LANES + k
                     _emit(
-                        blk,
-                        k * oh * owp,
-                        owp,
-                        0,
-                        oh,
-                        oh,
-                        ow,
-                        scale[fo],
-                        shift[fo],
-                        act,
-                        alpha,
-                        p,
-                        ys,
-                        fo,
-                    )
+                        blk, k * oh * owp, owp, 0, oh, oh, ow, scale[fo], shift[fo], act, alpha,
+                        p, ys, fo,
+                    )  # fmt: skip
 
 
 @numba.njit(cache=True)
@@ -557,19 +575,33 @@ def _conv_split(p, alpha, eps, arrays, src, dst, scratch, layout):
 
 
 @numba.njit(cache=True)
+def _differs(a, b):
+    """Whether two equal-length arrays differ anywhere (a count, so LLVM vectorises it)."""
+    n = 0
+    for q in range(a.shape[0]):
+        n += a[q] != b[q]
+    return n > 0
+
+
+@numba.njit(cache=True)
 def _sync_packed(prog, arrays):
-    """Bring the packed (channel-blocked) weights of every blocked conv up to date with the
-    live weights: a read-only compare that writes only what changed (an in-place optimizer step
-    or a test's edit), so the packing done at plan build time is reused while weights are still."""
+    """Repack the channel-blocked weights of every blocked conv whose live weights changed in
+    place (an optimizer step, a test's edit) since they were packed: the array after the packed
+    one (F_PACK + 1) is a copy of the weights they were packed from, so a still plan pays one
+    contiguous compare per call (~F*K values) and the packing done at build time is reused."""
     for i in range(prog.shape[0]):
         p = prog[i]
         if p[F_OP] != OP_CONV or p[F_PACK] < 0:
             continue
+        w = arrays[p[F_WI]]
+        made = arrays[p[F_PACK] + 1]
+        if not _differs(w, made):
+            continue
+        made[:] = w
         f_, groups = p[F_F], p[F_G]
         fg = f_ // groups
         k_ = p[F_C] // groups * p[F_KH] * p[F_KW]
         fbg = -(-fg // direct.LANES)
-        w = arrays[p[F_WI]]
         wp = arrays[p[F_PACK]]
         zero = w[0] * 0
         for g in range(groups):
@@ -579,8 +611,7 @@ def _sync_packed(prog, arrays):
                     for lane in range(direct.LANES):
                         f = fb * direct.LANES + lane
                         v = w[(g * fg + f) * k_ + r] if f < fg else zero
-                        if wp[o + r * direct.LANES + lane] != v:
-                            wp[o + r * direct.LANES + lane] = v
+                        wp[o + r * direct.LANES + lane] = v
 
 
 @numba.njit(parallel=True, cache=True)

@@ -87,9 +87,10 @@ def _check(model: Sequential, n: int, seed: int = 0) -> InferencePlan:
     np.testing.assert_allclose(plan.predict_proba(x), proba, atol=TOL)
     twin = np.empty((n, model.num_classes), model.dtype)
     scratch = next(iter(plan._scratch.values()))
+    program = plan.program(n)
     ik.run_program_reference(
-        plan.prog, plan.fparams, list(plan._arrays_py), plan.layout, x.reshape(n, -1), twin,
-        scratch, False, 0,
+        program.prog, program.fparams, list(plan._arrays_py), plan.layout, x.reshape(n, -1),
+        twin, scratch, False, 0,
     )  # fmt: skip
     np.testing.assert_allclose(twin, ref, atol=atol)
     return plan
@@ -102,7 +103,8 @@ def blocked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
     neither the blocked kernel nor a fused pool)."""
     on = request.param == "blocked"
     monkeypatch.setenv(conv_algorithms.ENV, "im2col")
-    monkeypatch.setattr(inference, "BLOCKED_CONV", lambda k, fg, oh, ow: on)
+    for rule in ("BLOCKED_CONV", "BLOCKED_CONV_BATCHED"):  # both batch regimes
+        monkeypatch.setattr(inference, rule, lambda k, fg, oh, ow: on)
     return on
 
 
@@ -124,7 +126,7 @@ def test_conv_geometries_match_layer_forward(blocked: bool, conv: dict[str, Any]
     arch = [{"type": "conv2d", **conv}, {"type": "relu"}, {"type": "flatten"}]
     arch.append({"type": "dense", "units": 3})
     plan = _check(Sequential.from_spec(arch, (6, 11, 9)), n)
-    row = plan.prog[0]
+    row = plan.program(n).prog[0]
     unit = conv.get("stride", 1) == 1
     if conv["kernel_size"] == 1:
         assert row[ik.F_GEMM1] == 1 and row[ik.F_PACK] < 0
@@ -201,3 +203,37 @@ def test_a_pool_after_a_winograd_conv_stays_its_own_op(monkeypatch: pytest.Monke
     # the Winograd output step writes whole maps, so the pools run as ops of their own
     assert labels[:3] == ["conv2d(winograd4)+relu", "conv2d(winograd4)+relu", "maxpool2d"]
     assert sum(int(r[ik.F_OP] == ik.OP_MAXPOOL) for r in vgg.prog) == 2
+
+
+@pytest.mark.parametrize(
+    ("cg", "kh", "kw", "dh", "dw", "poh", "pw", "blocks"),
+    [
+        (1, 5, 5, 1, 1, 14, 14, 1),  # LeNet conv1 + pool (28x28 -> 14x14)
+        (6, 5, 5, 1, 1, 5, 5, 2),  # LeNet conv2 + pool (10x10 -> 5x5): a junk pooled column
+        (3, 3, 3, 1, 1, 3, 4, 3),  # odd conv map (7x9): its last row and column pool nothing
+        (2, 3, 2, 2, 1, 2, 1, 1),  # dilation, rectangular kernel, one pooled column
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_pool_block_matches_reference(
+    cg: int, kh: int, kw: int, dh: int, dw: int, poh: int, pw: int, blocks: int, dtype: type
+) -> None:
+    rng = np.random.default_rng(cg * 100 + kh * 10 + pw)
+    oh, ow = 2 * poh + (cg == 3), 2 * pw + (cg == 3)  # a conv map may be one row/column longer
+    wg = ow + dw * (kw - 1)
+    plane = (oh + dh * (kh - 1)) * wg + dw * (kw - 1)
+    base = 3
+    xp = rng.standard_normal(base + cg * plane + direct.TILE).astype(dtype)
+    wp = rng.standard_normal(blocks * cg * kh * kw * direct.LANES).astype(dtype)
+    scale = rng.uniform(-1.5, 1.5, direct.LANES).astype(dtype)  # negative: affine before max
+    shift = rng.standard_normal(direct.LANES).astype(dtype)
+    pwp = direct.pooled_width(pw)
+    for fb in range(blocks):
+        fast = np.full(direct.LANES * poh * pwp, np.nan, dtype)
+        slow = np.full_like(fast, np.nan)
+        args = (xp, base, plane, wg, wp, fb, cg, kh, kw, dh, dw, poh, pw, scale, shift)
+        direct.conv_pool_block(*args, fast)
+        direct.conv_pool_block_reference(*args, slow)
+        f3 = fast.reshape(direct.LANES, poh, pwp)[:, :, :pw]  # junk columns >= PW unspecified
+        s3 = slow.reshape(direct.LANES, poh, pwp)[:, :, :pw]
+        np.testing.assert_allclose(f3, s3, rtol=1e-5, atol=1e-5)
