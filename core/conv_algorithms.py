@@ -170,41 +170,27 @@ def measured() -> dict[ConvShape, int]:
     return dict(_chosen)
 
 
-def _measure(shape: ConvShape) -> int:
-    """0, 2 or 4 by timing the three kernels on the calling thread (see the module docstring)."""
-    dtype = np.dtype(shape.dtype)
-    c, f = shape.channels, shape.filters
-    oh, ow = shape.out_height, shape.out_width
-    per_sample = 2.0 * c * f * 9 * oh * ow
+def _timing_input(shape: ConvShape) -> tuple[int, np.ndarray]:
+    """The sample count the measurements time (about MEASURE_FLOPS of direct multiply-adds,
+    1-16 samples) and a seeded random input of the shape."""
+    per_sample = 2.0 * shape.channels * shape.filters * 9 * shape.out_height * shape.out_width
     n = int(max(1, min(16, round(MEASURE_FLOPS / per_sample))))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, c, shape.height, shape.width)).astype(dtype)
-    w = (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c)).astype(dtype)
-    b = np.zeros(f, dtype)
-    out = np.empty((n, f, oh, ow), dtype)
-    pt, pl = shape.pad_top, shape.pad_left
-    packed: dict[int, tuple[np.ndarray, int]] = {}
-    for m in wino_k.TILES:
-        u = np.empty(((m + 2) ** 2, f, c), dtype)
-        wino_k.winograd_filter(w, m, u)
-        packed[m] = (u, block_rows(m, c, f, ow, dtype.itemsize))
+    x = np.random.default_rng(0).standard_normal((n, shape.channels, shape.height, shape.width))
+    return n, x.astype(shape.dtype)
+
+
+def _fastest(run: Callable[[int, int], None]) -> int:
+    """0 (im2col), 2 or 4 by timing ``run(m, fptr)`` for each on the calling thread alone
+    (best of MEASURE_REPS after one untimed round), by the margins of the module docstring."""
     threads = numba.get_num_threads()
     numba.set_num_threads(1)  # per-sample cost, without pool wake-ups (this thread only)
     try:
         with blas.numpy_blas(1) as fptr:
-
-            def run(m: int) -> None:
-                if m == 0:
-                    conv_k.conv2d_forward(x, w, b, 1, 1, pt, pl, 1, 1, n, out, fptr)
-                else:
-                    u, block = packed[m]
-                    wino_k.winograd_forward(x, u, b, m, pt, pl, block, 1, out, fptr)
-
             best = {0: np.inf, 2: np.inf, 4: np.inf}
             for rep in range(MEASURE_REPS + 1):
                 for m in best:
                     t0 = time.perf_counter()
-                    run(m)
+                    run(m, fptr)
                     elapsed = time.perf_counter() - t0
                     if rep > 0:  # the first round may compile or load from the cache
                         best[m] = min(best[m], elapsed)
@@ -212,6 +198,32 @@ def _measure(shape: ConvShape) -> int:
         numba.set_num_threads(threads)
     small = 4 if best[4] <= LARGE_TILE_MARGIN * best[2] else 2
     return small if best[small] <= MARGIN * best[0] else 0
+
+
+def _measure(shape: ConvShape) -> int:
+    """0, 2 or 4 by timing the three forward kernels (see the module docstring)."""
+    dtype = np.dtype(shape.dtype)
+    c, f, ow = shape.channels, shape.filters, shape.out_width
+    n, x = _timing_input(shape)
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((f, c, 3, 3)) / np.sqrt(9 * c)).astype(dtype)
+    b = np.zeros(f, dtype)
+    out = np.empty((n, f, shape.out_height, ow), dtype)
+    pt, pl = shape.pad_top, shape.pad_left
+    packed: dict[int, tuple[np.ndarray, int]] = {}
+    for m in wino_k.TILES:
+        u = np.empty(((m + 2) ** 2, f, c), dtype)
+        wino_k.winograd_filter(w, m, u)
+        packed[m] = (u, block_rows(m, c, f, ow, dtype.itemsize))
+
+    def run(m: int, fptr: int) -> None:
+        if m == 0:
+            conv_k.conv2d_forward(x, w, b, 1, 1, pt, pl, 1, 1, n, out, fptr)
+        else:
+            u, block = packed[m]
+            wino_k.winograd_forward(x, u, b, m, pt, pl, block, 1, out, fptr)
+
+    return _fastest(run)
 
 
 # ------------------------------------------------------------------------- weight gradient
@@ -244,45 +256,23 @@ def measured_weight_grad() -> dict[ConvShape, int]:
 
 
 def _measure_weight_grad(shape: ConvShape) -> int:
-    """0, 2 or 4 by timing im2col's and both tile sizes' weight gradients on the calling thread
-    (batch size, repetitions and margins as :func:`_measure`)."""
+    """0, 2 or 4 by timing im2col's and both tile sizes' weight gradients (batch size,
+    repetitions and margins as :func:`_measure`)."""
     dtype = np.dtype(shape.dtype)
     c, f = shape.channels, shape.filters
-    oh, ow = shape.out_height, shape.out_width
-    per_sample = 2.0 * c * f * 9 * oh * ow
-    n = int(max(1, min(16, round(MEASURE_FLOPS / per_sample))))
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, c, shape.height, shape.width)).astype(dtype)
-    dout = rng.standard_normal((n, f, oh, ow)).astype(dtype)
+    n, x = _timing_input(shape)
+    dout = np.random.default_rng(1).standard_normal((n, f, shape.out_height, shape.out_width))
+    dout = dout.astype(dtype)
     w = np.zeros((f, c, 3, 3), dtype)
     dw, db = np.zeros_like(w), np.zeros(f, dtype)
     partial = np.empty((1, f, c * 9 + 1), dtype)
     pt, pl = shape.pad_top, shape.pad_left
-    blocks = {m: block_rows(m, c, f, ow, dtype.itemsize) for m in wino_k.TILES}
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with blas.numpy_blas(1) as fptr:
+    blocks = {m: block_rows(m, c, f, shape.out_width, dtype.itemsize) for m in wino_k.TILES}
 
-            def run(m: int) -> None:
-                if m == 0:
-                    wgrad_k.conv2d_weight_grad(
-                        x, w, dout, 1, 1, pt, pl, 1, 1, n, dw, db, partial, fptr
-                    )
-                else:
-                    wino_wgrad_k.winograd_weight_grad(
-                        x, dout, m, pt, pl, blocks[m], 1, dw, db, fptr
-                    )
+    def run(m: int, fptr: int) -> None:
+        if m == 0:
+            wgrad_k.conv2d_weight_grad(x, w, dout, 1, 1, pt, pl, 1, 1, n, dw, db, partial, fptr)
+        else:
+            wino_wgrad_k.winograd_weight_grad(x, dout, m, pt, pl, blocks[m], 1, dw, db, fptr)
 
-            best = {0: np.inf, 2: np.inf, 4: np.inf}
-            for rep in range(MEASURE_REPS + 1):
-                for m in best:
-                    t0 = time.perf_counter()
-                    run(m)
-                    elapsed = time.perf_counter() - t0
-                    if rep > 0:
-                        best[m] = min(best[m], elapsed)
-    finally:
-        numba.set_num_threads(threads)
-    small = 4 if best[4] <= LARGE_TILE_MARGIN * best[2] else 2
-    return small if best[small] <= MARGIN * best[0] else 0
+    return _fastest(run)
