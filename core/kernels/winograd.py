@@ -559,6 +559,30 @@ def _input_rows4(x, pt, pl, th, tw, r0, r1, v, prow, hb):
 
 
 @numba.njit(cache=True)
+def input_scratch(x, m, tw, block):
+    """(rb, zb, prow, hb): the scratch of :func:`input_transform` for batches of ``block`` tile
+    rows of ``tw`` tiles (zb also serves :func:`_output_rows`)."""
+    a = m + 2
+    rb = np.empty((a, tw * m + 2), x.dtype)
+    zb = np.empty((a, tw * m + 2), x.dtype)
+    width = vector_width(tw)
+    twp = -(-tw // width) * width
+    prow = np.zeros(4 * twp + 8, x.dtype)
+    hb = np.empty(6 * (4 * block + 2) * twp if m == 4 else 0, x.dtype)
+    return rb, zb, prow, hb
+
+
+@numba.njit(cache=True)
+def input_transform(x, m, pt, pl, th, tw, r0, r1, v, rb, zb, prow, hb):
+    """v <- B^T d B of every tile of tile rows [r0, r1): F(4x4) by the vectorised,
+    horizontal-first :func:`_input_rows4`, F(2x2) by :func:`_input_rows`."""
+    if m == 4:
+        _input_rows4(x, pt, pl, th, tw, r0, r1, v, prow, hb)
+    else:
+        _input_rows(x, m, pt, pl, th, tw, r0, r1, v, rb, zb)
+
+
+@numba.njit(cache=True)
 def conv_blocks(x, u, scale, shift, m, pt, pl, r0, r1, block, out, vbuf, mbuf, fptr):
     """Tile rows [r0, r1) of the convolution on the calling thread, ``block`` tile rows per batch
     of a*a GEMMs: out = conv(x, w) * scale + shift per output channel (scale 1, shift b: a plain
@@ -568,21 +592,13 @@ def conv_blocks(x, u, scale, shift, m, pt, pl, r0, r1, block, out, vbuf, mbuf, f
     f_, c_ = u.shape[1], u.shape[2]
     oh, ow = out.shape[2], out.shape[3]
     th, tw = (oh + m - 1) // m, (ow + m - 1) // m
-    rb = np.empty((a, tw * m + 2), x.dtype)
-    zb = np.empty((a, tw * m + 2), x.dtype)
-    width = vector_width(tw)
-    twp = -(-tw // width) * width
-    prow = np.zeros(4 * twp + 8, x.dtype)
-    hb = np.empty(6 * (4 * block + 2) * twp if m == 4 else 0, x.dtype)
+    rb, zb, prow, hb = input_scratch(x, m, tw, block)
     for b0 in range(r0, r1, block):
         b1 = min(b0 + block, r1)
         nt = (b1 - b0) * tw
         v = vbuf[: a * a * c_ * nt].reshape(a * a, c_, nt)
         mm = mbuf[: a * a * f_ * nt].reshape(a * a, f_, nt)
-        if m == 4:
-            _input_rows4(x, pt, pl, th, tw, b0, b1, v, prow, hb)
-        else:
-            _input_rows(x, m, pt, pl, th, tw, b0, b1, v, rb, zb)
+        input_transform(x, m, pt, pl, th, tw, b0, b1, v, rb, zb, prow, hb)
         for p in range(a * a):
             gemm(fptr, u[p], v[p], mm[p])
         _output_rows(mm, scale, shift, m, th, tw, b0, b1, out, zb)

@@ -11,8 +11,8 @@ gradient tile dY of every tile and its a x a input patch d:
 so, with Z = A dY A^T (the output gradient transform), the tile sum is, for each of the a*a
 positions p, one GEMM  dU[p] (F, C) += Z[p] (F, T) @ V[p]^T (T, C)  over a block of T tiles:
 a*a/(m*m) multiplies per output pixel and (f, c) instead of im2col's 9 (2.25x fewer for F(2,3),
-4x for F(4,3)). The input transform V is the forward's (:func:`core.kernels.winograd._input_rows` /
-:func:`~core.kernels.winograd._input_rows4`);
+4x for F(4,3)). The input transform V is the forward's
+(:func:`core.kernels.winograd.input_transform`);
 output-gradient pixels past OH / OW (tiles overhanging the map) count as 0, so the junk columns of
 those tiles add nothing. The bias gradient (row sums of dY) is taken in the same pass.
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from core.kernels.blas import gemm
 from core.kernels.conv_wgrad import conv2d_weight_grad_reference
-from core.kernels.winograd import G2, G4, _input_rows, _input_rows4, vector_width
+from core.kernels.winograd import G2, G4, input_scratch, input_transform
 
 # ------------------------------------------------------------ output-gradient transform
 # By tile rows, as the forward's transforms (:mod:`core.kernels.winograd`, whose input transform
@@ -128,16 +128,11 @@ def wgrad_blocks(x, dout, m, pt, pl, r0, r1, block, du, db, vbuf, zbuf, fptr):
     c_, f_ = x.shape[1], dout.shape[1]
     oh, ow = dout.shape[2], dout.shape[3]
     th, tw = (oh + m - 1) // m, (ow + m - 1) // m
-    rb = np.empty((a, tw * m + 2), x.dtype)
-    zb = np.empty((a, tw * m + 2), x.dtype)
+    rb, zb, prow, hb = input_scratch(x, m, tw, block)
     ro = np.empty((m, tw * m), x.dtype)
     zo = np.empty((a, 1, tw * m), x.dtype)
     zd = np.empty((a, a, min(block, r1 - r0) * tw), x.dtype)
     tmp = np.empty((f_, c_), x.dtype)
-    # F(4x4): the forward's vectorised, horizontal-first input transform and its scratch
-    twp = -(-tw // vector_width(tw)) * vector_width(tw)
-    prow = np.zeros(4 * twp + 8, x.dtype)
-    hb = np.empty(6 * (4 * block + 2) * twp if m == 4 else 0, x.dtype)
     du[...] = 0
     for f in range(f_):
         db[f] = 0
@@ -147,10 +142,7 @@ def wgrad_blocks(x, dout, m, pt, pl, r0, r1, block, du, db, vbuf, zbuf, fptr):
         nt = (b1 - b0) * tw
         v = vbuf[: a * a * c_ * nt].reshape(a * a, c_, nt)
         z = zbuf[: a * a * f_ * nt].reshape(a * a, f_, nt)
-        if m == 4:
-            _input_rows4(x, pt, pl, th, tw, b0, b1, v, prow, hb)
-        else:
-            _input_rows(x, m, pt, pl, th, tw, b0, b1, v, rb, zb)
+        input_transform(x, m, pt, pl, th, tw, b0, b1, v, rb, zb, prow, hb)
         _grad_block(dout, m, th, tw, b0, b1, z, ro, zo, zd)
         for f in range(f_):
             acc = 0.0
