@@ -8,13 +8,13 @@ import grpc
 
 from proto.cnn.v1 import classifier_pb2 as pb
 from proto.cnn.v1 import classifier_pb2_grpc as pb_grpc
-from server import codec, explain_codec, explainer, lifecycle_codec, metrics
+from server import codec, explain_codec, explainer, lifecycle_codec, metrics, rate_limit
 from server.decoding import PixelWork
 from server.errors import InvalidInput, LimitExceeded, WrongTask, map_errors
 from server.explainer import ExplainLimits
 from server.inference import InferenceService
 from server.model import ServedModel
-from server.rate_limit import RateLimiter, caller_of
+from server.rate_limit import RateLimiter
 from server.registry import ModelRegistry
 
 
@@ -75,13 +75,14 @@ class ClassifierServicer(pb_grpc.ClassifierServicer):
     async def Explain(self, request: pb.ExplainRequest, context: grpc.aio.ServicerContext):
         started = time.perf_counter()
         # Checked first: a refused call costs no model lookup, decode or backward pass.
-        wait_s = self._explains.acquire(caller_of(context.peer()))
-        if wait_s > 0:
-            raise LimitExceeded(
-                f"too many Explain calls from this client: at most {self._explains.burst} at "
-                f"once and {self._explains.per_minute:g} per minute (CNN_EXPLAIN_BURST, "
-                f"CNN_EXPLAIN_RATE_PER_MIN); retry in {wait_s:.1f} s"
-            )
+        refused = rate_limit.refusal(
+            self._explains,
+            context.peer(),
+            "Explain calls",
+            "CNN_EXPLAIN_BURST, CNN_EXPLAIN_RATE_PER_MIN",
+        )
+        if refused:
+            raise LimitExceeded(refused)
         model = self._registry.get(request.model, _version(request.version))
         limits = self._explain_limits
         ask, work = explain_codec.decode_explain(request, model, self._limits, limits)

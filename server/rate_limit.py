@@ -79,3 +79,15 @@ def caller_of(peer: str) -> str:
         host = address.rpartition(":")[0]
         return f"{kind}:{host or address}"
     return peer  # unix sockets and the like: the whole string
+
+
+def refusal(limiter: RateLimiter, peer: str, calls: str, settings: str) -> str | None:
+    """Take a token for the caller at `peer`: None when granted, else the message of the
+    RESOURCE_EXHAUSTED answer (`calls`: what is limited, `settings`: the variables that set it)."""
+    wait_s = limiter.acquire(caller_of(peer))
+    if wait_s <= 0:
+        return None
+    return (
+        f"too many {calls} from this client: at most {limiter.burst} at once and "
+        f"{limiter.per_minute:g} per minute ({settings}); retry in {wait_s:.1f} s"
+    )

@@ -32,9 +32,10 @@ from jobs.queue import JobQueue
 from jobs.views import JobView
 from proto.cnn.v1 import training_pb2 as pb
 from proto.cnn.v1 import training_pb2_grpc as pb_grpc
+from server import rate_limit
 from server import training_codec as codec
 from server.errors import LimitExceeded, Unavailable, map_errors, map_stream_errors
-from server.rate_limit import RateLimiter, caller_of
+from server.rate_limit import RateLimiter
 
 T = TypeVar("T")
 
@@ -90,13 +91,11 @@ class TrainingServicer(pb_grpc.TrainingServicer):
         self, request: pb.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitResponse:
         context.set_trailing_metadata(NO_CLIENT_RETRY)
-        wait_s = self._submits.acquire(caller_of(context.peer()))
-        if wait_s > 0:
-            raise LimitExceeded(
-                f"too many submits from this client: at most {self._submits.burst} at once and "
-                f"{self._submits.per_minute:g} per minute (CNN_SUBMIT_BURST, "
-                f"CNN_SUBMIT_RATE_PER_MIN); retry in {wait_s:.0f} s"
-            )
+        refused = rate_limit.refusal(
+            self._submits, context.peer(), "submits", "CNN_SUBMIT_BURST, CNN_SUBMIT_RATE_PER_MIN"
+        )
+        if refused:
+            raise LimitExceeded(refused)
         spec_json = codec.spec_json(request.spec_json)
         submitted = await self._call(
             lambda: self._queue.submission(

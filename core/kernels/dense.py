@@ -63,6 +63,16 @@ def dense_forward_reference(x, w, b, out, fptr=0):
             out[n, o] = acc
 
 
+@numba.njit(cache=True)
+def _add_column_sums(dout, db):
+    """db += the column sums of dout (the bias gradient), on the calling thread."""
+    for o in range(dout.shape[1]):
+        s = 0.0
+        for n in range(dout.shape[0]):
+            s += dout[n, o]
+        db[o] += s
+
+
 @numba.njit(parallel=True, cache=True)
 def dense_backward(dout, x, w, dx, dw, db, fptr=0):
     """dx (N, I) = dout @ w.T (overwritten); dw (I, O) += x.T @ dout; db (O,) += sum_n dout."""
@@ -73,11 +83,7 @@ def dense_backward(dout, x, w, dx, dw, db, fptr=0):
     if n_ * i_ * o_ < _SERIAL_WORK:  # small layer: 3 GEMMs on the calling thread
         np.dot(dout, wt, dx)
         dw += np.dot(x.T, dout)
-        for o in range(o_):
-            s = 0.0
-            for n in range(n_):
-                s += dout[n, o]
-            db[o] += s
+        _add_column_sums(dout, db)
         return
     if w.size >= _SPLIT_WEIGHTS:  # each task: rows r0..r1 of w, dw and columns of x, dx
         for t in numba.prange((i_ + _SPLIT - 1) // _SPLIT):
@@ -93,11 +99,7 @@ def dense_backward(dout, x, w, dx, dw, db, fptr=0):
             for i in range(r0, r1):
                 for o in range(o_):
                     dw[i, o] += tdw[i - r0, o]
-        for o in range(o_):
-            s = 0.0
-            for n in range(n_):
-                s += dout[n, o]
-            db[o] += s
+        _add_column_sums(dout, db)
         return
     for t in numba.prange(blocks):
         r0 = t * _BLOCK
