@@ -23,8 +23,8 @@ import pytest
 from core.kernels import compile_cache
 from tests.support.limits import COLD_START_LIMIT_S, COLD_START_TEST_TIMEOUT_S
 from tests.support.processes import ManagedProcess, python_module
+from tests.support.workers import REPO_ROOT
 from tests.worker.conftest import FAST_TIMINGS
-from tests.worker.helpers import REPO_ROOT
 from worker import warm_marker
 
 #: The cold warm-up compiles every kernel a job may need (three models, both convolution
