@@ -226,6 +226,16 @@ def _measure(shape: ConvShape) -> int:
     return _fastest(run)
 
 
+def compile_candidates(dtype: str = "float32") -> None:
+    """Run every candidate kernel of both decisions (forward; weight gradient) once on a tiny
+    shape, with the argument types a layer passes: the worker's warm-up calls it so that a job
+    whose measurement picks any mix (e.g. Winograd backward-data with im2col's weight gradient)
+    compiles nothing. Records no choice."""
+    shape = ConvShape(4, 8, 8, 4, 8, 8, 1, 1, dtype)
+    _measure(shape)
+    _measure_weight_grad(shape)
+
+
 # ------------------------------------------------------------------------- weight gradient
 
 _chosen_weight_grad: dict[ConvShape, int] = {}
